@@ -1,0 +1,95 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `lenet5`, with the offending value and its context in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An array or a layer stack did not have the shape the layer needs.
+    #[error("{layer}: expected shape {expected}, got {got:?}")]
+    Shape {
+        /// The layer (or function) that refused the array.
+        layer: &'static str,
+        /// The shape it needs, e.g. `[6, 14, 14]` or `[6, H >= 5, W >= 5]`.
+        expected: String,
+        /// The shape it was given.
+        got: Vec<usize>,
+    },
+    /// A layer added to a [`Sequential`](crate::Sequential) does not fit the stack before it.
+    #[error("layer {index}: {source}")]
+    Layer {
+        /// The index the layer would have had in the stack.
+        index: usize,
+        /// Why it does not fit.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A value given by the caller is out of its valid range.
+    #[error("{what}: {reason}")]
+    InvalidArgument {
+        /// The argument, e.g. `"Sgd::lr"`.
+        what: &'static str,
+        /// What was wrong with it, including the value.
+        reason: String,
+    },
+    /// `backprop` was called without a `forward` before it.
+    #[error("{layer}: backprop called before forward")]
+    NoForward {
+        /// The layer.
+        layer: &'static str,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An IDX file is malformed: bad magic number, bad dimensions, truncated, or inconsistent.
+    #[error("{}: {reason}", .path.display())]
+    Idx {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An image could not be decoded, or has a size the caller cannot use.
+    #[error("{source_name}: {reason}")]
+    Image {
+        /// The file, or a description of the in-memory image.
+        source_name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A model file is malformed, corrupted, of another version, or for another architecture.
+    #[error("{source_name}: {reason}")]
+    Model {
+        /// The file, or `"<memory>"`.
+        source_name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Training produced a NaN or infinite loss; the parameters are left as they were before that step.
+    #[error("training diverged at epoch {epoch}, sample {sample}: loss is {loss}")]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Index of the sample in the training set.
+        sample: usize,
+        /// The non-finite loss.
+        loss: f32,
+    },
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Shape`] for an exact expected shape.
+    pub(crate) fn shape(layer: &'static str, expected: &[usize], got: &[usize]) -> Self {
+        Error::Shape { layer, expected: format!("{expected:?}"), got: got.to_vec() }
+    }
+}

@@ -1,0 +1,129 @@
+//! The [`Layer`] trait and the parameter types every layer shares.
+//!
+//! Shapes are written with these letters throughout the crate:
+//! `B` batch size, `C` channels, `H` height, `W` width, `K` kernel side.
+//! Every array that flows between layers is 4-D `[B, C, H, W]`; a vector is `[B, n, 1, 1]`.
+
+use ndarray::{Array, Array4, ArrayView4, Dimension};
+
+use crate::{Error, Result};
+
+/// A trainable array and the gradient summed into it since the last optimiser step.
+///
+/// `grad` always has the shape of `value`.
+#[derive(Debug, Clone)]
+pub struct Param<D: Dimension> {
+    /// The parameter itself.
+    pub value: Array<f32, D>,
+    /// dL/d(value), accumulated by [`Layer::backprop`], applied and cleared by an optimiser.
+    pub grad: Array<f32, D>,
+}
+
+impl<D: Dimension> Param<D> {
+    /// A parameter with the given value and a zero gradient.
+    pub fn new(value: Array<f32, D>) -> Self {
+        let grad = Array::zeros(value.raw_dim());
+        Param { value, grad }
+    }
+
+    /// The flat, named, read-only view of this parameter.
+    pub fn as_ref(&self, name: &'static str) -> ParamRef<'_> {
+        ParamRef {
+            name,
+            shape: self.value.shape(),
+            value: self.value.as_slice().expect("parameters are in standard layout"),
+        }
+    }
+
+    /// The flat, named, mutable view of this parameter and its gradient.
+    pub fn as_mut(&mut self, name: &'static str) -> ParamMut<'_> {
+        ParamMut {
+            name,
+            value: self.value.as_slice_mut().expect("parameters are in standard layout"),
+            grad: self.grad.as_slice_mut().expect("gradients are in standard layout"),
+        }
+    }
+}
+
+/// A read-only view of one parameter, as saving and summaries need it.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamRef<'a> {
+    /// The name inside its layer: `weight`, `bias` or `coef`.
+    pub name: &'static str,
+    /// The parameter's shape; `value` holds it in row-major order.
+    pub shape: &'a [usize],
+    /// The values, row-major.
+    pub value: &'a [f32],
+}
+
+/// A mutable view of one parameter and its gradient, as optimisers and loading need it.
+#[derive(Debug)]
+pub struct ParamMut<'a> {
+    /// The name inside its layer: `weight`, `bias` or `coef`.
+    pub name: &'static str,
+    /// The values, row-major (the shape is in the matching [`ParamRef`]).
+    pub value: &'a mut [f32],
+    /// dL/d(value), same layout as `value`.
+    pub grad: &'a mut [f32],
+}
+
+/// One stage of a network: computes outputs and gradients, never decides an update.
+///
+/// `forward` keeps what `backprop` needs; `backprop` *adds* dL/d(param) into each parameter's
+/// gradient and returns dL/d(input). An optimiser then reads the gradients through
+/// [`Layer::params_mut`], moves the values and clears the gradients. Per-sample SGD is one
+/// forward, one backprop and one step; a mini-batch is a batch forward, one backprop and one step.
+pub trait Layer: std::fmt::Debug + Send + Sync {
+    /// The layer's type name, used in error messages and summaries (`"Conv"`).
+    fn name(&self) -> &'static str;
+
+    /// The `[C, H, W]` this layer produces from a `[C, H, W]` input, so a stack can be checked
+    /// before any data arrives.
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) when the layer cannot take that input.
+    fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]>;
+
+    /// Output `[B, C', H', W']` for `input` `[B, C, H, W]`, keeping what `backprop` needs.
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) when `input` has a shape the layer cannot take.
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>>;
+
+    /// Takes dL/d(output) of the last `forward`, adds dL/d(param) into each gradient, and
+    /// returns dL/d(input).
+    ///
+    /// # Errors
+    /// [`Error::NoForward`](crate::Error::NoForward) before any `forward`, and
+    /// [`Error::Shape`](crate::Error::Shape) when `grad_output` does not match the last output.
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>>;
+
+    /// The same output as `forward`, without keeping anything, so that many threads can
+    /// evaluate one network at once.
+    ///
+    /// # Errors
+    /// As [`Layer::forward`].
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>>;
+
+    /// The trainable parameters, in a fixed order; empty for a layer with none.
+    fn params(&self) -> Vec<ParamRef<'_>>;
+
+    /// The trainable parameters and their gradients, in the order of [`Layer::params`].
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>>;
+}
+
+/// `[C, H, W]` of a `[B, C, H, W]` shape.
+pub(crate) fn chw(shape: &[usize]) -> [usize; 3] {
+    [shape[1], shape[2], shape[3]]
+}
+
+/// Checks that `forward` has run (`output` is not empty) and that `grad_output` has its shape.
+pub(crate) fn check_grad_output(layer: &'static str, output: &Array4<f32>, grad_output: &ArrayView4<f32>) -> Result<()> {
+    if output.is_empty() {
+        return Err(Error::NoForward { layer });
+    }
+    if output.shape() != grad_output.shape() {
+        return Err(Error::shape(layer, output.shape(), grad_output.shape()));
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The squashing function a layer applies to its weighted sum, and its derivative.
+//!
+//! Each derivative is written in terms of the function's *output* `y = f(a)`, so a layer keeps
+//! only its output for backprop (the report's `g · s · (1 - s)` for the sigmoid).
+
+use ndarray::{Array4, ArrayView4};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::layer::check_grad_output;
+
+/// LeCun 1998's `A` in `f(a) = A · tanh(S · a)` (Appendix A).
+const TANH_A: f32 = 1.7159;
+/// LeCun 1998's `S` in `f(a) = A · tanh(S · a)` (Appendix A).
+const TANH_S: f32 = 2.0 / 3.0;
+
+/// An element-wise activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Activation {
+    /// `f(a) = 1 / (1 + e^-a)`, `f' = y · (1 - y)`: the report's choice.
+    #[default]
+    Sigmoid,
+    /// `f(a) = a`.
+    Identity,
+    /// `f(a) = max(a, 0)`, `f' = 1 where y > 0`.
+    Relu,
+    /// LeCun 1998's squashing `f(a) = 1.7159 · tanh(2a / 3)`, `f' = S · (A - y² / A)`.
+    ScaledTanh,
+}
+
+impl Activation {
+    /// Replaces each weighted sum `a` in `values` by `f(a)`.
+    pub fn apply(self, values: &mut [f32]) {
+        match self {
+            Activation::Sigmoid => values.iter_mut().for_each(|v| *v = sigmoid(*v)),
+            Activation::Identity => {}
+            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::ScaledTanh => values.iter_mut().for_each(|v| *v = TANH_A * (TANH_S * *v).tanh()),
+        }
+    }
+
+    /// Turns dL/dy into dL/da in place: `grad[i] *= f'(a_i)`, with `f'` computed from `output[i] = y_i`.
+    pub fn backprop(self, grad: &mut [f32], output: &[f32]) {
+        debug_assert_eq!(grad.len(), output.len());
+        let pairs = grad.iter_mut().zip(output);
+        match self {
+            Activation::Sigmoid => pairs.for_each(|(g, &y)| *g *= y * (1.0 - y)),
+            Activation::Identity => {}
+            Activation::Relu => pairs.for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
+            Activation::ScaledTanh => pairs.for_each(|(g, &y)| *g *= TANH_S * (TANH_A - y * y / TANH_A)),
+        }
+    }
+
+
+    /// dL/d(weighted sum) `[B, C, H, W]` from dL/d(output) of a layer whose last output was `output`.
+    ///
+    /// # Errors
+    /// As [`check_grad_output`].
+    pub(crate) fn grad_of_sum(
+        self,
+        layer: &'static str,
+        output: &Array4<f32>,
+        grad_output: ArrayView4<f32>,
+    ) -> Result<Array4<f32>> {
+        check_grad_output(layer, output, &grad_output)?;
+        let mut grad = grad_output.as_standard_layout().into_owned();
+        self.backprop(grad.as_slice_mut().expect("standard layout"), output.as_slice().expect("standard layout"));
+        Ok(grad)
+    }
+}
+
+/// `1 / (1 + e^-a)`.
+pub fn sigmoid(a: f32) -> f32 {
+    1.0 / (1.0 + (-a).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    const ALL: [Activation; 4] =
+        [Activation::Sigmoid, Activation::Identity, Activation::Relu, Activation::ScaledTanh];
+
+    #[test]
+    fn known_values() {
+        // sigmoid(0) = 0.5, sigmoid(2) = 1 / (1 + e^-2) = 0.880797; 1.7159 · tanh(2/3 · 1.5) = 1.7159 · 0.761594 = 1.306820
+        let mut v = [0.0, 2.0];
+        Activation::Sigmoid.apply(&mut v);
+        assert_relative_eq!(&v[..], &[0.5, 0.880797][..], max_relative = 1e-6);
+        let mut v = [-1.0, 3.0];
+        Activation::Relu.apply(&mut v);
+        assert_eq!(v, [0.0, 3.0]);
+        let mut v = [1.5];
+        Activation::ScaledTanh.apply(&mut v);
+        assert_relative_eq!(v[0], 1.306820, max_relative = 1e-6);
+    }
+
+    #[test]
+    fn derivative_from_output_matches_finite_difference() {
+        const H: f32 = 1e-3;
+        for act in ALL {
+            for a in [-2.3f32, -0.4, 0.7, 1.9] {
+                let f = |x: f32| {
+                    let mut v = [x];
+                    act.apply(&mut v);
+                    v[0]
+                };
+                let numeric = (f(a + H) - f(a - H)) / (2.0 * H);
+                let mut grad = [1.0];
+                act.backprop(&mut grad, &[f(a)]);
+                assert_relative_eq!(grad[0], numeric, epsilon = 1e-3, max_relative = 1e-2);
+            }
+        }
+    }
+}

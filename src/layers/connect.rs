@@ -1,0 +1,189 @@
+//! Fully connected layer (F6): a matrix product, plus bias, then an activation (sigmoid by default).
+//!
+//! `out[b, o] = f(bias[o] + Σ_i input[b, i] · weight[o, i])`
+//!
+//! The input `[B, C, H, W]` is read as `[B, C·H·W]` (flattened row by row), so C5's
+//! `[B, 120, 1, 1]` feeds it as is; the output is `[B, outputs, 1, 1]`. `weight` is
+//! `[outputs, inputs]`, the layout of PyTorch's `nn.Linear` (the report's `W` transposed).
+//!
+//! ```
+//! # fn main() -> lenet5::Result<()> {
+//! use lenet5::{Connect, Layer};
+//! use ndarray::{array, Array4};
+//! let mut fc = Connect::from_params(array![[1.0, -1.0]], array![0.5])?;
+//! let out = fc.forward(Array4::from_shape_vec((1, 2, 1, 1), vec![3.0, 1.0])?.view())?;
+//! assert!((out[[0, 0, 0, 0]] - 0.92414).abs() < 1e-5); // sigmoid(3 - 1 + 0.5)
+//! # Ok(()) }
+//! ```
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, Axis, Ix1, Ix2};
+use rand::Rng;
+
+use super::activation::Activation;
+use super::uniform_param;
+use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
+use crate::{Error, Result};
+
+/// A fully connected layer from `inputs` to `outputs` values.
+#[derive(Debug, Clone)]
+pub struct Connect {
+    /// `[outputs, inputs]`, uniform in [-1, 1) from [`Connect::new`].
+    weight: Param<Ix2>,
+    /// `[outputs]`, uniform in [-1, 1) from [`Connect::new`].
+    bias: Param<Ix1>,
+    activation: Activation,
+    /// `[B, inputs]`: the last forward input, for the weight gradient.
+    input: Array2<f32>,
+    /// `[B, outputs, 1, 1]`: the last forward output, for the activation's derivative.
+    output: Array4<f32>,
+}
+
+impl Connect {
+    /// `inputs` to `outputs`, weights and biases uniform in [-1, 1).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a size is zero.
+    pub fn new(inputs: usize, outputs: usize, rng: &mut impl Rng) -> Result<Self> {
+        let weight = uniform_param("Connect", [outputs, inputs], rng)?;
+        let bias = uniform_param("Connect", outputs, rng)?;
+        Self::from_params(weight, bias)
+    }
+
+    /// A layer with known `weight` `[outputs, inputs]` and `bias` `[outputs]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `bias` is not `[outputs]` or a size is zero.
+    pub fn from_params(weight: Array2<f32>, bias: Array1<f32>) -> Result<Self> {
+        if weight.is_empty() || bias.len() != weight.nrows() {
+            return Err(Error::shape("Connect", &[weight.nrows()], bias.shape()));
+        }
+        Ok(Connect {
+            weight: Param::new(weight.as_standard_layout().into_owned()),
+            bias: Param::new(bias),
+            activation: Activation::Sigmoid,
+            input: Array2::zeros((0, 0)),
+            output: Array4::zeros((0, 0, 0, 0)),
+        })
+    }
+
+    /// The same layer with another activation (sigmoid by default).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// The weights, `[outputs, inputs]`.
+    pub fn weight(&self) -> ArrayView2<'_, f32> {
+        self.weight.value.view()
+    }
+
+    /// The biases, `[outputs]`.
+    pub fn bias(&self) -> ArrayView1<'_, f32> {
+        self.bias.value.view()
+    }
+
+    /// `input` `[B, C, H, W]` as the `[B, C·H·W]` matrix, after checking its size.
+    fn flatten(&self, input: ArrayView4<f32>) -> Result<Array2<f32>> {
+        self.output_shape(chw(input.shape()))?;
+        let batch = input.dim().0;
+        let inputs = self.weight.value.ncols();
+        Ok(input.as_standard_layout().into_owned().into_shape_with_order((batch, inputs)).expect("size checked"))
+    }
+
+    /// `f(x · Wᵀ + bias)` as `[B, outputs, 1, 1]` for `x` `[B, inputs]`.
+    fn compute(&self, x: &Array2<f32>) -> Array4<f32> {
+        let mut out = Array2::from_shape_fn((x.nrows(), self.bias.value.len()), |(_, o)| self.bias.value[o]);
+        general_mat_mul(1.0, x, &self.weight.value.t(), 1.0, &mut out);
+        self.activation.apply(out.as_slice_mut().expect("standard layout"));
+        let (batch, outputs) = out.dim();
+        out.into_shape_with_order((batch, outputs, 1, 1)).expect("same size")
+    }
+}
+
+impl Layer for Connect {
+    fn name(&self) -> &'static str {
+        "Connect"
+    }
+
+    fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
+        let (outputs, inputs) = self.weight.value.dim();
+        if c * h * w != inputs {
+            return Err(Error::Shape { layer: "Connect", expected: format!("[C, H, W] with C·H·W = {inputs}"), got: vec![c, h, w] });
+        }
+        Ok([outputs, 1, 1])
+    }
+
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.input = self.flatten(input)?;
+        let output = self.compute(&self.input);
+        self.output.clone_from(&output);
+        Ok(output)
+    }
+
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let grad = self.activation.grad_of_sum("Connect", &self.output, grad_output)?;
+        let g = grad.index_axis(Axis(3), 0).index_axis_move(Axis(2), 0); // [B, outputs]
+        // dL/dW += gᵀ · x, dL/dbias += Σ_b g, dL/dx = g · W
+        general_mat_mul(1.0, &g.t(), &self.input, 1.0, &mut self.weight.grad);
+        self.bias.grad += &g.sum_axis(Axis(0));
+        let grad_input = g.dot(&self.weight.value);
+        let (batch, inputs) = grad_input.dim();
+        Ok(grad_input.into_shape_with_order((batch, inputs, 1, 1)).expect("same size"))
+    }
+
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        Ok(self.compute(&self.flatten(input)?))
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        vec![self.weight.as_ref("weight"), self.bias.as_ref("bias")]
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        vec![self.weight.as_mut("weight"), self.bias.as_mut("bias")]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::check_gradients;
+    use approx::assert_abs_diff_eq;
+    use ndarray::array;
+    use rand::SeedableRng;
+
+    #[test]
+    fn forward_by_hand() {
+        // x = [1, 2], W = [[1, 1], [0.5, -1]], b = [0, 1]: sums 3 and 0.5 - 2 + 1 = -0.5;
+        // sigmoid(3) = 0.952574, sigmoid(-0.5) = 0.377541
+        let mut fc = Connect::from_params(array![[1.0, 1.0], [0.5, -1.0]], array![0.0, 1.0]).unwrap();
+        let out = fc.forward(array![[[[1.0]], [[2.0]]]].view()).unwrap();
+        assert_abs_diff_eq!(out, array![[[[0.952574]], [[0.377541]]]], epsilon = 1e-6);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(5);
+        // (inputs, outputs, input [B, C, H, W], activation): F6's size, a flattened map, tanh
+        for (inputs, outputs, shape, act) in [
+            (120, 84, [1, 120, 1, 1], Activation::Sigmoid),
+            (12, 5, [3, 3, 2, 2], Activation::Sigmoid),
+            (7, 4, [2, 7, 1, 1], Activation::ScaledTanh),
+        ] {
+            let mut fc = Connect::new(inputs, outputs, &mut rng).unwrap().with_activation(act);
+            check_gradients(&mut fc, shape, 6);
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+        let mut fc = Connect::new(120, 84, &mut rng).unwrap();
+        assert!(matches!(fc.forward(Array4::zeros((1, 119, 1, 1)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(fc.backprop(Array4::zeros((1, 84, 1, 1)).view()), Err(Error::NoForward { .. })));
+        fc.forward(Array4::zeros((2, 120, 1, 1)).view()).unwrap();
+        assert!(matches!(fc.backprop(Array4::zeros((1, 84, 1, 1)).view()), Err(Error::Shape { .. })));
+        assert!(Connect::from_params(Array2::zeros((3, 2)), Array1::zeros(2)).is_err());
+    }
+}

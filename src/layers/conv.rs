@@ -1,0 +1,277 @@
+//! Convolution (C1, C3, C5): cross-correlation, plus bias, then an activation (sigmoid by default).
+//!
+//! `out[b, p, j, k] = f(bias[p] + Σ_{i,l,m} input[b, i, j+l, k+m] · weight[p, i, l, m])`
+//!
+//! Stride 1, no padding: a `[C_in, H, W]` input gives `[C_out, H - K + 1, W - K + 1]`.
+//! The windows are laid out by [`im2col`] so the sum is one matrix product per sample.
+//!
+//! ```
+//! # fn main() -> lenet5::Result<()> {
+//! use lenet5::{Conv, Layer};
+//! use ndarray::{Array1, Array4};
+//! let mut conv = Conv::from_params(Array4::ones((1, 1, 2, 2)), Array1::zeros(1))?;
+//! let out = conv.forward(Array4::ones((1, 1, 3, 3)).view())?;
+//! assert_eq!(out.dim(), (1, 1, 2, 2));
+//! assert!((out[[0, 0, 0, 0]] - 0.98201).abs() < 1e-5); // sigmoid(1 + 1 + 1 + 1)
+//! # Ok(()) }
+//! ```
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis, Ix1, Ix4};
+use rand::Rng;
+
+use super::activation::Activation;
+use super::uniform_param;
+use super::window::{col2im_add, im2col};
+use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
+use crate::{Error, Result};
+
+/// A 2-D convolution layer with `C_out` kernels of `C_in x K x K`, stride 1, no padding.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    /// `[C_out, C_in, K, K]`, uniform in [-1, 1) from [`Conv::new`].
+    weight: Param<Ix4>,
+    /// `[C_out]`, uniform in [-1, 1) from [`Conv::new`].
+    bias: Param<Ix1>,
+    activation: Activation,
+    /// `[B, C_in·K·K, OH·OW]`: the windows of the last forward input, for the weight gradient.
+    cols: Array3<f32>,
+    /// `[B, C_out, OH, OW]`: the last forward output, for the activation's derivative.
+    output: Array4<f32>,
+}
+
+impl Conv {
+    /// `out_channels` kernels of `in_channels x kernel x kernel`, weights and biases uniform in [-1, 1).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a size is zero.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize, rng: &mut impl Rng) -> Result<Self> {
+        let weight = uniform_param("Conv", [out_channels, in_channels, kernel, kernel], rng)?;
+        let bias = uniform_param("Conv", out_channels, rng)?;
+        Self::from_params(weight, bias)
+    }
+
+    /// A layer with known `weight` `[C_out, C_in, K, K]` and `bias` `[C_out]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the kernel is not square, a size is zero, or `bias` is not `[C_out]`.
+    pub fn from_params(weight: Array4<f32>, bias: Array1<f32>) -> Result<Self> {
+        let (c_out, c_in, kh, kw) = weight.dim();
+        if kh != kw || c_out == 0 || c_in == 0 || kh == 0 {
+            return Err(Error::Shape {
+                layer: "Conv",
+                expected: "weight [C_out > 0, C_in > 0, K > 0, K]".into(),
+                got: weight.shape().to_vec(),
+            });
+        }
+        if bias.len() != c_out {
+            return Err(Error::shape("Conv", &[c_out], bias.shape()));
+        }
+        Ok(Conv {
+            weight: Param::new(weight.as_standard_layout().into_owned()),
+            bias: Param::new(bias),
+            activation: Activation::Sigmoid,
+            cols: Array3::zeros((0, 0, 0)),
+            output: Array4::zeros((0, 0, 0, 0)),
+        })
+    }
+
+    /// The same layer with another activation (sigmoid by default).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// The kernels, `[C_out, C_in, K, K]`.
+    pub fn weight(&self) -> ArrayView4<'_, f32> {
+        self.weight.value.view()
+    }
+
+    /// The biases, `[C_out]`.
+    pub fn bias(&self) -> ArrayView1<'_, f32> {
+        self.bias.value.view()
+    }
+
+    fn kernel(&self) -> usize {
+        self.weight.value.dim().2
+    }
+
+    /// The kernels as the `[C_out, C_in·K·K]` matrix that multiplies the windows.
+    fn weight_matrix(&self) -> ArrayView2<'_, f32> {
+        let (c_out, c_in, k, _) = self.weight.value.dim();
+        self.weight.value.view().into_shape_with_order((c_out, c_in * k * k)).expect("standard layout")
+    }
+
+    /// One sample: `cols` `[C_in·K·K, OH·OW]` ← windows of `input` `[C_in, H, W]`, then
+    /// `output` `[C_out, OH, OW]` ← f(W · cols + bias).
+    fn forward_sample(&self, input: ArrayView3<f32>, mut cols: ArrayViewMut2<f32>, mut output: ArrayViewMut3<f32>) {
+        im2col(input, self.kernel(), cols.view_mut());
+        let (c_out, oh, ow) = output.dim();
+        let mut out = output.view_mut().into_shape_with_order((c_out, oh * ow)).expect("standard layout");
+        for (mut row, &b) in out.outer_iter_mut().zip(&self.bias.value) {
+            row.fill(b);
+        }
+        general_mat_mul(1.0, &self.weight_matrix(), &cols, 1.0, &mut out);
+        self.activation.apply(output.as_slice_mut().expect("standard layout"));
+    }
+
+    /// `[B, C_out, OH, OW]` and `[B, C_in·K·K, OH·OW]` for `input`, after checking its shape.
+    fn shapes(&self, input: &ArrayView4<f32>) -> Result<([usize; 4], [usize; 3])> {
+        let [c_out, oh, ow] = self.output_shape(chw(input.shape()))?;
+        let (batch, c_in, k) = (input.dim().0, input.dim().1, self.kernel());
+        Ok(([batch, c_out, oh, ow], [batch, c_in * k * k, oh * ow]))
+    }
+}
+
+impl Layer for Conv {
+    fn name(&self) -> &'static str {
+        "Conv"
+    }
+
+    fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
+        let (c_out, c_in, k, _) = self.weight.value.dim();
+        if c != c_in || h < k || w < k {
+            return Err(Error::Shape {
+                layer: "Conv",
+                expected: format!("[{c_in}, H >= {k}, W >= {k}]"),
+                got: vec![c, h, w],
+            });
+        }
+        Ok([c_out, h - k + 1, w - k + 1])
+    }
+
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (out_shape, cols_shape) = self.shapes(&input)?;
+        let mut cols = std::mem::take(&mut self.cols);
+        if cols.shape() != cols_shape {
+            cols = Array3::zeros(cols_shape);
+        }
+        let mut output = Array4::zeros(out_shape);
+        for ((x, c), y) in input.outer_iter().zip(cols.outer_iter_mut()).zip(output.outer_iter_mut()) {
+            self.forward_sample(x, c, y);
+        }
+        self.cols = cols;
+        self.output.clone_from(&output);
+        Ok(output)
+    }
+
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let grad = self.activation.grad_of_sum("Conv", &self.output, grad_output)?;
+        let (batch, c_out, oh, ow) = grad.dim();
+        let (_, c_in, k, _) = self.weight.value.dim();
+        let grad = grad.into_shape_with_order((batch, c_out, oh * ow)).expect("standard layout");
+        let mut grad_input = Array4::zeros((batch, c_in, oh + k - 1, ow + k - 1));
+        let mut grad_cols = Array2::zeros((c_in * k * k, oh * ow));
+        let mut grad_weight =
+            self.weight.grad.view_mut().into_shape_with_order((c_out, c_in * k * k)).expect("standard layout");
+        let weight = self.weight.value.view().into_shape_with_order((c_out, c_in * k * k)).expect("standard layout");
+        for ((g, cols), grad_x) in grad.outer_iter().zip(self.cols.outer_iter()).zip(grad_input.outer_iter_mut()) {
+            // dL/dW += g · colsᵀ: the correlation of the input with the output gradient
+            general_mat_mul(1.0, &g, &cols.t(), 1.0, &mut grad_weight);
+            self.bias.grad += &g.sum_axis(Axis(1));
+            // dL/dcols = Wᵀ · g, then each window's gradient goes back to its pixels
+            general_mat_mul(1.0, &weight.t(), &g, 0.0, &mut grad_cols);
+            col2im_add(grad_cols.view(), k, grad_x);
+        }
+        Ok(grad_input)
+    }
+
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (out_shape, [_, rows, positions]) = self.shapes(&input)?;
+        let mut cols = Array2::zeros((rows, positions));
+        let mut output = Array4::zeros(out_shape);
+        for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
+            self.forward_sample(x, cols.view_mut(), y);
+        }
+        Ok(output)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        vec![self.weight.as_ref("weight"), self.bias.as_ref("bias")]
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        vec![self.weight.as_mut("weight"), self.bias.as_mut("bias")]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::activation::sigmoid;
+    use crate::testing::{check_gradients, uniform};
+    use approx::assert_abs_diff_eq;
+    use ndarray::array;
+
+    /// The report's einsum, written as loops: the reference the im2col path must match.
+    fn conv_naive(input: &Array4<f32>, weight: &Array4<f32>, bias: &Array1<f32>) -> Array4<f32> {
+        let (b, c_in, h, w) = input.dim();
+        let (c_out, _, k, _) = weight.dim();
+        Array4::from_shape_fn((b, c_out, h - k + 1, w - k + 1), |(n, p, j, x)| {
+            let mut sum = bias[p];
+            for i in 0..c_in {
+                for l in 0..k {
+                    for m in 0..k {
+                        sum += input[[n, i, j + l, x + m]] * weight[[p, i, l, m]];
+                    }
+                }
+            }
+            sigmoid(sum)
+        })
+    }
+
+    #[test]
+    fn forward_by_hand() {
+        // input [[1,2,3],[4,5,6],[7,8,9]], kernel [[1,0],[0,-1]], bias 0.5:
+        // window (0,0): 1 - 5 + 0.5 = -3.5; every window gives -4 + 0.5 = -3.5, sigmoid(-3.5) = 0.029312
+        let input = Array4::from_shape_vec((1, 1, 3, 3), (1..=9).map(|v| v as f32).collect()).unwrap();
+        let mut conv = Conv::from_params(array![[[[1.0, 0.0], [0.0, -1.0]]]], array![0.5]).unwrap();
+        let out = conv.forward(input.view()).unwrap();
+        assert_abs_diff_eq!(out, Array4::from_elem((1, 1, 2, 2), 0.029312), epsilon = 1e-6);
+    }
+
+    #[test]
+    fn forward_matches_naive_loops() {
+        // (batch, C_in, H, W, C_out, K) of C1, C3, C5 and odd sizes
+        for (b, c_in, h, w, c_out, k) in [(1, 1, 32, 32, 6, 5), (2, 6, 14, 14, 16, 5), (3, 16, 5, 5, 120, 5), (2, 3, 7, 6, 4, 3)] {
+            let input = uniform((b, c_in, h, w), 1);
+            let weight = uniform((c_out, c_in, k, k), 2);
+            let bias = uniform(c_out, 3);
+            let mut conv = Conv::from_params(weight.clone(), bias.clone()).unwrap();
+            let expected = conv_naive(&input, &weight, &bias);
+            assert_abs_diff_eq!(conv.forward(input.view()).unwrap(), expected, epsilon = 1e-5);
+            assert_abs_diff_eq!(conv.predict(input.view()).unwrap(), expected, epsilon = 1e-5);
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(3);
+        // (C_in, C_out, K, input [B, C, H, W], activation)
+        for (c_in, c_out, k, shape, act) in [
+            (1, 2, 3, [1, 1, 6, 5], Activation::Sigmoid),
+            (3, 4, 2, [2, 3, 4, 4], Activation::Sigmoid),
+            (2, 3, 3, [1, 2, 5, 5], Activation::ScaledTanh),
+            (2, 3, 3, [2, 2, 5, 5], Activation::Identity),
+        ] {
+            let mut conv = Conv::new(c_in, c_out, k, &mut rng).unwrap().with_activation(act);
+            check_gradients(&mut conv, shape, 11);
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+        let mut conv = Conv::new(1, 6, 5, &mut rng).unwrap();
+        assert!(matches!(conv.backprop(Array4::zeros((1, 6, 28, 28)).view()), Err(Error::NoForward { .. })));
+        assert!(matches!(conv.forward(Array4::zeros((1, 2, 32, 32)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(conv.forward(Array4::zeros((1, 1, 4, 32)).view()), Err(Error::Shape { .. })));
+        conv.forward(Array4::zeros((1, 1, 32, 32)).view()).unwrap();
+        assert!(matches!(conv.backprop(Array4::zeros((1, 6, 27, 28)).view()), Err(Error::Shape { .. })));
+        assert!(Conv::from_params(Array4::zeros((2, 1, 3, 2)), Array1::zeros(2)).is_err());
+        assert!(Conv::from_params(Array4::zeros((2, 1, 3, 3)), Array1::zeros(3)).is_err());
+        assert!(Conv::new(1, 0, 5, &mut rng).is_err());
+    }
+
+    use rand::SeedableRng;
+}

@@ -1,0 +1,209 @@
+//! The RBF output layer (F7): the negated squared distance from the input to each class's
+//! fixed prototype, so that larger is better.
+//!
+//! `out[b, i] = -Σ_j (input[b, j] - weight[i, j])²`
+//!
+//! `weight` `[classes, inputs]` never trains. For LeNet-5 it is drawn from a bitmap of ten
+//! 7-wide x 12-high digit glyphs side by side (70 x 12 pixels, black = 1, white = 0), each
+//! glyph flattened row by row into 84 values; the crate ships its own drawing,
+//! `assets/rbf_digits.pbm`, embedded in the library.
+//!
+//! ```
+//! # fn main() -> lenet5::Result<()> {
+//! use lenet5::{Layer, RbfOutput};
+//! use ndarray::{array, Array4};
+//! let mut rbf = RbfOutput::from_params(array![[0.0, 1.0], [1.0, 1.0]])?;
+//! let out = rbf.forward(Array4::from_shape_vec((1, 2, 1, 1), vec![0.0, 1.0])?.view())?;
+//! assert_eq!(out.into_raw_vec_and_offset().0, vec![0.0, -1.0]); // class 0 is the exact match
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis};
+
+use crate::layer::{Layer, ParamMut, ParamRef, check_grad_output, chw};
+use crate::{Error, Result};
+
+/// The shipped digit bitmap, `assets/rbf_digits.pbm`.
+const DIGITS_PBM: &[u8] = include_bytes!("../../assets/rbf_digits.pbm");
+/// Width of one glyph in the bitmap.
+pub const GLYPH_WIDTH: usize = 7;
+/// Height of one glyph in the bitmap.
+pub const GLYPH_HEIGHT: usize = 12;
+/// Glyphs in the bitmap, one per class.
+pub const CLASSES: usize = 10;
+
+/// Fixed-prototype output layer: `[B, inputs, 1, 1]` in, `[B, classes, 1, 1]` out.
+#[derive(Debug, Clone)]
+pub struct RbfOutput {
+    /// `[classes, inputs]`: one prototype per class, fixed.
+    weight: Array2<f32>,
+    /// `[B, inputs]`: the last forward input, for the input gradient.
+    input: Array2<f32>,
+}
+
+impl RbfOutput {
+    /// The layer LeNet-5 uses: prototypes from the shipped digit bitmap (10 x 84).
+    pub fn digits() -> Self {
+        let image = image::load_from_memory_with_format(DIGITS_PBM, image::ImageFormat::Pnm)
+            .expect("the shipped bitmap is a valid PBM");
+        Self::from_image(&image, "assets/rbf_digits.pbm").expect("the shipped bitmap is 70 x 12")
+    }
+
+    /// Prototypes from an image file of ten 7 x 12 glyphs side by side (70 x 12; dark pixels are 1).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::Image`] when it cannot be decoded
+    /// or is not 70 x 12.
+    pub fn from_image_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+        let image = image::load_from_memory(&bytes)
+            .map_err(|e| Error::Image { source_name: path.display().to_string(), reason: e.to_string() })?;
+        Self::from_image(&image, &path.display().to_string())
+    }
+
+    /// Prototypes from a decoded bitmap of ten 7 x 12 glyphs side by side; a pixel darker than
+    /// mid-grey is 1, any other 0. `source_name` names the image in errors.
+    ///
+    /// # Errors
+    /// [`Error::Image`] when the image is not 70 x 12.
+    pub fn from_image(image: &DynamicImage, source_name: &str) -> Result<Self> {
+        let gray: GrayImage = image.to_luma8();
+        let expected = ((CLASSES * GLYPH_WIDTH) as u32, GLYPH_HEIGHT as u32);
+        if gray.dimensions() != expected {
+            return Err(Error::Image {
+                source_name: source_name.into(),
+                reason: format!("expected a {}x{} bitmap, got {}x{}", expected.0, expected.1, gray.width(), gray.height()),
+            });
+        }
+        let weight = Array2::from_shape_fn((CLASSES, GLYPH_WIDTH * GLYPH_HEIGHT), |(digit, j)| {
+            let (x, y) = (digit * GLYPH_WIDTH + j % GLYPH_WIDTH, j / GLYPH_WIDTH);
+            if gray.get_pixel(x as u32, y as u32)[0] < 128 { 1.0 } else { 0.0 }
+        });
+        Self::from_params(weight)
+    }
+
+    /// A layer with known prototypes `weight` `[classes, inputs]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `weight` is empty.
+    pub fn from_params(weight: Array2<f32>) -> Result<Self> {
+        if weight.is_empty() {
+            return Err(Error::Shape { layer: "RbfOutput", expected: "[classes > 0, inputs > 0]".into(), got: weight.shape().to_vec() });
+        }
+        Ok(RbfOutput { weight: weight.as_standard_layout().into_owned(), input: Array2::zeros((0, 0)) })
+    }
+
+    /// The prototypes, `[classes, inputs]`.
+    pub fn weight(&self) -> ArrayView2<'_, f32> {
+        self.weight.view()
+    }
+
+    /// `input` `[B, C, H, W]` as `[B, C·H·W]`, after checking its size.
+    fn flatten(&self, input: ArrayView4<f32>) -> Result<Array2<f32>> {
+        self.output_shape(chw(input.shape()))?;
+        let shape = (input.dim().0, self.weight.ncols());
+        Ok(input.as_standard_layout().into_owned().into_shape_with_order(shape).expect("size checked"))
+    }
+
+    /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`.
+    fn compute(&self, x: &Array2<f32>) -> Array4<f32> {
+        Array4::from_shape_fn((x.nrows(), self.weight.nrows(), 1, 1), |(b, i, _, _)| {
+            -x.row(b).iter().zip(self.weight.row(i)).map(|(x, w)| (x - w) * (x - w)).sum::<f32>()
+        })
+    }
+}
+
+impl Layer for RbfOutput {
+    fn name(&self) -> &'static str {
+        "RbfOutput"
+    }
+
+    fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
+        let (classes, inputs) = self.weight.dim();
+        if c * h * w != inputs {
+            return Err(Error::Shape { layer: "RbfOutput", expected: format!("[C, H, W] with C·H·W = {inputs}"), got: vec![c, h, w] });
+        }
+        Ok([classes, 1, 1])
+    }
+
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.input = self.flatten(input)?;
+        Ok(self.compute(&self.input))
+    }
+
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (batch, inputs) = self.input.dim();
+        let expected = Array4::<f32>::zeros((batch, self.weight.nrows(), 1, 1));
+        check_grad_output("RbfOutput", &expected, &grad_output)?;
+        // dx_j = Σ_i g_i · (-2) · (x_j - W[i, j])
+        let g = grad_output.index_axis(Axis(3), 0).index_axis_move(Axis(2), 0);
+        let grad_input = Array2::from_shape_fn((batch, inputs), |(b, j)| {
+            let x = self.input[[b, j]];
+            g.row(b).iter().zip(self.weight.column(j)).map(|(g, w)| -2.0 * g * (x - w)).sum::<f32>()
+        });
+        Ok(grad_input.into_shape_with_order((batch, inputs, 1, 1)).expect("same size"))
+    }
+
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        Ok(self.compute(&self.flatten(input)?))
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        Vec::new()
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::check_gradients;
+    use approx::assert_abs_diff_eq;
+    use ndarray::array;
+
+    #[test]
+    fn forward_by_hand() {
+        // x = [1, 0, 2]; prototypes [0, 0, 0] and [1, 1, 1]: -(1 + 0 + 4) = -5 and -(0 + 1 + 1) = -2
+        let mut rbf = RbfOutput::from_params(array![[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]).unwrap();
+        let out = rbf.forward(array![[[[1.0]], [[0.0]], [[2.0]]]].view()).unwrap();
+        assert_abs_diff_eq!(out, array![[[[-5.0]], [[-2.0]]]]);
+    }
+
+    #[test]
+    fn shipped_digits_are_ten_distinct_glyphs() {
+        let rbf = RbfOutput::digits();
+        assert_eq!(rbf.weight().dim(), (10, 84));
+        assert!(rbf.weight().iter().all(|&w| w == 0.0 || w == 1.0));
+        // glyph 1 (second 7 columns) has its stem at column 3 of rows 1..=10
+        assert!((1..=10).all(|row| rbf.weight()[[1, row * 7 + 3]] == 1.0));
+        for a in 0..10 {
+            for b in a + 1..10 {
+                assert_ne!(rbf.weight().row(a), rbf.weight().row(b), "glyphs {a} and {b} are the same");
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        check_gradients(&mut RbfOutput::digits(), [2, 84, 1, 1], 8);
+    }
+
+    #[test]
+    fn bad_bitmaps_and_shapes_are_errors() {
+        let wrong = DynamicImage::new_luma8(70, 11);
+        assert!(matches!(RbfOutput::from_image(&wrong, "test"), Err(Error::Image { .. })));
+        assert!(matches!(RbfOutput::from_image_path("/nonexistent/bitmap.png"), Err(Error::Io { .. })));
+        let mut rbf = RbfOutput::digits();
+        assert!(matches!(rbf.forward(Array4::zeros((1, 83, 1, 1)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(rbf.backprop(Array4::zeros((1, 10, 1, 1)).view()), Err(Error::NoForward { .. })));
+        rbf.forward(Array4::zeros((1, 84, 1, 1)).view()).unwrap();
+        assert!(matches!(rbf.backprop(Array4::zeros((2, 10, 1, 1)).view()), Err(Error::Shape { .. })));
+    }
+}

@@ -1,0 +1,209 @@
+//! Subsampling (S2, S4): each `K x K` block summed, scaled by a trainable coefficient per channel,
+//! plus a bias, then an activation (sigmoid by default). Stride = `K`.
+//!
+//! `out[b, c, j, k] = f(bias[c] + coef[c] · Σ_{u,v < K} input[b, c, K·j + u, K·k + v])`
+//!
+//! ```
+//! # fn main() -> lenet5::Result<()> {
+//! use lenet5::{Layer, Subsampling};
+//! use ndarray::{array, Array4};
+//! let mut pool = Subsampling::from_params(2, array![0.25], array![0.0])?;
+//! let out = pool.forward(Array4::ones((1, 1, 4, 4)).view())?;
+//! assert_eq!(out.dim(), (1, 1, 2, 2));
+//! assert!((out[[0, 0, 1, 1]] - 0.73106).abs() < 1e-5); // sigmoid(0.25 · 4)
+//! # Ok(()) }
+//! ```
+
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4, Ix1, Zip};
+use rand::Rng;
+
+use super::activation::Activation;
+use super::uniform_param;
+use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
+use crate::{Error, Result};
+
+/// Trainable `K x K` sum-pooling with stride `K`, one coefficient and one bias per channel.
+#[derive(Debug, Clone)]
+pub struct Subsampling {
+    kernel: usize,
+    /// `[C]`, the scale of each channel's block sums; uniform in [-1, 1) from [`Subsampling::new`].
+    coef: Param<Ix1>,
+    /// `[C]`, uniform in [-1, 1) from [`Subsampling::new`].
+    bias: Param<Ix1>,
+    activation: Activation,
+    /// `[B, C, OH, OW]`: the block sums of the last forward input, for the coefficient gradient.
+    sums: Array4<f32>,
+    /// `[B, C, OH, OW]`: the last forward output, for the activation's derivative.
+    output: Array4<f32>,
+}
+
+impl Subsampling {
+    /// Subsampling of `channels` maps by `kernel x kernel` blocks, coefficients and biases uniform in [-1, 1).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when a size is zero.
+    pub fn new(channels: usize, kernel: usize, rng: &mut impl Rng) -> Result<Self> {
+        let coef = uniform_param("Subsampling", channels, rng)?;
+        let bias = uniform_param("Subsampling", channels, rng)?;
+        Self::from_params(kernel, coef, bias)
+    }
+
+    /// A layer with known `coef` `[C]` and `bias` `[C]`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when they differ in length or are empty, [`Error::InvalidArgument`] for a zero kernel.
+    pub fn from_params(kernel: usize, coef: Array1<f32>, bias: Array1<f32>) -> Result<Self> {
+        if kernel == 0 {
+            return Err(Error::InvalidArgument { what: "Subsampling", reason: "kernel must be positive, got 0".into() });
+        }
+        if coef.is_empty() || coef.len() != bias.len() {
+            return Err(Error::shape("Subsampling", coef.shape(), bias.shape()));
+        }
+        Ok(Subsampling {
+            kernel,
+            coef: Param::new(coef),
+            bias: Param::new(bias),
+            activation: Activation::Sigmoid,
+            sums: Array4::zeros((0, 0, 0, 0)),
+            output: Array4::zeros((0, 0, 0, 0)),
+        })
+    }
+
+    /// The same layer with another activation (sigmoid by default).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// The per-channel coefficients, `[C]`.
+    pub fn coef(&self) -> ArrayView1<'_, f32> {
+        self.coef.value.view()
+    }
+
+    /// The per-channel biases, `[C]`.
+    pub fn bias(&self) -> ArrayView1<'_, f32> {
+        self.bias.value.view()
+    }
+
+    /// Block sums `[B, C, OH, OW]` of `input` and the output computed from them.
+    fn compute(&self, input: ArrayView4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+        let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
+        let k = self.kernel;
+        let mut sums = Array4::zeros((input.dim().0, c, oh, ow));
+        for u in 0..k {
+            for v in 0..k {
+                // the (u, v) entry of every block at once
+                sums += &input.slice(ndarray::s![.., .., u..oh * k; k, v..ow * k; k]);
+            }
+        }
+        let mut output = sums.clone();
+        for (mut y, (&a, &b)) in output.axis_iter_mut(ndarray::Axis(1)).zip(self.coef.value.iter().zip(&self.bias.value)) {
+            y.mapv_inplace(|s| b + a * s);
+        }
+        self.activation.apply(output.as_slice_mut().expect("standard layout"));
+        Ok((sums, output))
+    }
+}
+
+impl Layer for Subsampling {
+    fn name(&self) -> &'static str {
+        "Subsampling"
+    }
+
+    fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
+        let k = self.kernel;
+        if c != self.coef.value.len() || h == 0 || w == 0 || h % k != 0 || w % k != 0 {
+            return Err(Error::Shape {
+                layer: "Subsampling",
+                expected: format!("[{}, H and W positive multiples of {k}]", self.coef.value.len()),
+                got: vec![c, h, w],
+            });
+        }
+        Ok([c, h / k, w / k])
+    }
+
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (sums, output) = self.compute(input)?;
+        self.sums = sums;
+        self.output.clone_from(&output);
+        Ok(output)
+    }
+
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let grad = self.activation.grad_of_sum("Subsampling", &self.output, grad_output)?;
+        let (batch, c, oh, ow) = grad.dim();
+        let k = self.kernel;
+        let mut grad_input = Array4::zeros((batch, c, oh * k, ow * k));
+        for ch in 0..c {
+            let g = grad.index_axis(ndarray::Axis(1), ch);
+            // coef gradient = Σ over blocks of (block sum · g); bias gradient = Σ g
+            self.coef.grad[ch] += Zip::from(&g).and(&self.sums.index_axis(ndarray::Axis(1), ch)).fold(0.0, |acc, g, s| acc + g * s);
+            self.bias.grad[ch] += g.sum();
+            // each input in a block gets coef[c] · g
+            let a = self.coef.value[ch];
+            let mut grad_x = grad_input.index_axis_mut(ndarray::Axis(1), ch);
+            for u in 0..k {
+                for v in 0..k {
+                    grad_x.slice_mut(ndarray::s![.., u..oh * k; k, v..ow * k; k]).zip_mut_with(&g, |x, &g| *x = a * g);
+                }
+            }
+        }
+        Ok(grad_input)
+    }
+
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        Ok(self.compute(input)?.1)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        vec![self.coef.as_ref("coef"), self.bias.as_ref("bias")]
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        vec![self.coef.as_mut("coef"), self.bias.as_mut("bias")]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::check_gradients;
+    use approx::assert_abs_diff_eq;
+    use ndarray::array;
+    use rand::SeedableRng;
+
+    #[test]
+    fn forward_by_hand() {
+        // block [[1,2],[3,4]] sums to 10, block [[5,6],[7,8]] to 26; coef 0.1, bias -1:
+        // sigmoid(-1 + 1.0) = 0.5, sigmoid(-1 + 2.6) = sigmoid(1.6) = 0.832018
+        let input = array![[[[1.0, 2.0, 5.0, 6.0], [3.0, 4.0, 7.0, 8.0]]]];
+        let mut pool = Subsampling::from_params(2, array![0.1], array![-1.0]).unwrap();
+        let out = pool.forward(input.view()).unwrap();
+        assert_abs_diff_eq!(out, array![[[[0.5, 0.832018]]]], epsilon = 1e-6);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(4);
+        // (channels, kernel, input [B, C, H, W], activation)
+        for (c, k, shape, act) in [
+            (2, 2, [1, 2, 4, 6], Activation::Sigmoid),
+            (3, 2, [2, 3, 6, 4], Activation::ScaledTanh),
+            (1, 3, [2, 1, 6, 6], Activation::Sigmoid),
+        ] {
+            let mut pool = Subsampling::new(c, k, &mut rng).unwrap().with_activation(act);
+            check_gradients(&mut pool, shape, 5);
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+        let mut pool = Subsampling::new(6, 2, &mut rng).unwrap();
+        assert!(matches!(pool.forward(Array4::zeros((1, 6, 27, 28)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(pool.forward(Array4::zeros((1, 5, 28, 28)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(pool.backprop(Array4::zeros((1, 6, 14, 14)).view()), Err(Error::NoForward { .. })));
+        assert!(Subsampling::from_params(2, array![1.0], array![1.0, 2.0]).is_err());
+        assert!(Subsampling::new(6, 0, &mut rng).is_err());
+    }
+}

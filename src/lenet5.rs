@@ -1,0 +1,157 @@
+//! [`LeNet5`]: the report's seven-layer network, ready to train.
+
+use std::fmt;
+
+use ndarray::{Array4, ArrayView4};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng, SeedableRng};
+
+use crate::layer::{Layer, ParamMut, ParamRef};
+use crate::{Connect, Conv, RbfOutput, Result, Sequential, Subsampling};
+
+/// The seed [`LeNet5::new`] draws its initial weights from.
+pub const DEFAULT_SEED: u64 = 1;
+
+/// The report's LeNet-5: `[B, 1, 32, 32]` images in, `[B, 10, 1, 1]` RBF scores out (larger is better).
+///
+/// | # | layer | output |
+/// |---|---|---|
+/// | 0 | `Conv` 6 kernels 5x5, sigmoid | 6x28x28 |
+/// | 1 | `Subsampling` 2x2, sigmoid | 6x14x14 |
+/// | 2 | `Conv` 16 kernels 5x5 over all 6 maps, sigmoid | 16x10x10 |
+/// | 3 | `Subsampling` 2x2, sigmoid | 16x5x5 |
+/// | 4 | `Conv` 120 kernels 5x5, sigmoid | 120x1x1 |
+/// | 5 | `Connect` 120 -> 84, sigmoid | 84x1x1 |
+/// | 6 | `RbfOutput`, fixed digit prototypes | 10x1x1 |
+///
+/// Every trainable value starts uniform in [-1, 1); 60 900 of them in all.
+///
+/// ```
+/// # fn main() -> lenet5::Result<()> {
+/// use lenet5::{LeNet5, Layer};
+/// use ndarray::Array4;
+/// let net = LeNet5::new();
+/// let scores = net.predict(Array4::zeros((2, 1, 32, 32)).view())?;
+/// assert_eq!(scores.dim(), (2, 10, 1, 1));
+/// assert!(net.predict(Array4::zeros((1, 1, 28, 28)).view()).is_err()); // unpadded MNIST
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LeNet5 {
+    net: Sequential,
+}
+
+impl LeNet5 {
+    /// `[C, H, W]` of one input image: MNIST's 28x28 padded by 2 on every side.
+    pub const INPUT_SHAPE: [usize; 3] = [1, 32, 32];
+
+    /// The network with weights drawn from [`DEFAULT_SEED`], so two calls give the same network.
+    pub fn new() -> Self {
+        Self::with_seed(DEFAULT_SEED)
+    }
+
+    /// The network with weights drawn from `seed` (Xoshiro256++).
+    pub fn with_seed(seed: u64) -> Self {
+        Self::from_rng(&mut Xoshiro256PlusPlus::seed_from_u64(seed))
+    }
+
+    /// The network with weights drawn from `rng`, layer by layer, weights before biases.
+    pub fn from_rng(rng: &mut impl Rng) -> Self {
+        Self::build(rng).expect("the report's layer sizes fit together")
+    }
+
+    fn build(rng: &mut impl Rng) -> Result<Self> {
+        let net = Sequential::new(Self::INPUT_SHAPE)
+            .add(Conv::new(1, 6, 5, rng)?)?
+            .add(Subsampling::new(6, 2, rng)?)?
+            .add(Conv::new(6, 16, 5, rng)?)?
+            .add(Subsampling::new(16, 2, rng)?)?
+            .add(Conv::new(16, 120, 5, rng)?)?
+            .add(Connect::new(120, 84, rng)?)?
+            .add(RbfOutput::digits())?;
+        Ok(LeNet5 { net })
+    }
+
+    /// The layers as a [`Sequential`].
+    pub fn network(&self) -> &Sequential {
+        &self.net
+    }
+
+    /// The layers as a mutable [`Sequential`].
+    pub fn network_mut(&mut self) -> &mut Sequential {
+        &mut self.net
+    }
+}
+
+impl Default for LeNet5 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Layer for LeNet5 {
+    fn name(&self) -> &'static str {
+        "LeNet5"
+    }
+
+    fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+        self.net.output_shape_for(input)
+    }
+
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.net.forward(input)
+    }
+
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.net.backprop(grad_output)
+    }
+
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.net.predict(input)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        self.net.params()
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        self.net.params_mut()
+    }
+}
+
+impl fmt::Display for LeNet5 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "LeNet5")?;
+        self.net.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_32x32_to_10_scores_and_refuses_28x28() {
+        let mut net = LeNet5::new();
+        assert_eq!(net.network().output_shape(), [10, 1, 1]);
+        assert_eq!(net.forward(Array4::zeros((3, 1, 32, 32)).view()).unwrap().dim(), (3, 10, 1, 1));
+        assert!(matches!(net.forward(Array4::zeros((1, 1, 28, 28)).view()), Err(crate::Error::Shape { .. })));
+    }
+
+    #[test]
+    fn parameter_count_is_the_reports() {
+        // C1 6·25 + 6, S2 6 + 6, C3 16·150 + 16, S4 16 + 16, C5 120·400 + 120, F6 120·84 + 84
+        let expected = (150 + 6) + 12 + (2400 + 16) + 32 + (48_000 + 120) + (10_080 + 84);
+        assert_eq!(expected, 60_900);
+        assert_eq!(LeNet5::new().network().param_count(), expected);
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let (a, b, c) = (LeNet5::with_seed(9), LeNet5::with_seed(9), LeNet5::with_seed(10));
+        let values = |n: &LeNet5| n.params().iter().flat_map(|p| p.value.to_vec()).collect::<Vec<f32>>();
+        assert_eq!(values(&a), values(&b));
+        assert_ne!(values(&a), values(&c));
+        assert!(values(&a).iter().all(|v| (-1.0..1.0).contains(v)));
+    }
+}

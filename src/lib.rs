@@ -1,0 +1,34 @@
+//! LeNet-5 from scratch on [`ndarray`]: sigmoid convolutions, trainable subsampling and a fixed
+//! RBF output layer, trained by per-sample SGD on MNIST.
+//!
+//! ```
+//! # fn main() -> lenet5::Result<()> {
+//! use lenet5::{Layer, LeNet5};
+//! use ndarray::Array4;
+//!
+//! let mut net = LeNet5::with_seed(7);
+//! let image = Array4::<f32>::zeros((1, 1, 32, 32)); // [B, C, H, W]
+//! let scores = net.forward(image.view())?;          // [1, 10, 1, 1], larger is better
+//! let grad_input = net.backprop(scores.view())?;   // dL/d(image) for L = Σ scores²/2
+//! assert_eq!(grad_input.dim(), (1, 1, 32, 32));
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod layer;
+pub mod layers;
+pub mod lenet5;
+pub mod sequential;
+#[cfg(test)]
+mod testing;
+
+pub use error::{Error, Result};
+pub use layer::{Layer, Param, ParamMut, ParamRef};
+pub use layers::activation::Activation;
+pub use layers::connect::Connect;
+pub use layers::conv::Conv;
+pub use layers::rbf_output::RbfOutput;
+pub use layers::subsampling::Subsampling;
+pub use lenet5::LeNet5;
+pub use sequential::Sequential;

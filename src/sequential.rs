@@ -1,0 +1,163 @@
+//! [`Sequential`]: layers applied one after another, checked for shape when they are added.
+
+use std::fmt;
+
+use ndarray::{Array4, ArrayView4};
+
+use crate::layer::{Layer, ParamMut, ParamRef, chw};
+use crate::{Error, Result};
+
+/// A stack of layers, each fed the previous one's output.
+///
+/// The stack knows its input shape, so [`Sequential::add`] checks each new layer against the
+/// output of the one before and reports which layer does not fit.
+///
+/// ```
+/// # fn main() -> lenet5::Result<()> {
+/// use lenet5::{Connect, Conv, Sequential};
+/// use rand::SeedableRng;
+/// let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+/// let net = Sequential::new([1, 8, 8])
+///     .add(Conv::new(1, 4, 3, &mut rng)?)?   // -> [4, 6, 6]
+///     .add(Connect::new(4 * 6 * 6, 10, &mut rng)?)?;
+/// assert_eq!(net.output_shape(), [10, 1, 1]);
+/// assert!(Sequential::new([1, 8, 8]).add(Conv::new(3, 4, 3, &mut rng)?).is_err()); // 3 channels expected
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Sequential {
+    input_shape: [usize; 3],
+    /// `[C, H, W]` after each layer.
+    shapes: Vec<[usize; 3]>,
+    layers: Vec<Box<dyn Layer>>,
+}
+
+impl Sequential {
+    /// An empty stack that takes `[B, C, H, W]` inputs with `[C, H, W] = input_shape`.
+    pub fn new(input_shape: [usize; 3]) -> Self {
+        Sequential { input_shape, shapes: Vec::new(), layers: Vec::new() }
+    }
+
+    /// Appends `layer`.
+    ///
+    /// # Errors
+    /// [`Error::Layer`] wrapping the layer's [`Error::Shape`] when it cannot take the current output.
+    pub fn add(mut self, layer: impl Layer + 'static) -> Result<Self> {
+        let shape = layer
+            .output_shape(self.output_shape())
+            .map_err(|source| Error::Layer { index: self.layers.len(), source: Box::new(source) })?;
+        self.shapes.push(shape);
+        self.layers.push(Box::new(layer));
+        Ok(self)
+    }
+
+    /// `[C, H, W]` of one input.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input_shape
+    }
+
+    /// `[C, H, W]` of one output (the input shape while the stack is empty).
+    pub fn output_shape(&self) -> [usize; 3] {
+        self.shapes.last().copied().unwrap_or(self.input_shape)
+    }
+
+    /// The layers, first to last.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// Every parameter as `("layers.{index}.{name}", param)`, in a fixed order: the names
+    /// saved model files use.
+    pub fn named_params(&self) -> Vec<(String, ParamRef<'_>)> {
+        let per_layer = self.layers.iter().enumerate().map(|(i, l)| (i, l.params()));
+        per_layer.flat_map(|(i, ps)| ps.into_iter().map(move |p| (format!("layers.{i}.{}", p.name), p))).collect()
+    }
+
+    /// As [`Sequential::named_params`], with mutable values and gradients.
+    pub fn named_params_mut(&mut self) -> Vec<(String, ParamMut<'_>)> {
+        let per_layer = self.layers.iter_mut().enumerate().map(|(i, l)| (i, l.params_mut()));
+        per_layer.flat_map(|(i, ps)| ps.into_iter().map(move |p| (format!("layers.{i}.{}", p.name), p))).collect()
+    }
+
+    /// The number of trainable values.
+    pub fn param_count(&self) -> usize {
+        self.layers.iter().flat_map(|l| l.params()).map(|p| p.value.len()).sum()
+    }
+
+    /// The output shape for `input`, which must be [`Sequential::input_shape`].
+    pub(crate) fn output_shape_for(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+        if input != self.input_shape {
+            return Err(Error::shape("Sequential", &self.input_shape, &input));
+        }
+        Ok(self.output_shape())
+    }
+
+    fn check_input(&self, input: &ArrayView4<f32>) -> Result<()> {
+        if chw(input.shape()) != self.input_shape {
+            let expected = format!("[B, {}, {}, {}]", self.input_shape[0], self.input_shape[1], self.input_shape[2]);
+            return Err(Error::Shape { layer: "Sequential", expected, got: input.shape().to_vec() });
+        }
+        Ok(())
+    }
+}
+
+impl Layer for Sequential {
+    fn name(&self) -> &'static str {
+        "Sequential"
+    }
+
+    fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+        self.output_shape_for(input)
+    }
+
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.check_input(&input)?;
+        let mut x = input.to_owned();
+        for layer in &mut self.layers {
+            x = layer.forward(x.view())?;
+        }
+        Ok(x)
+    }
+
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let mut g = grad_output.to_owned();
+        for layer in self.layers.iter_mut().rev() {
+            g = layer.backprop(g.view())?;
+        }
+        Ok(g)
+    }
+
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.check_input(&input)?;
+        let mut x = input.to_owned();
+        for layer in &self.layers {
+            x = layer.predict(x.view())?;
+        }
+        Ok(x)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        self.layers.iter().flat_map(|l| l.params()).collect()
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        self.layers.iter_mut().flat_map(|l| l.params_mut()).collect()
+    }
+}
+
+/// A summary like PyTorch's `print(model)`: each layer, its output shape and parameter count.
+impl fmt::Display for Sequential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<4} {:<12} {:>14} {:>8}", "#", "layer", "output", "params")?;
+        writeln!(f, "{:<4} {:<12} {:>14} {:>8}", "", "input", shape_str(self.input_shape), "")?;
+        for (i, (layer, shape)) in self.layers.iter().zip(&self.shapes).enumerate() {
+            let params: usize = layer.params().iter().map(|p| p.value.len()).sum();
+            writeln!(f, "{:<4} {:<12} {:>14} {:>8}", i, layer.name(), shape_str(*shape), params)?;
+        }
+        write!(f, "total trainable parameters: {}", self.param_count())
+    }
+}
+
+fn shape_str([c, h, w]: [usize; 3]) -> String {
+    format!("{c}x{h}x{w}")
+}
