@@ -9,9 +9,9 @@
 //! ```
 //! # fn main() -> lenet5::Result<()> {
 //! use lenet5::{Connect, Layer};
-//! use ndarray::{array, Array4};
+//! use ndarray::array;
 //! let mut fc = Connect::from_params(array![[1.0, -1.0]], array![0.5])?;
-//! let out = fc.forward(Array4::from_shape_vec((1, 2, 1, 1), vec![3.0, 1.0])?.view())?;
+//! let out = fc.forward(array![[[[3.0]], [[1.0]]]].view())?;
 //! assert!((out[[0, 0, 0, 0]] - 0.92414).abs() < 1e-5); // sigmoid(3 - 1 + 0.5)
 //! # Ok(()) }
 //! ```

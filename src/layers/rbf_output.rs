@@ -11,9 +11,9 @@
 //! ```
 //! # fn main() -> lenet5::Result<()> {
 //! use lenet5::{Layer, RbfOutput};
-//! use ndarray::{array, Array4};
+//! use ndarray::array;
 //! let mut rbf = RbfOutput::from_params(array![[0.0, 1.0], [1.0, 1.0]])?;
-//! let out = rbf.forward(Array4::from_shape_vec((1, 2, 1, 1), vec![0.0, 1.0])?.view())?;
+//! let out = rbf.forward(array![[[[0.0]], [[1.0]]]].view())?;
 //! assert_eq!(out.into_raw_vec_and_offset().0, vec![0.0, -1.0]); // class 0 is the exact match
 //! # Ok(()) }
 //! ```
