@@ -1,13 +1,14 @@
 //! [`LeNet5`]: the report's seven-layer network, ready to train.
 
 use std::fmt;
+use std::path::Path;
 
 use ndarray::{Array4, ArrayView4};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
 use crate::layer::{Layer, ParamMut, ParamRef};
-use crate::{Connect, Conv, RbfOutput, Result, Sequential, Subsampling};
+use crate::{Connect, io, Conv, RbfOutput, Result, Sequential, Subsampling};
 
 /// The seed [`LeNet5::new`] draws its initial weights from.
 pub const DEFAULT_SEED: u64 = 1;
@@ -44,6 +45,8 @@ pub struct LeNet5 {
 impl LeNet5 {
     /// `[C, H, W]` of one input image: MNIST's 28x28 padded by 2 on every side.
     pub const INPUT_SHAPE: [usize; 3] = [1, 32, 32];
+    /// The architecture name written into model files.
+    pub const ARCHITECTURE: &'static str = "lenet5-report";
 
     /// The network with weights drawn from [`DEFAULT_SEED`], so two calls give the same network.
     pub fn new() -> Self {
@@ -70,6 +73,25 @@ impl LeNet5 {
             .add(Connect::new(120, 84, rng)?)?
             .add(RbfOutput::digits())?;
         Ok(LeNet5 { net })
+    }
+
+    /// Saves the parameters to `path` (see [`crate::io`] for the format), atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) when the file cannot be written; a previous file is left intact.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        io::save(&self.net, Self::ARCHITECTURE, path)
+    }
+
+    /// A network with the parameters saved at `path` by [`LeNet5::save`].
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) when the file cannot be read, [`Error::Model`](crate::Error::Model)
+    /// when it is not a valid model file of this network.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let mut net = Self::new();
+        io::load(&mut net.net, Self::ARCHITECTURE, path)?;
+        Ok(net)
     }
 
     /// The layers as a [`Sequential`].

@@ -15,11 +15,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod error;
+pub mod io;
 pub mod layer;
 pub mod layers;
-pub mod lenet5;
+mod lenet5;
+pub mod plot;
 pub mod sequential;
+pub mod train;
 #[cfg(test)]
 mod testing;
 
@@ -30,5 +34,7 @@ pub use layers::connect::Connect;
 pub use layers::conv::Conv;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
-pub use lenet5::LeNet5;
+pub use lenet5::{DEFAULT_SEED, LeNet5};
 pub use sequential::Sequential;
+pub use train::Sgd;
+pub use data::mnist::{Dataset, Split};

@@ -1,0 +1,79 @@
+//! Accuracy, per-sample predictions and the confusion matrix, computed on both cores.
+
+use ndarray::{Array2, ArrayView4};
+use rayon::prelude::*;
+
+use crate::data::mnist::{CLASSES, Dataset};
+use crate::{Layer, Result};
+
+/// Images per batch of [`predict_classes`]: large enough that matrix products dominate,
+/// small enough that a batch's activations stay in cache.
+pub const EVAL_BATCH: usize = 200;
+
+/// The class with the highest score for each image of `data`, in order.
+///
+/// # Errors
+/// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `[B, 1, 32, 32]` images.
+pub fn predict_classes(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<Vec<u8>> {
+    let starts: Vec<usize> = (0..data.len()).step_by(EVAL_BATCH).collect();
+    let batches: Result<Vec<Vec<u8>>> = starts
+        .into_par_iter()
+        .map(|start| classify(net, data.batch(start..(start + EVAL_BATCH).min(data.len())).view()))
+        .collect();
+    Ok(batches?.concat())
+}
+
+/// The class with the highest score for each image of `images` `[B, C, H, W]`.
+///
+/// # Errors
+/// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `images`.
+pub fn classify(net: &(impl Layer + ?Sized), images: ArrayView4<f32>) -> Result<Vec<u8>> {
+    let scores = net.predict(images)?;
+    Ok(scores.outer_iter().map(|s| argmax(s.iter().copied()) as u8).collect())
+}
+
+/// The index of the largest value (the first one on ties; NaN never wins).
+pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, v) in values.into_iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// How a network does on a labelled data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Fraction of images classified correctly.
+    pub accuracy: f64,
+    /// `[true class, predicted class]` counts, `[10, 10]`.
+    pub confusion: Array2<usize>,
+}
+
+/// Accuracy and confusion matrix of `net` on `data`.
+///
+/// # Errors
+/// As [`predict_classes`].
+pub fn evaluate(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<Evaluation> {
+    let predicted = predict_classes(net, data)?;
+    let mut confusion = Array2::zeros((CLASSES, CLASSES));
+    for (&truth, &guess) in data.labels().iter().zip(&predicted) {
+        confusion[[usize::from(truth), usize::from(guess)]] += 1;
+    }
+    let correct: usize = confusion.diag().sum();
+    let accuracy = if data.is_empty() { 0.0 } else { correct as f64 / data.len() as f64 };
+    Ok(Evaluation { accuracy, confusion })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_skips_nan() {
+        assert_eq!(argmax([0.1, 0.5, 0.5, -1.0]), 1);
+        assert_eq!(argmax([f32::NAN, -3.0]), 1);
+    }
+}

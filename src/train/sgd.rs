@@ -1,0 +1,208 @@
+//! [`Sgd`]: the report's training schedule, per-sample stochastic gradient descent.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use ndarray::Array4;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use super::eval::evaluate;
+use super::loss::softmax_cross_entropy;
+use crate::data::mnist::{CLASSES, Dataset};
+use crate::{Error, Layer, Result};
+
+/// Per-sample SGD with the report's schedule as its default.
+///
+/// Each epoch takes every training example with probability `sample_fraction`, in data set
+/// order; after each sample every parameter moves by `-lr · gradient`. After each epoch the
+/// learning rate is multiplied by `lr_decay`.
+///
+/// | setting | default (the report's) |
+/// |---|---|
+/// | `lr` | 0.5 |
+/// | `lr_decay` | 0.95 per epoch |
+/// | `epochs` | 20 |
+/// | `sample_fraction` | 0.1 (6 000 of 60 000) |
+/// | `seed` | 1 (which samples each epoch takes) |
+///
+/// ```
+/// use lenet5::train::Sgd;
+/// let sgd = Sgd::default().with_epochs(3).with_lr(0.1);
+/// assert_eq!(sgd.epochs(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sgd {
+    lr: f32,
+    lr_decay: f32,
+    epochs: usize,
+    sample_fraction: f64,
+    seed: u64,
+}
+
+impl Default for Sgd {
+    fn default() -> Self {
+        Sgd { lr: 0.5, lr_decay: 0.95, epochs: 20, sample_fraction: 0.1, seed: 1 }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean loss over the samples taken.
+    pub loss: f64,
+    /// Accuracy on the whole training set after the epoch.
+    pub accuracy: f64,
+    /// The learning rate used during the epoch.
+    pub lr: f32,
+    /// Samples taken.
+    pub samples: usize,
+    /// Wall time of the epoch, training and evaluation, in seconds.
+    pub seconds: f64,
+}
+
+/// What [`Sgd::train`] reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A sample of `epoch` was trained on; `done` of about `expected` so far.
+    Sample {
+        /// 1-based.
+        epoch: usize,
+        /// Samples trained on so far in this epoch.
+        done: usize,
+        /// `sample_fraction · len`, the expected number of samples in the epoch.
+        expected: usize,
+    },
+    /// An epoch ended.
+    Epoch(&'a EpochStats),
+}
+
+impl Sgd {
+    /// The report's schedule (see the table above).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the initial learning rate.
+    pub fn with_lr(mut self, lr: f32) -> Self {
+        self.lr = lr;
+        self
+    }
+
+    /// Sets the factor applied to the learning rate after each epoch.
+    pub fn with_lr_decay(mut self, lr_decay: f32) -> Self {
+        self.lr_decay = lr_decay;
+        self
+    }
+
+    /// Sets the number of epochs.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets the probability with which each example is taken in an epoch.
+    pub fn with_sample_fraction(mut self, sample_fraction: f64) -> Self {
+        self.sample_fraction = sample_fraction;
+        self
+    }
+
+    /// Sets the seed that picks each epoch's samples.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The number of epochs.
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+
+    /// Moves every parameter of `net` by `-lr · grad` and clears the gradients.
+    pub fn step(net: &mut (impl Layer + ?Sized), lr: f32) {
+        for p in net.params_mut() {
+            for (v, g) in p.value.iter_mut().zip(p.grad.iter_mut()) {
+                *v -= lr * *g;
+                *g = 0.0;
+            }
+        }
+    }
+
+    fn validate(&self, data: &Dataset) -> Result<()> {
+        let invalid = |what, reason: String| Err(Error::InvalidArgument { what, reason });
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return invalid("Sgd::lr", format!("must be positive and finite, got {}", self.lr));
+        }
+        if !(self.lr_decay.is_finite() && self.lr_decay > 0.0) {
+            return invalid("Sgd::lr_decay", format!("must be positive and finite, got {}", self.lr_decay));
+        }
+        if self.epochs == 0 {
+            return invalid("Sgd::epochs", "must be at least 1, got 0".into());
+        }
+        if !(self.sample_fraction > 0.0 && self.sample_fraction <= 1.0) {
+            return invalid("Sgd::sample_fraction", format!("must be in (0, 1], got {}", self.sample_fraction));
+        }
+        if data.is_empty() {
+            return invalid("Sgd::train", "the training set is empty".into());
+        }
+        Ok(())
+    }
+
+    /// Trains `net` on `data`, calling `observe` after every sample and every epoch; returns
+    /// one [`EpochStats`] per epoch run. `observe` returning `ControlFlow::Break` stops training
+    /// after the current sample (the epoch's stats are then not recorded).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a non-positive or non-finite learning rate or decay, zero
+    /// epochs, a sample fraction outside (0, 1] or an empty data set; [`Error::Diverged`] when
+    /// a loss is NaN or infinite, with the parameters as they were before that sample; and the
+    /// network's shape errors.
+    pub fn train(
+        &self,
+        net: &mut (impl Layer + ?Sized),
+        data: &Dataset,
+        mut observe: impl FnMut(Progress<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<EpochStats>> {
+        self.validate(data)?;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
+        let expected = (self.sample_fraction * data.len() as f64).round() as usize;
+        let mut history = Vec::with_capacity(self.epochs);
+        let mut lr = self.lr;
+        let mut grad = Array4::zeros((1, CLASSES, 1, 1));
+        for epoch in 1..=self.epochs {
+            let start = Instant::now();
+            let (mut done, mut loss_sum) = (0, 0.0);
+            for sample in 0..data.len() {
+                if !rng.random_bool(self.sample_fraction) {
+                    continue;
+                }
+                let scores = net.forward(data.batch(sample..sample + 1).view())?;
+                let scores = scores.as_slice().expect("standard layout");
+                let label = usize::from(data.labels()[sample]);
+                let loss = softmax_cross_entropy(scores, label, grad.as_slice_mut().expect("standard layout"));
+                if !loss.is_finite() {
+                    return Err(Error::Diverged { epoch, sample, loss });
+                }
+                net.backprop(grad.view())?;
+                Self::step(net, lr);
+                done += 1;
+                loss_sum += f64::from(loss);
+                if observe(Progress::Sample { epoch, done, expected }).is_break() {
+                    return Ok(history);
+                }
+            }
+            let accuracy = evaluate(net, data)?.accuracy;
+            let loss = if done == 0 { 0.0 } else { loss_sum / done as f64 };
+            let stats = EpochStats { epoch, loss, accuracy, lr, samples: done, seconds: start.elapsed().as_secs_f64() };
+            lr *= self.lr_decay;
+            let stop = observe(Progress::Epoch(&stats)).is_break();
+            history.push(stats);
+            if stop {
+                break;
+            }
+        }
+        Ok(history)
+    }
+}
