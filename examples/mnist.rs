@@ -16,8 +16,13 @@ use lenet5::{Dataset, LeNet5, Sgd, Split};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let mut data = std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from);
-    let (mut sgd, mut seed, mut out) = (Sgd::default(), lenet5::DEFAULT_SEED, PathBuf::from("lenet5.bin"));
+    let mut data =
+        std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from);
+    let (mut sgd, mut seed, mut out) = (
+        Sgd::default(),
+        lenet5::DEFAULT_SEED,
+        PathBuf::from("lenet5.bin"),
+    );
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -25,24 +30,43 @@ fn main() -> Result<(), Box<dyn Error>> {
             "--epochs" => sgd = sgd.with_epochs(value()?.parse()?),
             "--seed" => seed = value()?.parse()?,
             "--out" => out = value()?.into(),
-            _ => return Err(format!("unknown argument {flag}; flags: --data --epochs --seed --out").into()),
+            _ => {
+                return Err(format!(
+                    "unknown argument {flag}; flags: --data --epochs --seed --out"
+                )
+                .into());
+            }
         }
     }
     let train = Dataset::load(&data, Split::Train).map_err(|e| {
-        format!("{e}\nPut the four MNIST IDX files (raw or .gz) in {}, or pass --data DIR.", data.display())
+        format!(
+            "{e}\nPut the four MNIST IDX files (raw or .gz) in {}, or pass --data DIR.",
+            data.display()
+        )
     })?;
     let test = Dataset::load(&data, Split::Test)?;
 
     let mut net = LeNet5::with_seed(seed);
-    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template("epoch {msg} {wide_bar} {pos}/{len}")?);
+    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
+        "epoch {msg} {wide_bar} {pos}/{len}",
+    )?);
     let history = sgd.with_seed(seed).train(&mut net, &train, |progress| {
         match progress {
-            Progress::Sample { epoch, done, expected } => {
+            Progress::Sample {
+                epoch,
+                done,
+                expected,
+            } => {
                 bar.set_length(expected as u64);
                 bar.set_message(epoch.to_string());
                 bar.set_position(done as u64);
             }
-            Progress::Epoch(s) => bar.suspend(|| println!("epoch: {}  loss: {:.5}  acc: {:.5}", s.epoch, s.loss, s.accuracy)),
+            Progress::Epoch(s) => bar.suspend(|| {
+                println!(
+                    "epoch: {}  loss: {:.5}  acc: {:.5}",
+                    s.epoch, s.loss, s.accuracy
+                )
+            }),
         }
         ControlFlow::Continue(())
     })?;

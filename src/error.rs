@@ -90,6 +90,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An [`Error::Shape`] for an exact expected shape.
     pub(crate) fn shape(layer: &'static str, expected: &[usize], got: &[usize]) -> Self {
-        Error::Shape { layer, expected: format!("{expected:?}"), got: got.to_vec() }
+        Error::Shape {
+            layer,
+            expected: format!("{expected:?}"),
+            got: got.to_vec(),
+        }
     }
 }

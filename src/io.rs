@@ -49,10 +49,18 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
     let params = net
         .named_params()
         .into_iter()
-        .map(|(name, p)| Tensor { name, shape: p.shape.to_vec(), values: p.value.to_vec() })
+        .map(|(name, p)| Tensor {
+            name,
+            shape: p.shape.to_vec(),
+            values: p.value.to_vec(),
+        })
         .collect();
-    let payload = Payload { architecture: architecture.into(), params };
-    let payload = bincode::serde::encode_to_vec(&payload, bincode::config::standard()).expect("encoding to memory cannot fail");
+    let payload = Payload {
+        architecture: architecture.into(),
+        params,
+    };
+    let payload = bincode::serde::encode_to_vec(&payload, bincode::config::standard())
+        .expect("encoding to memory cannot fail");
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
     bytes.extend(MAGIC);
     bytes.extend(VERSION.to_le_bytes());
@@ -69,10 +77,21 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
 /// [`Error::Model`] saying what is wrong: bad magic, another version, a length or checksum
 /// that does not match, an undecodable payload, another architecture, or a parameter whose
 /// name or shape differs from `net`'s.
-pub fn load_bytes(net: &mut Sequential, architecture: &str, bytes: &[u8], source_name: &str) -> Result<()> {
-    let bad = |reason: String| Error::Model { source_name: source_name.into(), reason };
+pub fn load_bytes(
+    net: &mut Sequential,
+    architecture: &str,
+    bytes: &[u8],
+    source_name: &str,
+) -> Result<()> {
+    let bad = |reason: String| Error::Model {
+        source_name: source_name.into(),
+        reason,
+    };
     let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
-        return Err(bad(format!("{} bytes is too short for a model file", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes is too short for a model file",
+            bytes.len()
+        )));
     };
     let field = |range: std::ops::Range<usize>| &header[range];
     if field(0..8) != MAGIC {
@@ -80,24 +99,35 @@ pub fn load_bytes(net: &mut Sequential, architecture: &str, bytes: &[u8], source
     }
     let version = u32::from_le_bytes(field(8..12).try_into().expect("4 bytes"));
     if version != VERSION {
-        return Err(bad(format!("format version {version} is not supported (this crate reads {VERSION})")));
+        return Err(bad(format!(
+            "format version {version} is not supported (this crate reads {VERSION})"
+        )));
     }
     let len = u64::from_le_bytes(field(12..20).try_into().expect("8 bytes"));
     if len != payload.len() as u64 {
-        return Err(bad(format!("header says {len} payload bytes, the file has {} (truncated or padded)", payload.len())));
+        return Err(bad(format!(
+            "header says {len} payload bytes, the file has {} (truncated or padded)",
+            payload.len()
+        )));
     }
     let crc = u32::from_le_bytes(field(20..24).try_into().expect("4 bytes"));
     if crc != crc32fast::hash(payload) {
         return Err(bad("checksum mismatch: the file is corrupted".into()));
     }
     let config = bincode::config::standard().with_limit::<MAX_PAYLOAD>();
-    let (decoded, used): (Payload, usize) =
-        bincode::serde::decode_from_slice(payload, config).map_err(|e| bad(format!("undecodable payload: {e}")))?;
+    let (decoded, used): (Payload, usize) = bincode::serde::decode_from_slice(payload, config)
+        .map_err(|e| bad(format!("undecodable payload: {e}")))?;
     if used != payload.len() {
-        return Err(bad(format!("{} bytes after the payload", payload.len() - used)));
+        return Err(bad(format!(
+            "{} bytes after the payload",
+            payload.len() - used
+        )));
     }
     if decoded.architecture != architecture {
-        return Err(bad(format!("a {:?} model, expected {architecture:?}", decoded.architecture)));
+        return Err(bad(format!(
+            "a {:?} model, expected {architecture:?}",
+            decoded.architecture
+        )));
     }
     check_params(net, &decoded.params).map_err(bad)?;
     for ((_, p), tensor) in net.named_params_mut().into_iter().zip(decoded.params) {
@@ -110,7 +140,11 @@ pub fn load_bytes(net: &mut Sequential, architecture: &str, bytes: &[u8], source
 fn check_params(net: &Sequential, tensors: &[Tensor]) -> std::result::Result<(), String> {
     let params = net.named_params();
     if params.len() != tensors.len() {
-        return Err(format!("{} parameters, the network has {}", tensors.len(), params.len()));
+        return Err(format!(
+            "{} parameters, the network has {}",
+            tensors.len(),
+            params.len()
+        ));
     }
     for ((name, p), t) in params.iter().zip(tensors) {
         if *name != t.name || p.shape != t.shape.as_slice() || t.values.len() != p.value.len() {
@@ -138,7 +172,10 @@ pub fn save(net: &Sequential, architecture: &str, path: impl AsRef<Path>) -> Res
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
@@ -148,7 +185,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     result.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     })
 }
 
@@ -165,11 +205,21 @@ pub fn load(net: &mut Sequential, architecture: &str, path: impl AsRef<Path>) ->
 /// The bytes of `path`, or [`Error::Model`] when it holds more than `limit`.
 fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
     use std::io::Read;
-    let io_error = |source| Error::Io { path: path.into(), source };
+    let io_error = |source| Error::Io {
+        path: path.into(),
+        source,
+    };
     let mut bytes = Vec::new();
-    std::fs::File::open(path).map_err(io_error)?.take(limit + 1).read_to_end(&mut bytes).map_err(io_error)?;
+    std::fs::File::open(path)
+        .map_err(io_error)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
     if bytes.len() as u64 > limit {
-        return Err(Error::Model { source_name: path.display().to_string(), reason: format!("larger than {limit} bytes") });
+        return Err(Error::Model {
+            source_name: path.display().to_string(),
+            reason: format!("larger than {limit} bytes"),
+        });
     }
     Ok(bytes)
 }
@@ -190,7 +240,10 @@ mod tests {
         let bytes = to_bytes(LeNet5::with_seed(3).network(), ARCH);
         let mut other = LeNet5::with_seed(4);
         load_bytes(other.network_mut(), ARCH, &bytes, "mem").unwrap();
-        assert_eq!(values(other.network()), values(LeNet5::with_seed(3).network()));
+        assert_eq!(
+            values(other.network()),
+            values(LeNet5::with_seed(3).network())
+        );
     }
 
     #[test]
@@ -211,7 +264,9 @@ mod tests {
             (&flipped_weight[..], "checksum"),
             (&other_arch[..], "\"other\""),
         ] {
-            let err = load_bytes(net.network_mut(), ARCH, bytes, "mem").unwrap_err().to_string();
+            let err = load_bytes(net.network_mut(), ARCH, bytes, "mem")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(word), "{err} should mention {word}");
         }
         assert_eq!(values(net.network()), before);

@@ -31,7 +31,10 @@ impl<D: Dimension> Param<D> {
         ParamRef {
             name,
             shape: self.value.shape(),
-            value: self.value.as_slice().expect("parameters are in standard layout"),
+            value: self
+                .value
+                .as_slice()
+                .expect("parameters are in standard layout"),
         }
     }
 
@@ -39,8 +42,14 @@ impl<D: Dimension> Param<D> {
     pub fn as_mut(&mut self, name: &'static str) -> ParamMut<'_> {
         ParamMut {
             name,
-            value: self.value.as_slice_mut().expect("parameters are in standard layout"),
-            grad: self.grad.as_slice_mut().expect("gradients are in standard layout"),
+            value: self
+                .value
+                .as_slice_mut()
+                .expect("parameters are in standard layout"),
+            grad: self
+                .grad
+                .as_slice_mut()
+                .expect("gradients are in standard layout"),
         }
     }
 }
@@ -81,22 +90,31 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// before any data arrives.
     ///
     /// # Errors
-    /// [`Error::Shape`](crate::Error::Shape) when the layer cannot take that input.
+    /// [`Error::Shape`] when the layer cannot take that input.
     fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]>;
 
     /// Output `[B, C', H', W']` for `input` `[B, C, H, W]`, keeping what `backprop` needs.
     ///
     /// # Errors
-    /// [`Error::Shape`](crate::Error::Shape) when `input` has a shape the layer cannot take.
+    /// [`Error::Shape`] when `input` has a shape the layer cannot take.
     fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>>;
 
     /// Takes dL/d(output) of the last `forward`, adds dL/d(param) into each gradient, and
     /// returns dL/d(input).
     ///
     /// # Errors
-    /// [`Error::NoForward`](crate::Error::NoForward) before any `forward`, and
-    /// [`Error::Shape`](crate::Error::Shape) when `grad_output` does not match the last output.
+    /// [`Error::NoForward`] before any `forward`, and
+    /// [`Error::Shape`] when `grad_output` does not match the last output.
     fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>>;
+
+    /// As [`Layer::backprop`] for a layer whose input needs no gradient (the first layer of a
+    /// network): adds dL/d(param) into each gradient and skips computing dL/d(input).
+    ///
+    /// # Errors
+    /// As [`Layer::backprop`].
+    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
+        self.backprop(grad_output).map(drop)
+    }
 
     /// The same output as `forward`, without keeping anything, so that many threads can
     /// evaluate one network at once.
@@ -118,7 +136,11 @@ pub(crate) fn chw(shape: &[usize]) -> [usize; 3] {
 }
 
 /// Checks that `forward` has run (`output` is not empty) and that `grad_output` has its shape.
-pub(crate) fn check_grad_output(layer: &'static str, output: &Array4<f32>, grad_output: &ArrayView4<f32>) -> Result<()> {
+pub(crate) fn check_grad_output(
+    layer: &'static str,
+    output: &Array4<f32>,
+    grad_output: &ArrayView4<f32>,
+) -> Result<()> {
     if output.is_empty() {
         return Err(Error::NoForward { layer });
     }

@@ -8,7 +8,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
 use crate::layer::{Layer, ParamMut, ParamRef};
-use crate::{Connect, io, Conv, RbfOutput, Result, Sequential, Subsampling};
+use crate::{Connect, Conv, RbfOutput, Result, Sequential, Subsampling, io};
 
 /// The seed [`LeNet5::new`] draws its initial weights from.
 pub const DEFAULT_SEED: u64 = 1;
@@ -128,6 +128,10 @@ impl Layer for LeNet5 {
         self.net.backprop(grad_output)
     }
 
+    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
+        self.net.backprop_params(grad_output)
+    }
+
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         self.net.predict(input)
     }
@@ -156,8 +160,16 @@ mod tests {
     fn maps_32x32_to_10_scores_and_refuses_28x28() {
         let mut net = LeNet5::new();
         assert_eq!(net.network().output_shape(), [10, 1, 1]);
-        assert_eq!(net.forward(Array4::zeros((3, 1, 32, 32)).view()).unwrap().dim(), (3, 10, 1, 1));
-        assert!(matches!(net.forward(Array4::zeros((1, 1, 28, 28)).view()), Err(crate::Error::Shape { .. })));
+        assert_eq!(
+            net.forward(Array4::zeros((3, 1, 32, 32)).view())
+                .unwrap()
+                .dim(),
+            (3, 10, 1, 1)
+        );
+        assert!(matches!(
+            net.forward(Array4::zeros((1, 1, 28, 28)).view()),
+            Err(crate::Error::Shape { .. })
+        ));
     }
 
     #[test]
@@ -169,9 +181,47 @@ mod tests {
     }
 
     #[test]
+    fn cross_entropy_gradient_matches_finite_differences() {
+        // the training loss: softmax cross-entropy of the RBF scores for class 3
+        let mut net = LeNet5::with_seed(2);
+        let input = crate::testing::uniform((1, 1, 32, 32), 3);
+        crate::testing::check_gradients_with(&mut net, input, |scores| {
+            let mut grad = Array4::zeros(scores.raw_dim());
+            let loss = crate::train::softmax_cross_entropy(scores.as_slice().unwrap(), 3, grad.as_slice_mut().unwrap());
+            (f64::from(loss), grad)
+        });
+    }
+
+    #[test]
+    fn backprop_params_accumulates_what_backprop_does() {
+        let input = crate::testing::uniform((2, 1, 32, 32), 4);
+        let grads = |full: bool| {
+            let mut net = LeNet5::with_seed(5);
+            let scores = net.forward(input.view()).unwrap();
+            if full {
+                net.backprop(scores.view()).unwrap();
+            } else {
+                net.backprop_params(scores.view()).unwrap();
+            }
+            net.params_mut().into_iter().flat_map(|p| p.grad.to_vec()).collect::<Vec<f32>>()
+        };
+        assert_eq!(grads(true), grads(false));
+        assert!(grads(false).iter().any(|&g| g != 0.0));
+    }
+
+    #[test]
     fn same_seed_same_weights() {
-        let (a, b, c) = (LeNet5::with_seed(9), LeNet5::with_seed(9), LeNet5::with_seed(10));
-        let values = |n: &LeNet5| n.params().iter().flat_map(|p| p.value.to_vec()).collect::<Vec<f32>>();
+        let (a, b, c) = (
+            LeNet5::with_seed(9),
+            LeNet5::with_seed(9),
+            LeNet5::with_seed(10),
+        );
+        let values = |n: &LeNet5| {
+            n.params()
+                .iter()
+                .flat_map(|p| p.value.to_vec())
+                .collect::<Vec<f32>>()
+        };
         assert_eq!(values(&a), values(&b));
         assert_ne!(values(&a), values(&c));
         assert!(values(&a).iter().all(|v| (-1.0..1.0).contains(v)));

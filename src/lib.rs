@@ -18,15 +18,17 @@
 pub mod data;
 pub mod error;
 pub mod io;
+mod kernels;
 pub mod layer;
 pub mod layers;
 mod lenet5;
 pub mod plot;
 pub mod sequential;
-pub mod train;
 #[cfg(test)]
 mod testing;
+pub mod train;
 
+pub use data::mnist::{Dataset, Split};
 pub use error::{Error, Result};
 pub use layer::{Layer, Param, ParamMut, ParamRef};
 pub use layers::activation::Activation;
@@ -37,4 +39,3 @@ pub use layers::subsampling::Subsampling;
 pub use lenet5::{DEFAULT_SEED, LeNet5};
 pub use sequential::Sequential;
 pub use train::Sgd;
-pub use data::mnist::{Dataset, Split};

@@ -28,7 +28,14 @@ pub fn training_curves_svg(history: &[EpochStats]) -> String {
     let accuracies: Vec<f64> = history.iter().map(|s| s.accuracy).collect();
     let max_loss = losses.iter().copied().fold(0.0, f64::max).max(1e-9);
     panel(&mut svg, 0.0, "loss", &losses, max_loss, "#c0392b");
-    panel(&mut svg, w, "training accuracy", &accuracies, 1.0, "#2471a3");
+    panel(
+        &mut svg,
+        w,
+        "training accuracy",
+        &accuracies,
+        1.0,
+        "#2471a3",
+    );
     svg.push_str("</svg>\n");
     svg
 }
@@ -36,12 +43,23 @@ pub fn training_curves_svg(history: &[EpochStats]) -> String {
 /// One panel at x offset `left`: axes, the title, the y range `[0, top]` and the curve.
 fn panel(svg: &mut String, left: f64, title: &str, values: &[f64], top: f64, colour: &str) {
     let (w, h) = PANEL;
-    let (x0, x1, y0, y1) = (left + MARGIN, left + w - MARGIN / 2.0, h - MARGIN, MARGIN / 2.0);
+    let (x0, x1, y0, y1) = (
+        left + MARGIN,
+        left + w - MARGIN / 2.0,
+        h - MARGIN,
+        MARGIN / 2.0,
+    );
     let steps = values.len().saturating_sub(1).max(1) as f64;
     let points: Vec<String> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| format!("{:.1},{:.1}", x0 + (x1 - x0) * i as f64 / steps, y0 - (y0 - y1) * v / top))
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                x0 + (x1 - x0) * i as f64 / steps,
+                y0 - (y0 - y1) * v / top
+            )
+        })
         .collect();
     let _ = writeln!(
         svg,

@@ -35,17 +35,28 @@ pub struct Sequential {
 impl Sequential {
     /// An empty stack that takes `[B, C, H, W]` inputs with `[C, H, W] = input_shape`.
     pub fn new(input_shape: [usize; 3]) -> Self {
-        Sequential { input_shape, shapes: Vec::new(), layers: Vec::new() }
+        Sequential {
+            input_shape,
+            shapes: Vec::new(),
+            layers: Vec::new(),
+        }
     }
 
     /// Appends `layer`.
     ///
     /// # Errors
     /// [`Error::Layer`] wrapping the layer's [`Error::Shape`] when it cannot take the current output.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "the report's `add`; it returns a Result, unlike Add::add"
+    )]
     pub fn add(mut self, layer: impl Layer + 'static) -> Result<Self> {
         let shape = layer
             .output_shape(self.output_shape())
-            .map_err(|source| Error::Layer { index: self.layers.len(), source: Box::new(source) })?;
+            .map_err(|source| Error::Layer {
+                index: self.layers.len(),
+                source: Box::new(source),
+            })?;
         self.shapes.push(shape);
         self.layers.push(Box::new(layer));
         Ok(self)
@@ -70,18 +81,36 @@ impl Sequential {
     /// saved model files use.
     pub fn named_params(&self) -> Vec<(String, ParamRef<'_>)> {
         let per_layer = self.layers.iter().enumerate().map(|(i, l)| (i, l.params()));
-        per_layer.flat_map(|(i, ps)| ps.into_iter().map(move |p| (format!("layers.{i}.{}", p.name), p))).collect()
+        per_layer
+            .flat_map(|(i, ps)| {
+                ps.into_iter()
+                    .map(move |p| (format!("layers.{i}.{}", p.name), p))
+            })
+            .collect()
     }
 
     /// As [`Sequential::named_params`], with mutable values and gradients.
     pub fn named_params_mut(&mut self) -> Vec<(String, ParamMut<'_>)> {
-        let per_layer = self.layers.iter_mut().enumerate().map(|(i, l)| (i, l.params_mut()));
-        per_layer.flat_map(|(i, ps)| ps.into_iter().map(move |p| (format!("layers.{i}.{}", p.name), p))).collect()
+        let per_layer = self
+            .layers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, l)| (i, l.params_mut()));
+        per_layer
+            .flat_map(|(i, ps)| {
+                ps.into_iter()
+                    .map(move |p| (format!("layers.{i}.{}", p.name), p))
+            })
+            .collect()
     }
 
     /// The number of trainable values.
     pub fn param_count(&self) -> usize {
-        self.layers.iter().flat_map(|l| l.params()).map(|p| p.value.len()).sum()
+        self.layers
+            .iter()
+            .flat_map(|l| l.params())
+            .map(|p| p.value.len())
+            .sum()
     }
 
     /// The output shape for `input`, which must be [`Sequential::input_shape`].
@@ -94,8 +123,15 @@ impl Sequential {
 
     fn check_input(&self, input: &ArrayView4<f32>) -> Result<()> {
         if chw(input.shape()) != self.input_shape {
-            let expected = format!("[B, {}, {}, {}]", self.input_shape[0], self.input_shape[1], self.input_shape[2]);
-            return Err(Error::Shape { layer: "Sequential", expected, got: input.shape().to_vec() });
+            let expected = format!(
+                "[B, {}, {}, {}]",
+                self.input_shape[0], self.input_shape[1], self.input_shape[2]
+            );
+            return Err(Error::Shape {
+                layer: "Sequential",
+                expected,
+                got: input.shape().to_vec(),
+            });
         }
         Ok(())
     }
@@ -127,6 +163,17 @@ impl Layer for Sequential {
         Ok(g)
     }
 
+    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
+        let Some((first, rest)) = self.layers.split_first_mut() else {
+            return Ok(());
+        };
+        let mut g = grad_output.to_owned();
+        for layer in rest.iter_mut().rev() {
+            g = layer.backprop(g.view())?;
+        }
+        first.backprop_params(g.view())
+    }
+
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         self.check_input(&input)?;
         let mut x = input.to_owned();
@@ -141,18 +188,39 @@ impl Layer for Sequential {
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        self.layers.iter_mut().flat_map(|l| l.params_mut()).collect()
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.params_mut())
+            .collect()
     }
 }
 
 /// A summary like PyTorch's `print(model)`: each layer, its output shape and parameter count.
 impl fmt::Display for Sequential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<4} {:<12} {:>14} {:>8}", "#", "layer", "output", "params")?;
-        writeln!(f, "{:<4} {:<12} {:>14} {:>8}", "", "input", shape_str(self.input_shape), "")?;
+        writeln!(
+            f,
+            "{:<4} {:<12} {:>14} {:>8}",
+            "#", "layer", "output", "params"
+        )?;
+        writeln!(
+            f,
+            "{:<4} {:<12} {:>14} {:>8}",
+            "",
+            "input",
+            shape_str(self.input_shape),
+            ""
+        )?;
         for (i, (layer, shape)) in self.layers.iter().zip(&self.shapes).enumerate() {
             let params: usize = layer.params().iter().map(|p| p.value.len()).sum();
-            writeln!(f, "{:<4} {:<12} {:>14} {:>8}", i, layer.name(), shape_str(*shape), params)?;
+            writeln!(
+                f,
+                "{:<4} {:<12} {:>14} {:>8}",
+                i,
+                layer.name(),
+                shape_str(*shape),
+                params
+            )?;
         }
         write!(f, "total trainable parameters: {}", self.param_count())
     }

@@ -47,7 +47,11 @@ pub(crate) fn check_gradients_with(
     let grad_input = layer.backprop(grad_output.view()).expect("backprop");
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
     let mut picks = |len: usize| -> Vec<usize> {
-        if len <= MAX_ENTRIES { (0..len).collect() } else { (0..MAX_ENTRIES).map(|_| rng.random_range(0..len)).collect() }
+        if len <= MAX_ENTRIES {
+            (0..len).collect()
+        } else {
+            (0..MAX_ENTRIES).map(|_| rng.random_range(0..len)).collect()
+        }
     };
 
     let mut probe = input.clone();
@@ -61,7 +65,11 @@ pub(crate) fn check_gradients_with(
         assert_relative_eq!(analytic, numeric, epsilon = EPS, max_relative = REL);
     }
 
-    let analytic: Vec<Vec<f32>> = layer.params_mut().into_iter().map(|p| p.grad.to_vec()).collect();
+    let analytic: Vec<Vec<f32>> = layer
+        .params_mut()
+        .into_iter()
+        .map(|p| p.grad.to_vec())
+        .collect();
     for (p, analytic) in analytic.iter().enumerate() {
         for i in picks(analytic.len()) {
             let original = layer.params_mut()[p].value[i];
@@ -72,7 +80,12 @@ pub(crate) fn check_gradients_with(
             layer.params_mut()[p].value[i] = original;
             let name = layer.params()[p].name;
             assert!(
-                approx::relative_eq!(f64::from(analytic[i]), numeric, epsilon = EPS, max_relative = REL),
+                approx::relative_eq!(
+                    f64::from(analytic[i]),
+                    numeric,
+                    epsilon = EPS,
+                    max_relative = REL
+                ),
                 "{} {name}[{i}]: analytic {} vs numeric {numeric}",
                 layer.name(),
                 analytic[i]
@@ -88,5 +101,8 @@ fn central_difference(mut f: impl FnMut(f32) -> f64) -> f64 {
 
 /// `Σ a · b` in f64.
 pub(crate) fn dot<D: Dimension>(a: &Array<f32, D>, b: &Array<f32, D>) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
 }

@@ -31,27 +31,44 @@ impl Idx {
     /// [`MAX_IDX_BYTES`].
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let io_error = |source| Error::Io { path: path.into(), source };
+        let io_error = |source| Error::Io {
+            path: path.into(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io_error)?;
         if file.metadata().map_err(io_error)?.is_dir() {
-            return Err(Error::Idx { path: path.into(), reason: "is a directory, not an IDX file".into() });
+            return Err(Error::Idx {
+                path: path.into(),
+                reason: "is a directory, not an IDX file".into(),
+            });
         }
         let mut raw = Vec::new();
-        file.take(MAX_IDX_BYTES + 1).read_to_end(&mut raw).map_err(io_error)?;
+        file.take(MAX_IDX_BYTES + 1)
+            .read_to_end(&mut raw)
+            .map_err(io_error)?;
         let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut bytes = Vec::new();
             flate2::read::MultiGzDecoder::new(raw.as_slice())
                 .take(MAX_IDX_BYTES + 1)
                 .read_to_end(&mut bytes)
-                .map_err(|e| Error::Idx { path: path.into(), reason: format!("corrupt gzip stream: {e}") })?;
+                .map_err(|e| Error::Idx {
+                    path: path.into(),
+                    reason: format!("corrupt gzip stream: {e}"),
+                })?;
             bytes
         } else {
             raw
         };
         if bytes.len() as u64 > MAX_IDX_BYTES {
-            return Err(Error::Idx { path: path.into(), reason: format!("larger than {MAX_IDX_BYTES} bytes") });
+            return Err(Error::Idx {
+                path: path.into(),
+                reason: format!("larger than {MAX_IDX_BYTES} bytes"),
+            });
         }
-        Self::parse(&bytes).map_err(|reason| Error::Idx { path: path.into(), reason })
+        Self::parse(&bytes).map_err(|reason| Error::Idx {
+            path: path.into(),
+            reason,
+        })
     }
 
     /// Decodes the bytes of an (uncompressed) IDX file; the error says what is wrong.
@@ -61,29 +78,48 @@ impl Idx {
     /// bytes, a header or body shorter than it claims, or bytes after the body.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
         let Some((magic, rest)) = bytes.split_first_chunk::<4>() else {
-            return Err(format!("{} bytes is too short for an IDX header", bytes.len()));
+            return Err(format!(
+                "{} bytes is too short for an IDX header",
+                bytes.len()
+            ));
         };
         let [0, 0, kind, ndims] = *magic else {
-            return Err(format!("bad magic number {magic:02x?}: an IDX file starts with 00 00"));
+            return Err(format!(
+                "bad magic number {magic:02x?}: an IDX file starts with 00 00"
+            ));
         };
         if kind != UBYTE {
-            return Err(format!("value type 0x{kind:02x} is not supported, only unsigned bytes (0x08)"));
+            return Err(format!(
+                "value type 0x{kind:02x} is not supported, only unsigned bytes (0x08)"
+            ));
         }
         let header_len = 4 * usize::from(ndims);
         if rest.len() < header_len {
-            return Err(format!("header claims {ndims} dimensions but the file ends after {} bytes", bytes.len()));
+            return Err(format!(
+                "header claims {ndims} dimensions but the file ends after {} bytes",
+                bytes.len()
+            ));
         }
         let (header, body) = rest.split_at(header_len);
-        let dims: Vec<usize> =
-            header.chunks_exact(4).map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize).collect();
+        let dims: Vec<usize> = header
+            .chunks_exact(4)
+            .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+            .collect();
         // checked: a hostile header can claim dimensions whose product overflows
         let len = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         match len {
-            Some(len) if len == body.len() => Ok(Idx { dims, data: body.to_vec() }),
-            Some(len) if len > body.len() => {
-                Err(format!("header {dims:?} needs {len} bytes of data but the file has {} (truncated)", body.len()))
-            }
-            Some(len) => Err(format!("header {dims:?} needs {len} bytes of data but the file has {} more", body.len() - len)),
+            Some(len) if len == body.len() => Ok(Idx {
+                dims,
+                data: body.to_vec(),
+            }),
+            Some(len) if len > body.len() => Err(format!(
+                "header {dims:?} needs {len} bytes of data but the file has {} (truncated)",
+                body.len()
+            )),
+            Some(len) => Err(format!(
+                "header {dims:?} needs {len} bytes of data but the file has {} more",
+                body.len() - len
+            )),
             None => Err(format!("header dimensions {dims:?} overflow")),
         }
     }
@@ -103,7 +139,13 @@ mod tests {
     #[test]
     fn parses_a_small_file() {
         let parsed = Idx::parse(&idx(&[2, 3], &[1, 2, 3, 4, 5, 6])).unwrap();
-        assert_eq!(parsed, Idx { dims: vec![2, 3], data: vec![1, 2, 3, 4, 5, 6] });
+        assert_eq!(
+            parsed,
+            Idx {
+                dims: vec![2, 3],
+                data: vec![1, 2, 3, 4, 5, 6]
+            }
+        );
     }
 
     #[test]
@@ -121,7 +163,10 @@ mod tests {
         ];
         for (bytes, word) in cases {
             let err = Idx::parse(&bytes).unwrap_err();
-            assert!(err.contains(word), "{bytes:?}: {err:?} should mention {word:?}");
+            assert!(
+                err.contains(word),
+                "{bytes:?}: {err:?} should mention {word:?}"
+            );
         }
     }
 
@@ -138,11 +183,20 @@ mod tests {
         std::fs::write(dir.join("file.gz"), &gz).unwrap();
         std::fs::write(dir.join("corrupt.gz"), &gz[..gz.len() / 2]).unwrap();
         assert_eq!(Idx::read(dir.join("raw")).unwrap().data, vec![9, 8, 7, 6]);
-        assert_eq!(Idx::read(dir.join("file.gz")).unwrap().data, vec![9, 8, 7, 6]);
+        assert_eq!(
+            Idx::read(dir.join("file.gz")).unwrap().data,
+            vec![9, 8, 7, 6]
+        );
         let err = Idx::read(dir.join("corrupt.gz")).unwrap_err().to_string();
         assert!(err.contains("corrupt.gz") && err.contains("gzip"), "{err}");
-        assert!(matches!(Idx::read(dir.join("missing")), Err(Error::Io { .. })));
-        assert!(matches!(Idx::read(&dir), Err(Error::Idx { .. }) | Err(Error::Io { .. })));
+        assert!(matches!(
+            Idx::read(dir.join("missing")),
+            Err(Error::Io { .. })
+        ));
+        assert!(matches!(
+            Idx::read(&dir),
+            Err(Error::Idx { .. }) | Err(Error::Io { .. })
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

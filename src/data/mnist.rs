@@ -66,17 +66,33 @@ impl Dataset {
     pub fn from_idx_files(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Self> {
         let (images_path, labels_path) = (images.as_ref(), labels.as_ref());
         let (images, labels) = (Idx::read(images_path)?, Idx::read(labels_path)?);
-        let bad = |path: &Path, reason: String| Error::Idx { path: path.into(), reason };
+        let bad = |path: &Path, reason: String| Error::Idx {
+            path: path.into(),
+            reason,
+        };
         let &[n, SIDE, SIDE] = images.dims.as_slice() else {
-            return Err(bad(images_path, format!("expected images [N, 28, 28], got dimensions {:?}", images.dims)));
+            return Err(bad(
+                images_path,
+                format!(
+                    "expected images [N, 28, 28], got dimensions {:?}",
+                    images.dims
+                ),
+            ));
         };
         let &[count] = labels.dims.as_slice() else {
-            return Err(bad(labels_path, format!("expected labels [N], got dimensions {:?}", labels.dims)));
+            return Err(bad(
+                labels_path,
+                format!("expected labels [N], got dimensions {:?}", labels.dims),
+            ));
         };
         if count != n {
-            return Err(bad(labels_path, format!("{count} labels for {n} images in {}", images_path.display())));
+            return Err(bad(
+                labels_path,
+                format!("{count} labels for {n} images in {}", images_path.display()),
+            ));
         }
-        let images = Array3::from_shape_vec((n, SIDE, SIDE), images.data).expect("size checked by Idx::parse");
+        let images = Array3::from_shape_vec((n, SIDE, SIDE), images.data)
+            .expect("size checked by Idx::parse");
         Self::new(images, labels.data).map_err(|e| bad(labels_path, e.to_string()))
     }
 
@@ -88,10 +104,21 @@ impl Dataset {
     pub fn new(images: Array3<u8>, labels: Vec<u8>) -> Result<Self> {
         let (n, h, w) = images.dim();
         if (h, w) != (SIDE, SIDE) || labels.len() != n {
-            return Err(Error::shape("Dataset", &[labels.len(), SIDE, SIDE], images.shape()));
+            return Err(Error::shape(
+                "Dataset",
+                &[labels.len(), SIDE, SIDE],
+                images.shape(),
+            ));
         }
-        if let Some((i, &label)) = labels.iter().enumerate().find(|&(_, &l)| usize::from(l) >= CLASSES) {
-            return Err(Error::InvalidArgument { what: "Dataset", reason: format!("label {label} of item {i} is above 9") });
+        if let Some((i, &label)) = labels
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| usize::from(l) >= CLASSES)
+        {
+            return Err(Error::InvalidArgument {
+                what: "Dataset",
+                reason: format!("label {label} of item {i} is above 9"),
+            });
         }
         Ok(Dataset { images, labels })
     }
@@ -116,6 +143,12 @@ impl Dataset {
         &self.labels
     }
 
+    /// The labelled images `range`, as a data set of their own.
+    /// Panics when the range is out of bounds, like slice indexing.
+    pub fn slice(&self, range: Range<usize>) -> Dataset {
+        Dataset { images: self.images.slice(s![range.clone(), .., ..]).to_owned(), labels: self.labels[range].to_vec() }
+    }
+
     /// Images `range`, preprocessed for LeNet-5: `[range.len(), 1, 32, 32]` of 0.0 and 1.0.
     /// Panics when the range is out of bounds, like slice indexing.
     pub fn batch(&self, range: Range<usize>) -> Array4<f32> {
@@ -136,7 +169,10 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
         (false, true) => Ok(gz),
         (false, false) => Err(Error::Io {
             path: gz,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("neither {name} nor {name}.gz found")),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("neither {name} nor {name}.gz found"),
+            ),
         }),
     }
 }
@@ -151,13 +187,15 @@ pub fn binarize(pixel: u8) -> f32 {
 pub fn preprocess_into(image: ArrayView2<u8>, mut out: ArrayViewMut2<f32>) {
     let (h, w) = image.dim();
     debug_assert_eq!(out.dim(), (h + 2 * PAD, w + 2 * PAD));
-    out.slice_mut(s![PAD..PAD + h, PAD..PAD + w]).zip_mut_with(&image, |o, &p| *o = binarize(p));
+    out.slice_mut(s![PAD..PAD + h, PAD..PAD + w])
+        .zip_mut_with(&image, |o, &p| *o = binarize(p));
 }
 
 /// The one-hot vector `[10]` of `label`; `None` when `label` is above 9.
 pub fn one_hot(label: u8) -> Option<Array1<f32>> {
     let label = usize::from(label);
-    (label < CLASSES).then(|| Array1::from_shape_fn(CLASSES, |i| if i == label { 1.0 } else { 0.0 }))
+    (label < CLASSES)
+        .then(|| Array1::from_shape_fn(CLASSES, |i| if i == label { 1.0 } else { 0.0 }))
 }
 
 #[cfg(test)]
@@ -180,8 +218,19 @@ mod tests {
     }
 
     #[test]
+    fn slices_keep_images_with_their_labels() {
+        let images = Array3::from_shape_fn((4, 28, 28), |(i, _, _)| i as u8);
+        let data = Dataset::new(images, vec![0, 1, 2, 3]).unwrap().slice(1..3);
+        assert_eq!(data.labels(), &[1, 2]);
+        assert_eq!(data.image(1)[[5, 5]], 2);
+    }
+
+    #[test]
     fn one_hot_labels() {
-        assert_eq!(one_hot(3).unwrap().to_vec(), vec![0., 0., 0., 1., 0., 0., 0., 0., 0., 0.]);
+        assert_eq!(
+            one_hot(3).unwrap().to_vec(),
+            vec![0., 0., 0., 1., 0., 0., 0., 0., 0., 0.]
+        );
         assert!(one_hot(10).is_none());
     }
 
@@ -189,7 +238,9 @@ mod tests {
     fn inconsistent_data_is_an_error() {
         assert!(Dataset::new(Array3::zeros((2, 28, 28)), vec![1]).is_err());
         assert!(Dataset::new(Array3::zeros((1, 27, 28)), vec![1]).is_err());
-        let err = Dataset::new(Array3::zeros((2, 28, 28)), vec![1, 10]).unwrap_err().to_string();
+        let err = Dataset::new(Array3::zeros((2, 28, 28)), vec![1, 10])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("label 10 of item 1"), "{err}");
     }
 }

@@ -16,12 +16,12 @@
 //! # Ok(()) }
 //! ```
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, Axis, Ix1, Ix2};
 use rand::Rng;
 
 use super::activation::Activation;
 use super::uniform_param;
+use crate::kernels::matmul;
 use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
@@ -88,16 +88,24 @@ impl Connect {
         self.output_shape(chw(input.shape()))?;
         let batch = input.dim().0;
         let inputs = self.weight.value.ncols();
-        Ok(input.as_standard_layout().into_owned().into_shape_with_order((batch, inputs)).expect("size checked"))
+        Ok(input
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((batch, inputs))
+            .expect("size checked"))
     }
 
     /// `f(x · Wᵀ + bias)` as `[B, outputs, 1, 1]` for `x` `[B, inputs]`.
     fn compute(&self, x: &Array2<f32>) -> Array4<f32> {
-        let mut out = Array2::from_shape_fn((x.nrows(), self.bias.value.len()), |(_, o)| self.bias.value[o]);
-        general_mat_mul(1.0, x, &self.weight.value.t(), 1.0, &mut out);
-        self.activation.apply(out.as_slice_mut().expect("standard layout"));
+        let mut out = Array2::from_shape_fn((x.nrows(), self.bias.value.len()), |(_, o)| {
+            self.bias.value[o]
+        });
+        matmul(x.view(), self.weight.value.t(), 1.0, out.view_mut());
+        self.activation
+            .apply(out.as_slice_mut().expect("standard layout"));
         let (batch, outputs) = out.dim();
-        out.into_shape_with_order((batch, outputs, 1, 1)).expect("same size")
+        out.into_shape_with_order((batch, outputs, 1, 1))
+            .expect("same size")
     }
 }
 
@@ -109,7 +117,11 @@ impl Layer for Connect {
     fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
         let (outputs, inputs) = self.weight.value.dim();
         if c * h * w != inputs {
-            return Err(Error::Shape { layer: "Connect", expected: format!("[C, H, W] with C·H·W = {inputs}"), got: vec![c, h, w] });
+            return Err(Error::Shape {
+                layer: "Connect",
+                expected: format!("[C, H, W] with C·H·W = {inputs}"),
+                got: vec![c, h, w],
+            });
         }
         Ok([outputs, 1, 1])
     }
@@ -122,14 +134,19 @@ impl Layer for Connect {
     }
 
     fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let grad = self.activation.grad_of_sum("Connect", &self.output, grad_output)?;
+        let grad = self
+            .activation
+            .grad_of_sum("Connect", &self.output, grad_output)?;
         let g = grad.index_axis(Axis(3), 0).index_axis_move(Axis(2), 0); // [B, outputs]
         // dL/dW += gᵀ · x, dL/dbias += Σ_b g, dL/dx = g · W
-        general_mat_mul(1.0, &g.t(), &self.input, 1.0, &mut self.weight.grad);
+        matmul(g.t(), self.input.view(), 1.0, self.weight.grad.view_mut());
         self.bias.grad += &g.sum_axis(Axis(0));
-        let grad_input = g.dot(&self.weight.value);
+        let mut grad_input = Array2::zeros((g.nrows(), self.weight.value.ncols()));
+        matmul(g, self.weight.value.view(), 0.0, grad_input.view_mut());
         let (batch, inputs) = grad_input.dim();
-        Ok(grad_input.into_shape_with_order((batch, inputs, 1, 1)).expect("same size"))
+        Ok(grad_input
+            .into_shape_with_order((batch, inputs, 1, 1))
+            .expect("same size"))
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
@@ -157,7 +174,8 @@ mod tests {
     fn forward_by_hand() {
         // x = [1, 2], W = [[1, 1], [0.5, -1]], b = [0, 1]: sums 3 and 0.5 - 2 + 1 = -0.5;
         // sigmoid(3) = 0.952574, sigmoid(-0.5) = 0.377541
-        let mut fc = Connect::from_params(array![[1.0, 1.0], [0.5, -1.0]], array![0.0, 1.0]).unwrap();
+        let mut fc =
+            Connect::from_params(array![[1.0, 1.0], [0.5, -1.0]], array![0.0, 1.0]).unwrap();
         let out = fc.forward(array![[[[1.0]], [[2.0]]]].view()).unwrap();
         assert_abs_diff_eq!(out, array![[[[0.952574]], [[0.377541]]]], epsilon = 1e-6);
     }
@@ -171,7 +189,9 @@ mod tests {
             (12, 5, [3, 3, 2, 2], Activation::Sigmoid),
             (7, 4, [2, 7, 1, 1], Activation::ScaledTanh),
         ] {
-            let mut fc = Connect::new(inputs, outputs, &mut rng).unwrap().with_activation(act);
+            let mut fc = Connect::new(inputs, outputs, &mut rng)
+                .unwrap()
+                .with_activation(act);
             check_gradients(&mut fc, shape, 6);
         }
     }
@@ -180,10 +200,19 @@ mod tests {
     fn bad_shapes_are_errors() {
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
         let mut fc = Connect::new(120, 84, &mut rng).unwrap();
-        assert!(matches!(fc.forward(Array4::zeros((1, 119, 1, 1)).view()), Err(Error::Shape { .. })));
-        assert!(matches!(fc.backprop(Array4::zeros((1, 84, 1, 1)).view()), Err(Error::NoForward { .. })));
+        assert!(matches!(
+            fc.forward(Array4::zeros((1, 119, 1, 1)).view()),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            fc.backprop(Array4::zeros((1, 84, 1, 1)).view()),
+            Err(Error::NoForward { .. })
+        ));
         fc.forward(Array4::zeros((2, 120, 1, 1)).view()).unwrap();
-        assert!(matches!(fc.backprop(Array4::zeros((1, 84, 1, 1)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(
+            fc.backprop(Array4::zeros((1, 84, 1, 1)).view()),
+            Err(Error::Shape { .. })
+        ));
         assert!(Connect::from_params(Array2::zeros((3, 2)), Array1::zeros(2)).is_err());
     }
 }

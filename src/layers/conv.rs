@@ -3,7 +3,8 @@
 //! `out[b, p, j, k] = f(bias[p] + Σ_{i,l,m} input[b, i, j+l, k+m] · weight[p, i, l, m])`
 //!
 //! Stride 1, no padding: a `[C_in, H, W]` input gives `[C_out, H - K + 1, W - K + 1]`.
-//! The windows are laid out by [`im2col`] so the sum is one matrix product per sample.
+//! The windows are laid out by `im2col` (see `window.rs`) so that the sums are one matrix
+//! product per sample.
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
@@ -16,13 +17,16 @@
 //! # Ok(()) }
 //! ```
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis, Ix1, Ix4};
+use ndarray::{
+    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
+    ArrayViewMut3, Axis, Ix1, Ix4, s,
+};
 use rand::Rng;
 
 use super::activation::Activation;
 use super::uniform_param;
-use super::window::{col2im_add, im2col};
+use super::window::{col2im_add, im2col, positions};
+use crate::kernels::matmul;
 use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
@@ -34,7 +38,7 @@ pub struct Conv {
     /// `[C_out]`, uniform in [-1, 1) from [`Conv::new`].
     bias: Param<Ix1>,
     activation: Activation,
-    /// `[B, C_in·K·K, OH·OW]`: the windows of the last forward input, for the weight gradient.
+    /// `[B, C_in·K·K, N]`: the windows of the last forward input, for the weight gradient.
     cols: Array3<f32>,
     /// `[B, C_out, OH, OW]`: the last forward output, for the activation's derivative.
     output: Array4<f32>,
@@ -45,7 +49,12 @@ impl Conv {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when a size is zero.
-    pub fn new(in_channels: usize, out_channels: usize, kernel: usize, rng: &mut impl Rng) -> Result<Self> {
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let weight = uniform_param("Conv", [out_channels, in_channels, kernel, kernel], rng)?;
         let bias = uniform_param("Conv", out_channels, rng)?;
         Self::from_params(weight, bias)
@@ -99,27 +108,109 @@ impl Conv {
     /// The kernels as the `[C_out, C_in·K·K]` matrix that multiplies the windows.
     fn weight_matrix(&self) -> ArrayView2<'_, f32> {
         let (c_out, c_in, k, _) = self.weight.value.dim();
-        self.weight.value.view().into_shape_with_order((c_out, c_in * k * k)).expect("standard layout")
+        self.weight
+            .value
+            .view()
+            .into_shape_with_order((c_out, c_in * k * k))
+            .expect("standard layout")
     }
 
-    /// One sample: `cols` `[C_in·K·K, OH·OW]` ← windows of `input` `[C_in, H, W]`, then
-    /// `output` `[C_out, OH, OW]` ← f(W · cols + bias).
-    fn forward_sample(&self, input: ArrayView3<f32>, mut cols: ArrayViewMut2<f32>, mut output: ArrayViewMut3<f32>) {
+    /// One sample: `cols` `[C_in·K·K, N]` ← windows of `input` `[C_in, H, W]`, `sums` `[C_out, N]`
+    /// ← W · cols, then `output` `[C_out, OH, OW]` ← f(sums at the valid positions + bias).
+    fn forward_sample(
+        &self,
+        input: ArrayView3<f32>,
+        mut cols: ArrayViewMut2<f32>,
+        mut sums: ArrayViewMut2<f32>,
+        mut output: ArrayViewMut3<f32>,
+    ) {
+        let width = input.dim().2;
         im2col(input, self.kernel(), cols.view_mut());
-        let (c_out, oh, ow) = output.dim();
-        let mut out = output.view_mut().into_shape_with_order((c_out, oh * ow)).expect("standard layout");
-        for (mut row, &b) in out.outer_iter_mut().zip(&self.bias.value) {
-            row.fill(b);
+        matmul(self.weight_matrix(), cols.view(), 0.0, sums.view_mut());
+        let (_, oh, ow) = output.dim();
+        for ((mut out, sum), &b) in output
+            .outer_iter_mut()
+            .zip(sums.outer_iter())
+            .zip(&self.bias.value)
+        {
+            for (j, mut row) in out.outer_iter_mut().enumerate() {
+                row.zip_mut_with(&sum.slice(s![j * width..j * width + ow]), |y, &a| {
+                    *y = a + b
+                });
+            }
         }
-        general_mat_mul(1.0, &self.weight_matrix(), &cols, 1.0, &mut out);
-        self.activation.apply(output.as_slice_mut().expect("standard layout"));
+        debug_assert_eq!(output.dim().1, oh);
+        self.activation
+            .apply(output.as_slice_mut().expect("standard layout"));
     }
 
-    /// `[B, C_out, OH, OW]` and `[B, C_in·K·K, OH·OW]` for `input`, after checking its shape.
+    /// Adds dL/dW and dL/d(bias) for `grad_output` `[B, C_out, OH, OW]`, and returns dL/d(input)
+    /// `[B, C_in, H, W]` when `with_input`.
+    fn accumulate_gradients(
+        &mut self,
+        grad_output: ArrayView4<f32>,
+        with_input: bool,
+    ) -> Result<Option<Array4<f32>>> {
+        let grad = self
+            .activation
+            .grad_of_sum("Conv", &self.output, grad_output)?;
+        let (batch, c_out, oh, ow) = grad.dim();
+        let (_, c_in, k, _) = self.weight.value.dim();
+        let (height, width) = (oh + k - 1, ow + k - 1);
+        let n = positions(height, width, k);
+        let input_shape = if with_input {
+            (batch, c_in, height, width)
+        } else {
+            (batch, 0, 0, 0)
+        };
+        let mut grad_input = Array4::zeros(input_shape);
+        let mut grad_cols = Array2::zeros(if with_input {
+            (c_in * k * k, n)
+        } else {
+            (0, 0)
+        });
+        // dL/d(sums) at full width; the straddling positions stay zero
+        let mut grad_sums = Array2::zeros((c_out, n));
+        let weight = self
+            .weight
+            .value
+            .view()
+            .into_shape_with_order((c_out, c_in * k * k))
+            .expect("standard layout");
+        let mut grad_weight = self
+            .weight
+            .grad
+            .view_mut()
+            .into_shape_with_order((c_out, c_in * k * k))
+            .expect("standard layout");
+        for (b, (g, cols)) in grad.outer_iter().zip(self.cols.outer_iter()).enumerate() {
+            for j in 0..oh {
+                grad_sums
+                    .slice_mut(s![.., j * width..j * width + ow])
+                    .assign(&g.slice(s![.., j, ..]));
+            }
+            // dL/dW += g · colsᵀ: the correlation of the input with the output gradient
+            matmul(grad_sums.view(), cols.t(), 1.0, grad_weight.view_mut());
+            // dL/d(bias) += Σ over positions
+            self.bias.grad += &grad_sums.sum_axis(Axis(1));
+            if with_input {
+                // dL/dcols = Wᵀ · g, then each window's gradient goes back to its pixels
+                matmul(weight.t(), grad_sums.view(), 0.0, grad_cols.view_mut());
+                col2im_add(grad_cols.view(), k, grad_input.index_axis_mut(Axis(0), b));
+            }
+        }
+        Ok(with_input.then_some(grad_input))
+    }
+
+    /// `[B, C_out, OH, OW]` and `[B, C_in·K·K, N]` for `input`, after checking its shape.
     fn shapes(&self, input: &ArrayView4<f32>) -> Result<([usize; 4], [usize; 3])> {
         let [c_out, oh, ow] = self.output_shape(chw(input.shape()))?;
-        let (batch, c_in, k) = (input.dim().0, input.dim().1, self.kernel());
-        Ok(([batch, c_out, oh, ow], [batch, c_in * k * k, oh * ow]))
+        let (batch, c_in, height, width) = input.dim();
+        let k = self.kernel();
+        Ok((
+            [batch, c_out, oh, ow],
+            [batch, c_in * k * k, positions(height, width, k)],
+        ))
     }
 }
 
@@ -146,9 +237,14 @@ impl Layer for Conv {
         if cols.shape() != cols_shape {
             cols = Array3::zeros(cols_shape);
         }
+        let mut sums = Array2::zeros((out_shape[1], cols_shape[2]));
         let mut output = Array4::zeros(out_shape);
-        for ((x, c), y) in input.outer_iter().zip(cols.outer_iter_mut()).zip(output.outer_iter_mut()) {
-            self.forward_sample(x, c, y);
+        for ((x, c), y) in input
+            .outer_iter()
+            .zip(cols.outer_iter_mut())
+            .zip(output.outer_iter_mut())
+        {
+            self.forward_sample(x, c, sums.view_mut(), y);
         }
         self.cols = cols;
         self.output.clone_from(&output);
@@ -156,32 +252,21 @@ impl Layer for Conv {
     }
 
     fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let grad = self.activation.grad_of_sum("Conv", &self.output, grad_output)?;
-        let (batch, c_out, oh, ow) = grad.dim();
-        let (_, c_in, k, _) = self.weight.value.dim();
-        let grad = grad.into_shape_with_order((batch, c_out, oh * ow)).expect("standard layout");
-        let mut grad_input = Array4::zeros((batch, c_in, oh + k - 1, ow + k - 1));
-        let mut grad_cols = Array2::zeros((c_in * k * k, oh * ow));
-        let mut grad_weight =
-            self.weight.grad.view_mut().into_shape_with_order((c_out, c_in * k * k)).expect("standard layout");
-        let weight = self.weight.value.view().into_shape_with_order((c_out, c_in * k * k)).expect("standard layout");
-        for ((g, cols), grad_x) in grad.outer_iter().zip(self.cols.outer_iter()).zip(grad_input.outer_iter_mut()) {
-            // dL/dW += g · colsᵀ: the correlation of the input with the output gradient
-            general_mat_mul(1.0, &g, &cols.t(), 1.0, &mut grad_weight);
-            self.bias.grad += &g.sum_axis(Axis(1));
-            // dL/dcols = Wᵀ · g, then each window's gradient goes back to its pixels
-            general_mat_mul(1.0, &weight.t(), &g, 0.0, &mut grad_cols);
-            col2im_add(grad_cols.view(), k, grad_x);
-        }
-        Ok(grad_input)
+        let grad_input = self.accumulate_gradients(grad_output, true)?;
+        Ok(grad_input.expect("asked for the input gradient"))
+    }
+
+    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
+        self.accumulate_gradients(grad_output, false).map(drop)
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (out_shape, [_, rows, positions]) = self.shapes(&input)?;
-        let mut cols = Array2::zeros((rows, positions));
+        let (out_shape, [_, rows, n]) = self.shapes(&input)?;
+        let mut cols = Array2::zeros((rows, n));
+        let mut sums = Array2::zeros((out_shape[1], n));
         let mut output = Array4::zeros(out_shape);
         for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
-            self.forward_sample(x, cols.view_mut(), y);
+            self.forward_sample(x, cols.view_mut(), sums.view_mut(), y);
         }
         Ok(output)
     }
@@ -198,7 +283,6 @@ impl Layer for Conv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::activation::sigmoid;
     use crate::testing::{check_gradients, uniform};
     use approx::assert_abs_diff_eq;
     use ndarray::array;
@@ -216,7 +300,7 @@ mod tests {
                     }
                 }
             }
-            sigmoid(sum)
+            1.0 / (1.0 + (-sum).exp())
         })
     }
 
@@ -224,23 +308,41 @@ mod tests {
     fn forward_by_hand() {
         // input [[1,2,3],[4,5,6],[7,8,9]], kernel [[1,0],[0,-1]], bias 0.5:
         // window (0,0): 1 - 5 + 0.5 = -3.5; every window gives -4 + 0.5 = -3.5, sigmoid(-3.5) = 0.029312
-        let input = Array4::from_shape_vec((1, 1, 3, 3), (1..=9).map(|v| v as f32).collect()).unwrap();
+        let input =
+            Array4::from_shape_vec((1, 1, 3, 3), (1..=9).map(|v| v as f32).collect()).unwrap();
         let mut conv = Conv::from_params(array![[[[1.0, 0.0], [0.0, -1.0]]]], array![0.5]).unwrap();
         let out = conv.forward(input.view()).unwrap();
-        assert_abs_diff_eq!(out, Array4::from_elem((1, 1, 2, 2), 0.029312), epsilon = 1e-6);
+        assert_abs_diff_eq!(
+            out,
+            Array4::from_elem((1, 1, 2, 2), 0.029312),
+            epsilon = 1e-6
+        );
     }
 
     #[test]
     fn forward_matches_naive_loops() {
         // (batch, C_in, H, W, C_out, K) of C1, C3, C5 and odd sizes
-        for (b, c_in, h, w, c_out, k) in [(1, 1, 32, 32, 6, 5), (2, 6, 14, 14, 16, 5), (3, 16, 5, 5, 120, 5), (2, 3, 7, 6, 4, 3)] {
+        for (b, c_in, h, w, c_out, k) in [
+            (1, 1, 32, 32, 6, 5),
+            (2, 6, 14, 14, 16, 5),
+            (3, 16, 5, 5, 120, 5),
+            (2, 3, 7, 6, 4, 3),
+        ] {
             let input = uniform((b, c_in, h, w), 1);
             let weight = uniform((c_out, c_in, k, k), 2);
             let bias = uniform(c_out, 3);
             let mut conv = Conv::from_params(weight.clone(), bias.clone()).unwrap();
             let expected = conv_naive(&input, &weight, &bias);
-            assert_abs_diff_eq!(conv.forward(input.view()).unwrap(), expected, epsilon = 1e-5);
-            assert_abs_diff_eq!(conv.predict(input.view()).unwrap(), expected, epsilon = 1e-5);
+            assert_abs_diff_eq!(
+                conv.forward(input.view()).unwrap(),
+                expected,
+                epsilon = 1e-5
+            );
+            assert_abs_diff_eq!(
+                conv.predict(input.view()).unwrap(),
+                expected,
+                epsilon = 1e-5
+            );
         }
     }
 
@@ -254,7 +356,9 @@ mod tests {
             (2, 3, 3, [1, 2, 5, 5], Activation::ScaledTanh),
             (2, 3, 3, [2, 2, 5, 5], Activation::Identity),
         ] {
-            let mut conv = Conv::new(c_in, c_out, k, &mut rng).unwrap().with_activation(act);
+            let mut conv = Conv::new(c_in, c_out, k, &mut rng)
+                .unwrap()
+                .with_activation(act);
             check_gradients(&mut conv, shape, 11);
         }
     }
@@ -263,11 +367,23 @@ mod tests {
     fn bad_shapes_are_errors() {
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
         let mut conv = Conv::new(1, 6, 5, &mut rng).unwrap();
-        assert!(matches!(conv.backprop(Array4::zeros((1, 6, 28, 28)).view()), Err(Error::NoForward { .. })));
-        assert!(matches!(conv.forward(Array4::zeros((1, 2, 32, 32)).view()), Err(Error::Shape { .. })));
-        assert!(matches!(conv.forward(Array4::zeros((1, 1, 4, 32)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(
+            conv.backprop(Array4::zeros((1, 6, 28, 28)).view()),
+            Err(Error::NoForward { .. })
+        ));
+        assert!(matches!(
+            conv.forward(Array4::zeros((1, 2, 32, 32)).view()),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            conv.forward(Array4::zeros((1, 1, 4, 32)).view()),
+            Err(Error::Shape { .. })
+        ));
         conv.forward(Array4::zeros((1, 1, 32, 32)).view()).unwrap();
-        assert!(matches!(conv.backprop(Array4::zeros((1, 6, 27, 28)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(
+            conv.backprop(Array4::zeros((1, 6, 27, 28)).view()),
+            Err(Error::Shape { .. })
+        ));
         assert!(Conv::from_params(Array4::zeros((2, 1, 3, 2)), Array1::zeros(2)).is_err());
         assert!(Conv::from_params(Array4::zeros((2, 1, 3, 3)), Array1::zeros(3)).is_err());
         assert!(Conv::new(1, 0, 5, &mut rng).is_err());

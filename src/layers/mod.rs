@@ -23,7 +23,12 @@ pub(crate) fn uniform_param<D: Dimension>(
 ) -> Result<Array<f32, D>> {
     let shape = shape.into_dimension();
     if shape.slice().contains(&0) {
-        return Err(Error::InvalidArgument { what: layer, reason: format!("every size must be positive, got {:?}", shape.slice()) });
+        return Err(Error::InvalidArgument {
+            what: layer,
+            reason: format!("every size must be positive, got {:?}", shape.slice()),
+        });
     }
-    Ok(Array::from_shape_simple_fn(shape, || rng.random_range(-1.0..1.0)))
+    Ok(Array::from_shape_simple_fn(shape, || {
+        rng.random_range(-1.0..1.0)
+    }))
 }

@@ -14,7 +14,7 @@
 //! # Ok(()) }
 //! ```
 
-use ndarray::{Array1, Array4, ArrayView1, ArrayView4, Ix1, Zip};
+use ndarray::{Array1, Array4, ArrayView1, ArrayView4, Axis, Ix1};
 use rand::Rng;
 
 use super::activation::Activation;
@@ -54,7 +54,10 @@ impl Subsampling {
     /// [`Error::Shape`] when they differ in length or are empty, [`Error::InvalidArgument`] for a zero kernel.
     pub fn from_params(kernel: usize, coef: Array1<f32>, bias: Array1<f32>) -> Result<Self> {
         if kernel == 0 {
-            return Err(Error::InvalidArgument { what: "Subsampling", reason: "kernel must be positive, got 0".into() });
+            return Err(Error::InvalidArgument {
+                what: "Subsampling",
+                reason: "kernel must be positive, got 0".into(),
+            });
         }
         if coef.is_empty() || coef.len() != bias.len() {
             return Err(Error::shape("Subsampling", coef.shape(), bias.shape()));
@@ -88,19 +91,38 @@ impl Subsampling {
     /// Block sums `[B, C, OH, OW]` of `input` and the output computed from them.
     fn compute(&self, input: ArrayView4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
         let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
-        let k = self.kernel;
+        let (k, width) = (self.kernel, input.dim().3);
+        let input = input.as_standard_layout();
         let mut sums = Array4::zeros((input.dim().0, c, oh, ow));
-        for u in 0..k {
-            for v in 0..k {
-                // the (u, v) entry of every block at once
-                sums += &input.slice(ndarray::s![.., .., u..oh * k; k, v..ow * k; k]);
+        let planes_in = input
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(oh * k * width);
+        let planes_out = sums
+            .as_slice_mut()
+            .expect("fresh array")
+            .chunks_exact_mut(oh * ow);
+        for (plane_in, plane_out) in planes_in.zip(planes_out) {
+            for (rows, out) in plane_in
+                .chunks_exact(k * width)
+                .zip(plane_out.chunks_exact_mut(ow))
+            {
+                for row in rows.chunks_exact(width) {
+                    for (o, block) in out.iter_mut().zip(row.chunks_exact(k)) {
+                        *o += block.iter().sum::<f32>();
+                    }
+                }
             }
         }
         let mut output = sums.clone();
-        for (mut y, (&a, &b)) in output.axis_iter_mut(ndarray::Axis(1)).zip(self.coef.value.iter().zip(&self.bias.value)) {
+        for (mut y, (&a, &b)) in output
+            .axis_iter_mut(Axis(1))
+            .zip(self.coef.value.iter().zip(&self.bias.value))
+        {
             y.mapv_inplace(|s| b + a * s);
         }
-        self.activation.apply(output.as_slice_mut().expect("standard layout"));
+        self.activation
+            .apply(output.as_slice_mut().expect("standard layout"));
         Ok((sums, output))
     }
 }
@@ -115,7 +137,10 @@ impl Layer for Subsampling {
         if c != self.coef.value.len() || h == 0 || w == 0 || h % k != 0 || w % k != 0 {
             return Err(Error::Shape {
                 layer: "Subsampling",
-                expected: format!("[{}, H and W positive multiples of {k}]", self.coef.value.len()),
+                expected: format!(
+                    "[{}, H and W positive multiples of {k}]",
+                    self.coef.value.len()
+                ),
                 got: vec![c, h, w],
             });
         }
@@ -130,21 +155,39 @@ impl Layer for Subsampling {
     }
 
     fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let grad = self.activation.grad_of_sum("Subsampling", &self.output, grad_output)?;
+        let grad = self
+            .activation
+            .grad_of_sum("Subsampling", &self.output, grad_output)?;
         let (batch, c, oh, ow) = grad.dim();
         let k = self.kernel;
-        let mut grad_input = Array4::zeros((batch, c, oh * k, ow * k));
-        for ch in 0..c {
-            let g = grad.index_axis(ndarray::Axis(1), ch);
+        let width = ow * k;
+        let mut grad_input = Array4::zeros((batch, c, oh * k, width));
+        let planes_in = grad_input
+            .as_slice_mut()
+            .expect("fresh array")
+            .chunks_exact_mut(oh * k * width);
+        let planes = planes_in.zip(
+            grad.as_slice()
+                .expect("standard layout")
+                .chunks_exact(oh * ow),
+        );
+        let sums = self
+            .sums
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(oh * ow);
+        for (plane, ((grad_x, g), sums)) in planes.zip(sums).enumerate() {
+            let ch = plane % c;
             // coef gradient = Σ over blocks of (block sum · g); bias gradient = Σ g
-            self.coef.grad[ch] += Zip::from(&g).and(&self.sums.index_axis(ndarray::Axis(1), ch)).fold(0.0, |acc, g, s| acc + g * s);
-            self.bias.grad[ch] += g.sum();
+            self.coef.grad[ch] += g.iter().zip(sums).map(|(g, s)| g * s).sum::<f32>();
+            self.bias.grad[ch] += g.iter().sum::<f32>();
             // each input in a block gets coef[c] · g
             let a = self.coef.value[ch];
-            let mut grad_x = grad_input.index_axis_mut(ndarray::Axis(1), ch);
-            for u in 0..k {
-                for v in 0..k {
-                    grad_x.slice_mut(ndarray::s![.., u..oh * k; k, v..ow * k; k]).zip_mut_with(&g, |x, &g| *x = a * g);
+            for (rows, g_row) in grad_x.chunks_exact_mut(k * width).zip(g.chunks_exact(ow)) {
+                for row in rows.chunks_exact_mut(width) {
+                    for (block, &g) in row.chunks_exact_mut(k).zip(g_row) {
+                        block.fill(a * g);
+                    }
                 }
             }
         }
@@ -191,7 +234,9 @@ mod tests {
             (3, 2, [2, 3, 6, 4], Activation::ScaledTanh),
             (1, 3, [2, 1, 6, 6], Activation::Sigmoid),
         ] {
-            let mut pool = Subsampling::new(c, k, &mut rng).unwrap().with_activation(act);
+            let mut pool = Subsampling::new(c, k, &mut rng)
+                .unwrap()
+                .with_activation(act);
             check_gradients(&mut pool, shape, 5);
         }
     }
@@ -200,9 +245,18 @@ mod tests {
     fn bad_shapes_are_errors() {
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
         let mut pool = Subsampling::new(6, 2, &mut rng).unwrap();
-        assert!(matches!(pool.forward(Array4::zeros((1, 6, 27, 28)).view()), Err(Error::Shape { .. })));
-        assert!(matches!(pool.forward(Array4::zeros((1, 5, 28, 28)).view()), Err(Error::Shape { .. })));
-        assert!(matches!(pool.backprop(Array4::zeros((1, 6, 14, 14)).view()), Err(Error::NoForward { .. })));
+        assert!(matches!(
+            pool.forward(Array4::zeros((1, 6, 27, 28)).view()),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            pool.forward(Array4::zeros((1, 5, 28, 28)).view()),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            pool.backprop(Array4::zeros((1, 6, 14, 14)).view()),
+            Err(Error::NoForward { .. })
+        ));
         assert!(Subsampling::from_params(2, array![1.0], array![1.0, 2.0]).is_err());
         assert!(Subsampling::new(6, 0, &mut rng).is_err());
     }

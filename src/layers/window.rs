@@ -1,47 +1,61 @@
-//! The sliding-window kernel that convolution's forward, backprop and predict share.
+//! The sliding-window layout that convolution's forward, backprop and predict share.
 //!
-//! `im2col` lays every `K x K` window of a `[C, H, W]` image out as one column of a
-//! `[C·K·K, OH·OW]` matrix (row `(c·K + l)·K + m`, column `j·OW + k` holds
-//! `input[c, j + l, k + m]`), so that a convolution becomes one matrix product.
-//! `col2im_add` is its adjoint: it adds every column back into the window it came from, which
-//! is how the gradient of a window reaches the pixels it overlapped (the "full convolution with
-//! the kernel rotated 180°" of the report).
+//! For a `[C, H, W]` image and a `K x K` kernel, output position `(j, k)` is written
+//! `q = j·W + k` ("full width": the row stride of the input, not of the output). Then the
+//! window entry `(c, l, m)` of every position is one contiguous run of the flat input,
+//! starting at `c·H·W + l·W + m`, so
+//!
+//! `cols[(c·K + l)·K + m, q] = input[c·H·W + l·W + m + q]`, for `q < N = (OH - 1)·W + OW`,
+//!
+//! is built with one copy per row, and a convolution is the product `weight · cols`. The
+//! columns with `q mod W >= OW` straddle two input rows: they are computed and ignored
+//! (forward), or given a zero gradient (backprop). `col2im_add` is the adjoint of `im2col`:
+//! it adds each row back onto the run it came from, which is how a window's gradient reaches
+//! the pixels it overlapped (the "full convolution with the kernel rotated 180°" of the report).
 
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 
-/// Copies the `k x k` windows of `input` `[C, H, W]` into `cols` `[C·K·K, OH·OW]`,
-/// where `OH = H - K + 1` and `OW = W - K + 1`.
+/// `N = (OH - 1)·W + OW`: the columns of `cols` for a `[_, H, W]` input and a `k x k` kernel.
+pub(crate) fn positions(height: usize, width: usize, k: usize) -> usize {
+    (height - k) * width + (width + 1 - k)
+}
+
+/// Start of the run of window entry `row = (c·K + l)·K + m` in the flat input.
+fn run_start(row: usize, k: usize, height: usize, width: usize) -> usize {
+    let (c, l, m) = (row / (k * k), row / k % k, row % k);
+    (c * height + l) * width + m
+}
+
+/// Copies the `k x k` windows of `input` `[C, H, W]` into `cols` `[C·K·K, N]`.
 pub(crate) fn im2col(input: ArrayView3<f32>, k: usize, mut cols: ArrayViewMut2<f32>) {
-    let (channels, height, width) = input.dim();
-    let (oh, ow) = (height + 1 - k, width + 1 - k);
-    debug_assert_eq!(cols.dim(), (channels * k * k, oh * ow));
+    let (_, height, width) = input.dim();
+    let n = positions(height, width, k);
     let input = input.as_standard_layout();
     let input = input.as_slice().expect("standard layout");
-    let cols = cols.as_slice_mut().expect("cols are allocated in standard layout");
-    for (row, col_row) in cols.chunks_exact_mut(oh * ow).enumerate() {
-        let (c, l, m) = (row / (k * k), row / k % k, row % k);
-        for (j, out) in col_row.chunks_exact_mut(ow).enumerate() {
-            let start = (c * height + j + l) * width + m;
-            out.copy_from_slice(&input[start..start + ow]);
-        }
+    let cols = cols
+        .as_slice_mut()
+        .expect("cols are allocated in standard layout");
+    for (row, out) in cols.chunks_exact_mut(n).enumerate() {
+        let start = run_start(row, k, height, width);
+        out.copy_from_slice(&input[start..start + n]);
     }
 }
 
-/// Adds each column of `cols` `[C·K·K, OH·OW]` into the `k x k` window of `grad_input`
-/// `[C, H, W]` it was copied from by [`im2col`].
+/// Adds each row of `cols` `[C·K·K, N]` onto the run of `grad_input` `[C, H, W]` it was
+/// copied from by [`im2col`].
 pub(crate) fn col2im_add(cols: ArrayView2<f32>, k: usize, mut grad_input: ArrayViewMut3<f32>) {
-    let (channels, height, width) = grad_input.dim();
-    let (oh, ow) = (height + 1 - k, width + 1 - k);
-    debug_assert_eq!(cols.dim(), (channels * k * k, oh * ow));
-    let cols = cols.as_slice().expect("cols are allocated in standard layout");
-    let grad_input = grad_input.as_slice_mut().expect("gradients are allocated in standard layout");
-    for (row, col_row) in cols.chunks_exact(oh * ow).enumerate() {
-        let (c, l, m) = (row / (k * k), row / k % k, row % k);
-        for (j, col) in col_row.chunks_exact(ow).enumerate() {
-            let start = (c * height + j + l) * width + m;
-            for (g, &v) in grad_input[start..start + ow].iter_mut().zip(col) {
-                *g += v;
-            }
+    let (_, height, width) = grad_input.dim();
+    let n = positions(height, width, k);
+    let cols = cols
+        .as_slice()
+        .expect("cols are allocated in standard layout");
+    let grad_input = grad_input
+        .as_slice_mut()
+        .expect("gradients are allocated in standard layout");
+    for (row, col) in cols.chunks_exact(n).enumerate() {
+        let start = run_start(row, k, height, width);
+        for (g, &v) in grad_input[start..start + n].iter_mut().zip(col) {
+            *g += v;
         }
     }
 }
@@ -53,13 +67,15 @@ mod tests {
     use ndarray::{Array2, Array3};
 
     #[test]
-    fn im2col_lays_out_windows() {
-        // input 1x3x3 = 0..9, k = 2: the window at (0, 1) is [1, 2, 4, 5], so column 1 is that.
+    fn im2col_lays_out_windows_at_full_width() {
+        // input 1x3x3 = 0..9, k = 2: N = 1·3 + 2 = 5 positions q = 0, 1, (2 straddles), 3, 4.
+        // Window (0, 1) is [1, 2, 4, 5], so column q = 1 is that; row (l, m) = (0, 0) is input[0..5].
         let input = Array3::from_shape_fn((1, 3, 3), |(_, j, k)| (j * 3 + k) as f32);
-        let mut cols = Array2::zeros((4, 4));
+        let mut cols = Array2::zeros((4, 5));
         im2col(input.view(), 2, cols.view_mut());
         assert_eq!(cols.column(1).to_vec(), vec![1.0, 2.0, 4.0, 5.0]);
-        assert_eq!(cols.row(0).to_vec(), vec![0.0, 1.0, 3.0, 4.0]);
+        assert_eq!(cols.column(4).to_vec(), vec![4.0, 5.0, 7.0, 8.0]);
+        assert_eq!(cols.row(0).to_vec(), vec![0.0, 1.0, 2.0, 3.0, 4.0]);
     }
 
     #[test]
@@ -67,7 +83,7 @@ mod tests {
         // <im2col(x), y> = <x, col2im(y)> for every x and y.
         let (c, h, w, k) = (3, 7, 6, 3);
         let x = uniform((c, h, w), 1);
-        let y = uniform((c * k * k, (h - k + 1) * (w - k + 1)), 2);
+        let y = uniform((c * k * k, positions(h, w, k)), 2);
         let mut cols = Array2::zeros(y.dim());
         im2col(x.view(), k, cols.view_mut());
         let mut back = Array3::zeros(x.dim());

@@ -18,7 +18,13 @@ pub fn predict_classes(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<Ve
     let starts: Vec<usize> = (0..data.len()).step_by(EVAL_BATCH).collect();
     let batches: Result<Vec<Vec<u8>>> = starts
         .into_par_iter()
-        .map(|start| classify(net, data.batch(start..(start + EVAL_BATCH).min(data.len())).view()))
+        .map(|start| {
+            classify(
+                net,
+                data.batch(start..(start + EVAL_BATCH).min(data.len()))
+                    .view(),
+            )
+        })
         .collect();
     Ok(batches?.concat())
 }
@@ -29,7 +35,10 @@ pub fn predict_classes(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<Ve
 /// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `images`.
 pub fn classify(net: &(impl Layer + ?Sized), images: ArrayView4<f32>) -> Result<Vec<u8>> {
     let scores = net.predict(images)?;
-    Ok(scores.outer_iter().map(|s| argmax(s.iter().copied()) as u8).collect())
+    Ok(scores
+        .outer_iter()
+        .map(|s| argmax(s.iter().copied()) as u8)
+        .collect())
 }
 
 /// The index of the largest value (the first one on ties; NaN never wins).
@@ -63,8 +72,15 @@ pub fn evaluate(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<Evaluatio
         confusion[[usize::from(truth), usize::from(guess)]] += 1;
     }
     let correct: usize = confusion.diag().sum();
-    let accuracy = if data.is_empty() { 0.0 } else { correct as f64 / data.len() as f64 };
-    Ok(Evaluation { accuracy, confusion })
+    let accuracy = if data.is_empty() {
+        0.0
+    } else {
+        correct as f64 / data.len() as f64
+    };
+    Ok(Evaluation {
+        accuracy,
+        confusion,
+    })
 }
 
 #[cfg(test)]

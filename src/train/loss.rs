@@ -40,7 +40,11 @@ mod tests {
         let mut grad = [0.0; 3];
         let loss = softmax_cross_entropy(&[1.0, 2.0, 3.0], 0, &mut grad);
         assert_relative_eq!(loss, -(0.090031f32.ln()), max_relative = 1e-5);
-        assert_relative_eq!(&grad[..], &[0.090031 - 1.0, 0.244728, 0.665241][..], max_relative = 1e-5);
+        assert_relative_eq!(
+            &grad[..],
+            &[0.090031 - 1.0, 0.244728, 0.665241][..],
+            max_relative = 1e-5
+        );
     }
 
     #[test]

@@ -42,7 +42,13 @@ pub struct Sgd {
 
 impl Default for Sgd {
     fn default() -> Self {
-        Sgd { lr: 0.5, lr_decay: 0.95, epochs: 20, sample_fraction: 0.1, seed: 1 }
+        Sgd {
+            lr: 0.5,
+            lr_decay: 0.95,
+            epochs: 20,
+            sample_fraction: 0.1,
+            seed: 1,
+        }
     }
 }
 
@@ -133,16 +139,25 @@ impl Sgd {
     fn validate(&self, data: &Dataset) -> Result<()> {
         let invalid = |what, reason: String| Err(Error::InvalidArgument { what, reason });
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return invalid("Sgd::lr", format!("must be positive and finite, got {}", self.lr));
+            return invalid(
+                "Sgd::lr",
+                format!("must be positive and finite, got {}", self.lr),
+            );
         }
         if !(self.lr_decay.is_finite() && self.lr_decay > 0.0) {
-            return invalid("Sgd::lr_decay", format!("must be positive and finite, got {}", self.lr_decay));
+            return invalid(
+                "Sgd::lr_decay",
+                format!("must be positive and finite, got {}", self.lr_decay),
+            );
         }
         if self.epochs == 0 {
             return invalid("Sgd::epochs", "must be at least 1, got 0".into());
         }
         if !(self.sample_fraction > 0.0 && self.sample_fraction <= 1.0) {
-            return invalid("Sgd::sample_fraction", format!("must be in (0, 1], got {}", self.sample_fraction));
+            return invalid(
+                "Sgd::sample_fraction",
+                format!("must be in (0, 1], got {}", self.sample_fraction),
+            );
         }
         if data.is_empty() {
             return invalid("Sgd::train", "the training set is empty".into());
@@ -181,21 +196,46 @@ impl Sgd {
                 let scores = net.forward(data.batch(sample..sample + 1).view())?;
                 let scores = scores.as_slice().expect("standard layout");
                 let label = usize::from(data.labels()[sample]);
-                let loss = softmax_cross_entropy(scores, label, grad.as_slice_mut().expect("standard layout"));
+                let loss = softmax_cross_entropy(
+                    scores,
+                    label,
+                    grad.as_slice_mut().expect("standard layout"),
+                );
                 if !loss.is_finite() {
-                    return Err(Error::Diverged { epoch, sample, loss });
+                    return Err(Error::Diverged {
+                        epoch,
+                        sample,
+                        loss,
+                    });
                 }
-                net.backprop(grad.view())?;
+                net.backprop_params(grad.view())?;
                 Self::step(net, lr);
                 done += 1;
                 loss_sum += f64::from(loss);
-                if observe(Progress::Sample { epoch, done, expected }).is_break() {
+                if observe(Progress::Sample {
+                    epoch,
+                    done,
+                    expected,
+                })
+                .is_break()
+                {
                     return Ok(history);
                 }
             }
             let accuracy = evaluate(net, data)?.accuracy;
-            let loss = if done == 0 { 0.0 } else { loss_sum / done as f64 };
-            let stats = EpochStats { epoch, loss, accuracy, lr, samples: done, seconds: start.elapsed().as_secs_f64() };
+            let loss = if done == 0 {
+                0.0
+            } else {
+                loss_sum / done as f64
+            };
+            let stats = EpochStats {
+                epoch,
+                loss,
+                accuracy,
+                lr,
+                samples: done,
+                seconds: start.elapsed().as_secs_f64(),
+            };
             lr *= self.lr_decay;
             let stop = observe(Progress::Epoch(&stats)).is_break();
             history.push(stats);
