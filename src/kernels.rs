@@ -61,7 +61,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let y = p * r * r + r + 1.0;
     // 2^n without a float-to-int conversion (which would not vectorise): adding 2^23 puts the
     // integer n + 127, in [1, 254], in the low mantissa bits; shifting moves it to the exponent.

@@ -187,7 +187,11 @@ mod tests {
         let input = crate::testing::uniform((1, 1, 32, 32), 3);
         crate::testing::check_gradients_with(&mut net, input, |scores| {
             let mut grad = Array4::zeros(scores.raw_dim());
-            let loss = crate::train::softmax_cross_entropy(scores.as_slice().unwrap(), 3, grad.as_slice_mut().unwrap());
+            let loss = crate::train::softmax_cross_entropy(
+                scores.as_slice().unwrap(),
+                3,
+                grad.as_slice_mut().unwrap(),
+            );
             (f64::from(loss), grad)
         });
     }
@@ -203,7 +207,10 @@ mod tests {
             } else {
                 net.backprop_params(scores.view()).unwrap();
             }
-            net.params_mut().into_iter().flat_map(|p| p.grad.to_vec()).collect::<Vec<f32>>()
+            net.params_mut()
+                .into_iter()
+                .flat_map(|p| p.grad.to_vec())
+                .collect::<Vec<f32>>()
         };
         assert_eq!(grads(true), grads(false));
         assert!(grads(false).iter().any(|&g| g != 0.0));

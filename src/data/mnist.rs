@@ -146,7 +146,10 @@ impl Dataset {
     /// The labelled images `range`, as a data set of their own.
     /// Panics when the range is out of bounds, like slice indexing.
     pub fn slice(&self, range: Range<usize>) -> Dataset {
-        Dataset { images: self.images.slice(s![range.clone(), .., ..]).to_owned(), labels: self.labels[range].to_vec() }
+        Dataset {
+            images: self.images.slice(s![range.clone(), .., ..]).to_owned(),
+            labels: self.labels[range].to_vec(),
+        }
     }
 
     /// Images `range`, preprocessed for LeNet-5: `[range.len(), 1, 32, 32]` of 0.0 and 1.0.

@@ -59,9 +59,14 @@ impl RbfOutput {
     /// or is not 70 x 12.
     pub fn from_image_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
-        let image = image::load_from_memory(&bytes)
-            .map_err(|e| Error::Image { source_name: path.display().to_string(), reason: e.to_string() })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let image = image::load_from_memory(&bytes).map_err(|e| Error::Image {
+            source_name: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Self::from_image(&image, &path.display().to_string())
     }
 
@@ -76,12 +81,22 @@ impl RbfOutput {
         if gray.dimensions() != expected {
             return Err(Error::Image {
                 source_name: source_name.into(),
-                reason: format!("expected a {}x{} bitmap, got {}x{}", expected.0, expected.1, gray.width(), gray.height()),
+                reason: format!(
+                    "expected a {}x{} bitmap, got {}x{}",
+                    expected.0,
+                    expected.1,
+                    gray.width(),
+                    gray.height()
+                ),
             });
         }
         let weight = Array2::from_shape_fn((CLASSES, GLYPH_WIDTH * GLYPH_HEIGHT), |(digit, j)| {
             let (x, y) = (digit * GLYPH_WIDTH + j % GLYPH_WIDTH, j / GLYPH_WIDTH);
-            if gray.get_pixel(x as u32, y as u32)[0] < 128 { 1.0 } else { 0.0 }
+            if gray.get_pixel(x as u32, y as u32)[0] < 128 {
+                1.0
+            } else {
+                0.0
+            }
         });
         Self::from_params(weight)
     }
@@ -92,9 +107,16 @@ impl RbfOutput {
     /// [`Error::Shape`] when `weight` is empty.
     pub fn from_params(weight: Array2<f32>) -> Result<Self> {
         if weight.is_empty() {
-            return Err(Error::Shape { layer: "RbfOutput", expected: "[classes > 0, inputs > 0]".into(), got: weight.shape().to_vec() });
+            return Err(Error::Shape {
+                layer: "RbfOutput",
+                expected: "[classes > 0, inputs > 0]".into(),
+                got: weight.shape().to_vec(),
+            });
         }
-        Ok(RbfOutput { weight: weight.as_standard_layout().into_owned(), input: Array2::zeros((0, 0)) })
+        Ok(RbfOutput {
+            weight: weight.as_standard_layout().into_owned(),
+            input: Array2::zeros((0, 0)),
+        })
     }
 
     /// The prototypes, `[classes, inputs]`.
@@ -106,13 +128,21 @@ impl RbfOutput {
     fn flatten(&self, input: ArrayView4<f32>) -> Result<Array2<f32>> {
         self.output_shape(chw(input.shape()))?;
         let shape = (input.dim().0, self.weight.ncols());
-        Ok(input.as_standard_layout().into_owned().into_shape_with_order(shape).expect("size checked"))
+        Ok(input
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(shape)
+            .expect("size checked"))
     }
 
     /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`.
     fn compute(&self, x: &Array2<f32>) -> Array4<f32> {
         Array4::from_shape_fn((x.nrows(), self.weight.nrows(), 1, 1), |(b, i, _, _)| {
-            -x.row(b).iter().zip(self.weight.row(i)).map(|(x, w)| (x - w) * (x - w)).sum::<f32>()
+            -x.row(b)
+                .iter()
+                .zip(self.weight.row(i))
+                .map(|(x, w)| (x - w) * (x - w))
+                .sum::<f32>()
         })
     }
 }
@@ -125,7 +155,11 @@ impl Layer for RbfOutput {
     fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
         let (classes, inputs) = self.weight.dim();
         if c * h * w != inputs {
-            return Err(Error::Shape { layer: "RbfOutput", expected: format!("[C, H, W] with C·H·W = {inputs}"), got: vec![c, h, w] });
+            return Err(Error::Shape {
+                layer: "RbfOutput",
+                expected: format!("[C, H, W] with C·H·W = {inputs}"),
+                got: vec![c, h, w],
+            });
         }
         Ok([classes, 1, 1])
     }
@@ -140,12 +174,20 @@ impl Layer for RbfOutput {
         let expected = Array4::<f32>::zeros((batch, self.weight.nrows(), 1, 1));
         check_grad_output("RbfOutput", &expected, &grad_output)?;
         // dx_j = Σ_i g_i · (-2) · (x_j - W[i, j])
-        let g = grad_output.index_axis(Axis(3), 0).index_axis_move(Axis(2), 0);
+        let g = grad_output
+            .index_axis(Axis(3), 0)
+            .index_axis_move(Axis(2), 0);
         let grad_input = Array2::from_shape_fn((batch, inputs), |(b, j)| {
             let x = self.input[[b, j]];
-            g.row(b).iter().zip(self.weight.column(j)).map(|(g, w)| -2.0 * g * (x - w)).sum::<f32>()
+            g.row(b)
+                .iter()
+                .zip(self.weight.column(j))
+                .map(|(g, w)| -2.0 * g * (x - w))
+                .sum::<f32>()
         });
-        Ok(grad_input.into_shape_with_order((batch, inputs, 1, 1)).expect("same size"))
+        Ok(grad_input
+            .into_shape_with_order((batch, inputs, 1, 1))
+            .expect("same size"))
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
@@ -172,7 +214,9 @@ mod tests {
     fn forward_by_hand() {
         // x = [1, 0, 2]; prototypes [0, 0, 0] and [1, 1, 1]: -(1 + 0 + 4) = -5 and -(0 + 1 + 1) = -2
         let mut rbf = RbfOutput::from_params(array![[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]).unwrap();
-        let out = rbf.forward(array![[[[1.0]], [[0.0]], [[2.0]]]].view()).unwrap();
+        let out = rbf
+            .forward(array![[[[1.0]], [[0.0]], [[2.0]]]].view())
+            .unwrap();
         assert_abs_diff_eq!(out, array![[[[-5.0]], [[-2.0]]]]);
     }
 
@@ -185,7 +229,11 @@ mod tests {
         assert!((1..=10).all(|row| rbf.weight()[[1, row * 7 + 3]] == 1.0));
         for a in 0..10 {
             for b in a + 1..10 {
-                assert_ne!(rbf.weight().row(a), rbf.weight().row(b), "glyphs {a} and {b} are the same");
+                assert_ne!(
+                    rbf.weight().row(a),
+                    rbf.weight().row(b),
+                    "glyphs {a} and {b} are the same"
+                );
             }
         }
     }
@@ -198,12 +246,27 @@ mod tests {
     #[test]
     fn bad_bitmaps_and_shapes_are_errors() {
         let wrong = DynamicImage::new_luma8(70, 11);
-        assert!(matches!(RbfOutput::from_image(&wrong, "test"), Err(Error::Image { .. })));
-        assert!(matches!(RbfOutput::from_image_path("/nonexistent/bitmap.png"), Err(Error::Io { .. })));
+        assert!(matches!(
+            RbfOutput::from_image(&wrong, "test"),
+            Err(Error::Image { .. })
+        ));
+        assert!(matches!(
+            RbfOutput::from_image_path("/nonexistent/bitmap.png"),
+            Err(Error::Io { .. })
+        ));
         let mut rbf = RbfOutput::digits();
-        assert!(matches!(rbf.forward(Array4::zeros((1, 83, 1, 1)).view()), Err(Error::Shape { .. })));
-        assert!(matches!(rbf.backprop(Array4::zeros((1, 10, 1, 1)).view()), Err(Error::NoForward { .. })));
+        assert!(matches!(
+            rbf.forward(Array4::zeros((1, 83, 1, 1)).view()),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            rbf.backprop(Array4::zeros((1, 10, 1, 1)).view()),
+            Err(Error::NoForward { .. })
+        ));
         rbf.forward(Array4::zeros((1, 84, 1, 1)).view()).unwrap();
-        assert!(matches!(rbf.backprop(Array4::zeros((2, 10, 1, 1)).view()), Err(Error::Shape { .. })));
+        assert!(matches!(
+            rbf.backprop(Array4::zeros((2, 10, 1, 1)).view()),
+            Err(Error::Shape { .. })
+        ));
     }
 }
