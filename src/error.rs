@@ -72,15 +72,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// Training produced a NaN or infinite loss; the parameters are left as they were before that step.
-    #[error("training diverged at epoch {epoch}, sample {sample}: loss is {loss}")]
+    /// Training produced a NaN or infinite loss, or a step that would make a parameter NaN or
+    /// infinite; the parameters are left as they were before that sample.
+    #[error("training diverged at epoch {epoch}, sample {sample}: {what}")]
     Diverged {
         /// 1-based epoch.
         epoch: usize,
         /// Index of the sample in the training set.
         sample: usize,
-        /// The non-finite loss.
-        loss: f32,
+        /// What went non-finite, e.g. `"loss is NaN"`.
+        what: String,
     },
 }
 

@@ -172,6 +172,15 @@ pub fn save(net: &Sequential, architecture: &str, path: impl AsRef<Path>) -> Res
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| file.write_all(bytes))
+}
+
+/// Runs `write` on a temporary file beside `path`, then flushes it and renames it to `path`.
+/// On any error the temporary file is removed and `path` is left as it was.
+fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -179,7 +188,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -228,6 +237,7 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::{Layer, LeNet5};
+    use rand::SeedableRng;
 
     const ARCH: &str = "test";
 
@@ -244,6 +254,55 @@ mod tests {
             values(other.network()),
             values(LeNet5::with_seed(3).network())
         );
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        // a small network, so that every prefix of its file can be tried
+        let net = || {
+            let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
+            Sequential::new([1, 3, 3])
+                .add(crate::Conv::new(1, 2, 2, &mut rng).unwrap())
+                .unwrap()
+        };
+        let bytes = to_bytes(&net(), ARCH);
+        for len in 0..bytes.len() {
+            let err = load_bytes(&mut net(), ARCH, &bytes[..len], "mem");
+            assert!(
+                matches!(err, Err(Error::Model { .. })),
+                "prefix of {len} bytes: {err:?}"
+            );
+        }
+        load_bytes(&mut net(), ARCH, &bytes, "mem").unwrap();
+    }
+
+    #[test]
+    fn a_failed_save_leaves_the_previous_file_and_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("lenet5-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.bin");
+        save(LeNet5::with_seed(1).network(), ARCH, &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let bytes = to_bytes(LeNet5::with_seed(2).network(), ARCH);
+        // the disk fills up half-way through the new file
+        let err = write_atomic_with(&path, |file| {
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "disk full",
+            ))
+        });
+        assert!(matches!(err, Err(Error::Io { .. })));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["model.bin"]);
+        // and a save that succeeds replaces it
+        save(LeNet5::with_seed(2).network(), ARCH, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

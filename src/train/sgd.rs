@@ -136,6 +136,22 @@ impl Sgd {
         }
     }
 
+    /// [`Sgd::step`] when it leaves every parameter finite; otherwise clears the gradients,
+    /// leaves the values as they are, and returns `false`.
+    fn step_if_finite(net: &mut (impl Layer + ?Sized), lr: f32) -> bool {
+        // one read-only pass first, so that a bad step changes nothing
+        let finite = net.params_mut().iter().all(|p| {
+            let each = p.value.iter().zip(p.grad.iter());
+            each.fold(true, |ok, (v, g)| ok & (v - lr * g).is_finite())
+        });
+        if finite {
+            Self::step(net, lr);
+        } else {
+            net.params_mut().into_iter().for_each(|p| p.grad.fill(0.0));
+        }
+        finite
+    }
+
     fn validate(&self, data: &Dataset) -> Result<()> {
         let invalid = |what, reason: String| Err(Error::InvalidArgument { what, reason });
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -172,7 +188,8 @@ impl Sgd {
     /// # Errors
     /// [`Error::InvalidArgument`] for a non-positive or non-finite learning rate or decay, zero
     /// epochs, a sample fraction outside (0, 1] or an empty data set; [`Error::Diverged`] when
-    /// a loss is NaN or infinite, with the parameters as they were before that sample; and the
+    /// a loss or a step is NaN or infinite, with the parameters as they were before that
+    /// sample; and the
     /// network's shape errors.
     pub fn train(
         &self,
@@ -201,15 +218,20 @@ impl Sgd {
                     label,
                     grad.as_slice_mut().expect("standard layout"),
                 );
-                if !loss.is_finite() {
-                    return Err(Error::Diverged {
+                let diverged = |what| {
+                    Err(Error::Diverged {
                         epoch,
                         sample,
-                        loss,
-                    });
+                        what,
+                    })
+                };
+                if !loss.is_finite() {
+                    return diverged(format!("loss is {loss}"));
                 }
                 net.backprop_params(grad.view())?;
-                Self::step(net, lr);
+                if !Self::step_if_finite(net, lr) {
+                    return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
+                }
                 done += 1;
                 loss_sum += f64::from(loss);
                 if observe(Progress::Sample {
@@ -244,5 +266,110 @@ impl Sgd {
             }
         }
         Ok(history)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LeNet5;
+    use ndarray::Array3;
+
+    /// `n` images with a bar in a place that depends on the label.
+    fn bars(n: usize) -> Dataset {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let images = Array3::from_shape_fn(
+            (n, 28, 28),
+            |(i, row, _)| if row / 2 == i % 10 { 255 } else { 0 },
+        );
+        Dataset::new(images, labels).unwrap()
+    }
+
+    fn values(net: &LeNet5) -> Vec<f32> {
+        net.params().iter().flat_map(|p| p.value.to_vec()).collect()
+    }
+
+    #[test]
+    fn bad_settings_are_errors_before_any_change() {
+        let data = bars(20);
+        let mut net = LeNet5::new();
+        let before = values(&net);
+        for sgd in [
+            Sgd::default().with_lr(0.0),
+            Sgd::default().with_lr(f32::NAN),
+            Sgd::default().with_lr(-0.1),
+            Sgd::default().with_lr_decay(f32::INFINITY),
+            Sgd::default().with_epochs(0),
+            Sgd::default().with_sample_fraction(0.0),
+            Sgd::default().with_sample_fraction(1.5),
+        ] {
+            let result = sgd.train(&mut net, &data, |_| ControlFlow::Continue(()));
+            assert!(
+                matches!(result, Err(Error::InvalidArgument { .. })),
+                "{sgd:?}"
+            );
+        }
+        let empty = data.slice(0..0);
+        assert!(matches!(
+            Sgd::default().train(&mut net, &empty, |_| ControlFlow::Continue(())),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert_eq!(values(&net), before);
+    }
+
+    #[test]
+    fn divergence_stops_with_the_last_finite_weights() {
+        let mut net = LeNet5::new();
+        let sgd = Sgd::default().with_lr(1e38).with_sample_fraction(1.0);
+        let err = sgd
+            .train(&mut net, &bars(50), |_| ControlFlow::Continue(()))
+            .unwrap_err();
+        assert!(matches!(err, Error::Diverged { epoch: 1, .. }), "{err}");
+        assert!(values(&net).iter().all(|v| v.is_finite()));
+        assert!(
+            net.params_mut()
+                .iter()
+                .all(|p| p.grad.iter().all(|&g| g == 0.0))
+        );
+    }
+
+    #[test]
+    fn the_same_seed_gives_bit_identical_weights() {
+        let run = || {
+            let mut net = LeNet5::with_seed(3);
+            let sgd = Sgd::default()
+                .with_epochs(2)
+                .with_sample_fraction(0.5)
+                .with_seed(9);
+            let history = sgd
+                .train(&mut net, &bars(60), |_| ControlFlow::Continue(()))
+                .unwrap();
+            (
+                values(&net),
+                history.iter().map(|s| s.loss).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn observe_sees_every_sample_and_can_stop() {
+        let mut seen = Vec::new();
+        let sgd = Sgd::default().with_epochs(3).with_sample_fraction(1.0);
+        let history = sgd
+            .train(&mut LeNet5::new(), &bars(10), |p| {
+                if let Progress::Epoch(s) = p {
+                    seen.push((s.epoch, s.samples));
+                    return if s.epoch == 2 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    };
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(1, 10), (2, 10)]);
+        assert_eq!(history.len(), 2);
     }
 }
