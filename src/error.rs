@@ -72,6 +72,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// No mirror gave a data file with the right checksum.
+    #[cfg(feature = "download")]
+    #[error("downloading {file}: {reason}")]
+    Download {
+        /// The file, e.g. `train-images-idx3-ubyte`.
+        file: String,
+        /// What each mirror answered.
+        reason: String,
+    },
     /// Training produced a NaN or infinite loss, or a step that would make a parameter NaN or
     /// infinite; the parameters are left as they were before that sample.
     #[error("training diverged at epoch {epoch}, sample {sample}: {what}")]

@@ -3,12 +3,28 @@
 use std::fmt;
 use std::path::Path;
 
-use ndarray::{Array4, ArrayView4};
+use image::DynamicImage;
+use ndarray::{Array4, ArrayView2, ArrayView4, s};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
+use crate::data::mnist::{CLASSES, PAD, SIDE, preprocess_into};
 use crate::layer::{Layer, ParamMut, ParamRef};
-use crate::{Connect, Conv, RbfOutput, Result, Sequential, Subsampling, io};
+use crate::train::eval::argmax;
+use crate::train::softmax;
+use crate::{Connect, Conv, RbfOutput, Result, Sequential, Subsampling, digit, io};
+
+/// The shipped model, `assets/lenet5-report.bin`.
+const PRETRAINED: &[u8] = include_bytes!("../assets/lenet5-report.bin");
+
+/// What [`LeNet5::classify`] sees in an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The most probable digit.
+    pub digit: usize,
+    /// The softmax of the ten RBF scores, as in training.
+    pub probabilities: [f32; CLASSES],
+}
 
 /// The seed [`LeNet5::new`] draws its initial weights from.
 pub const DEFAULT_SEED: u64 = 1;
@@ -73,6 +89,66 @@ impl LeNet5 {
             .add(Connect::new(120, 84, rng)?)?
             .add(RbfOutput::digits())?;
         Ok(LeNet5 { net })
+    }
+
+    /// The network trained by `cargo run --release --example mnist` with its default seed
+    /// (96 % test accuracy), shipped in `assets/lenet5-report.bin` and embedded in the library.
+    ///
+    /// ```
+    /// # fn main() -> lenet5::Result<()> {
+    /// use lenet5::LeNet5;
+    /// let net = LeNet5::pretrained();
+    /// let blank = ndarray::Array2::<u8>::zeros((28, 28));
+    /// let prediction = net.classify(blank.view())?;
+    /// assert!((prediction.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    /// # Ok(()) }
+    /// ```
+    pub fn pretrained() -> Self {
+        let mut net = Self::new();
+        io::load_bytes(
+            &mut net.net,
+            Self::ARCHITECTURE,
+            PRETRAINED,
+            "assets/lenet5-report.bin",
+        )
+        .expect("the shipped model matches the network");
+        net
+    }
+
+    /// The digit in `image` `[28, 28]` (MNIST's format: white ink, 255, on black, 0), after the
+    /// report's preprocessing.
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) when `image` is not 28x28.
+    pub fn classify(&self, image: ArrayView2<u8>) -> Result<Prediction> {
+        if image.dim() != (SIDE, SIDE) {
+            return Err(crate::Error::shape(
+                "LeNet5::classify",
+                &[SIDE, SIDE],
+                image.shape(),
+            ));
+        }
+        let mut input = Array4::zeros((1, 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
+        preprocess_into(image, input.slice_mut(s![0, 0, .., ..]));
+        let scores = self.predict(input.view())?;
+        let mut probabilities = [0.0; CLASSES];
+        softmax(
+            scores.as_slice().expect("standard layout"),
+            &mut probabilities,
+        );
+        Ok(Prediction {
+            digit: argmax(probabilities),
+            probabilities,
+        })
+    }
+
+    /// The digit in any picture of one digit: made MNIST-like by [`digit::to_mnist`], then
+    /// [`LeNet5::classify`]. `source_name` names the picture in errors.
+    ///
+    /// # Errors
+    /// [`Error::Image`](crate::Error::Image) when the picture is empty or blank.
+    pub fn classify_image(&self, image: &DynamicImage, source_name: &str) -> Result<Prediction> {
+        self.classify(digit::to_mnist(image, source_name)?.view())
     }
 
     /// Saves the parameters to `path` (see [`crate::io`] for the format), atomically.

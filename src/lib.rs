@@ -20,6 +20,7 @@
 struct ReadmeDoctests;
 
 pub mod data;
+pub mod digit;
 pub mod error;
 pub mod io;
 mod kernels;
@@ -40,6 +41,6 @@ pub use layers::connect::Connect;
 pub use layers::conv::Conv;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
-pub use lenet5::{DEFAULT_SEED, LeNet5};
+pub use lenet5::{DEFAULT_SEED, LeNet5, Prediction};
 pub use sequential::Sequential;
 pub use train::Sgd;

@@ -3,6 +3,18 @@
 /// Probabilities are clamped to at least this before the logarithm (the report's `1e-20`).
 pub const MIN_PROBABILITY: f32 = 1e-20;
 
+/// `probabilities[i] = e^(s_i - max s) / Σ_j e^(s_j - max s)` for `scores` `[classes]`.
+pub fn softmax(scores: &[f32], probabilities: &mut [f32]) {
+    debug_assert_eq!(scores.len(), probabilities.len());
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for (p, &s) in probabilities.iter_mut().zip(scores) {
+        *p = (s - max).exp();
+        total += *p;
+    }
+    probabilities.iter_mut().for_each(|p| *p /= total);
+}
+
 /// Loss of `scores` `[classes]` (larger is better) for the true class `label`, writing
 /// dL/d(scores) = `p - one_hot(label)` into `grad` `[classes]`.
 ///
@@ -16,14 +28,7 @@ pub const MIN_PROBABILITY: f32 = 1e-20;
 /// assert_eq!(grad, [0.5, -0.5]);
 /// ```
 pub fn softmax_cross_entropy(scores: &[f32], label: usize, grad: &mut [f32]) -> f32 {
-    debug_assert_eq!(scores.len(), grad.len());
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut total = 0.0;
-    for (g, &s) in grad.iter_mut().zip(scores) {
-        *g = (s - max).exp();
-        total += *g;
-    }
-    grad.iter_mut().for_each(|g| *g /= total);
+    softmax(scores, grad);
     let loss = -grad[label].max(MIN_PROBABILITY).ln();
     grad[label] -= 1.0;
     loss

@@ -5,5 +5,5 @@ pub mod loss;
 pub mod sgd;
 
 pub use eval::{Evaluation, evaluate, predict_classes};
-pub use loss::softmax_cross_entropy;
+pub use loss::{softmax, softmax_cross_entropy};
 pub use sgd::{EpochStats, Progress, Sgd};
