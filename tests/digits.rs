@@ -13,8 +13,16 @@ fn drawn_digits_are_recognised() {
         let path = entry.unwrap().path();
         let expected: usize = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
         let image = load_image(&path).unwrap();
-        let prediction = net.classify_image(&image, &path.display().to_string()).unwrap();
-        assert_eq!(prediction.digit, expected, "{}: {:?}", path.display(), prediction.probabilities);
+        let prediction = net
+            .classify_image(&image, &path.display().to_string())
+            .unwrap();
+        assert_eq!(
+            prediction.digit,
+            expected,
+            "{}: {:?}",
+            path.display(),
+            prediction.probabilities
+        );
         checked += 1;
     }
     assert_eq!(checked, 5);

@@ -143,8 +143,10 @@ fn the_shipped_model_is_the_reports_run() {
     // the default-seed run of `cargo run --release --example mnist` measured 0.9560
     assert!(accuracy >= 0.955, "test accuracy {accuracy}");
     let classes = predict_classes(&net, &test).unwrap();
-    for i in 0..20 {
-        let prediction = net.classify(test.image(i)).unwrap();
-        assert_eq!(prediction.digit, usize::from(classes[i]));
+    for (i, &class) in classes.iter().enumerate().take(20) {
+        assert_eq!(
+            net.classify(test.image(i)).unwrap().digit,
+            usize::from(class)
+        );
     }
 }
