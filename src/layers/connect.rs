@@ -35,6 +35,8 @@ pub struct Connect {
     activation: Activation,
     /// `[B, inputs]`: the last forward input, for the weight gradient.
     input: Array2<f32>,
+    /// `[C, H, W]` of the last forward input, the shape of the input gradient.
+    input_shape: [usize; 3],
     /// `[B, outputs, 1, 1]`: the last forward output, for the activation's derivative.
     output: Array4<f32>,
 }
@@ -63,6 +65,7 @@ impl Connect {
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
             input: Array2::zeros((0, 0)),
+            input_shape: [0; 3],
             output: Array4::zeros((0, 0, 0, 0)),
         })
     }
@@ -128,6 +131,7 @@ impl Layer for Connect {
 
     fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         self.input = self.flatten(input)?;
+        self.input_shape = chw(input.shape());
         let output = self.compute(&self.input);
         self.output.clone_from(&output);
         Ok(output)
@@ -143,9 +147,9 @@ impl Layer for Connect {
         self.bias.grad += &g.sum_axis(Axis(0));
         let mut grad_input = Array2::zeros((g.nrows(), self.weight.value.ncols()));
         matmul(g, self.weight.value.view(), 0.0, grad_input.view_mut());
-        let (batch, inputs) = grad_input.dim();
+        let [c, h, w] = self.input_shape;
         Ok(grad_input
-            .into_shape_with_order((batch, inputs, 1, 1))
+            .into_shape_with_order((g.nrows(), c, h, w))
             .expect("same size"))
     }
 

@@ -42,6 +42,8 @@ pub struct RbfOutput {
     weight: Array2<f32>,
     /// `[B, inputs]`: the last forward input, for the input gradient.
     input: Array2<f32>,
+    /// `[C, H, W]` of the last forward input, the shape of the input gradient.
+    input_shape: [usize; 3],
 }
 
 impl RbfOutput {
@@ -116,6 +118,7 @@ impl RbfOutput {
         Ok(RbfOutput {
             weight: weight.as_standard_layout().into_owned(),
             input: Array2::zeros((0, 0)),
+            input_shape: [0; 3],
         })
     }
 
@@ -166,6 +169,7 @@ impl Layer for RbfOutput {
 
     fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         self.input = self.flatten(input)?;
+        self.input_shape = chw(input.shape());
         Ok(self.compute(&self.input))
     }
 
@@ -185,8 +189,9 @@ impl Layer for RbfOutput {
                 .map(|(g, w)| -2.0 * g * (x - w))
                 .sum::<f32>()
         });
+        let [c, h, w] = self.input_shape;
         Ok(grad_input
-            .into_shape_with_order((batch, inputs, 1, 1))
+            .into_shape_with_order((batch, c, h, w))
             .expect("same size"))
     }
 
