@@ -22,6 +22,7 @@ struct ReadmeDoctests;
 pub mod data;
 pub mod digit;
 pub mod error;
+pub mod interop;
 pub mod io;
 mod kernels;
 pub mod layer;

@@ -1,6 +1,10 @@
-//! Pictures of training: the loss and accuracy curves as an SVG, like the report's figures.
+//! Pictures: the training curves as an SVG, like the report's figures; kernels and feature
+//! maps as PNG grids; the confusion matrix as a heat map.
 
 use std::fmt::Write;
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use ndarray::{ArrayView2, ArrayView3};
 
 use crate::train::EpochStats;
 
@@ -78,4 +82,65 @@ fn panel(svg: &mut String, left: f64, title: &str, values: &[f64], top: f64, col
         values.len(),
         points.join(" ")
     );
+}
+
+/// Pixels between two maps of a [`map_grid`].
+const GAP: u32 = 2;
+
+/// The maps `[N, H, W]` side by side, `per_row` to a row, each scaled up `zoom` times and
+/// stretched so that its smallest value is black and its largest white.
+///
+/// ```
+/// let maps = ndarray::Array3::from_shape_fn((6, 5, 5), |(n, j, k)| (n + j * k) as f32);
+/// let grid = lenet5::plot::map_grid(maps.view(), 3, 4);
+/// assert_eq!(grid.dimensions(), (3 * 20 + 2 * 2, 2 * 20 + 2));
+/// ```
+pub fn map_grid(maps: ArrayView3<f32>, per_row: usize, zoom: u32) -> GrayImage {
+    let (n, h, w) = maps.dim();
+    let per_row = per_row.clamp(1, n.max(1));
+    let rows = n.div_ceil(per_row) as u32;
+    let (cell_w, cell_h) = (w as u32 * zoom, h as u32 * zoom);
+    let size = |cells: u32, cell: u32| cells * cell + cells.saturating_sub(1) * GAP;
+    let mut image = GrayImage::from_pixel(
+        size(per_row as u32, cell_w),
+        size(rows, cell_h),
+        Luma([128]),
+    );
+    for (i, map) in maps.outer_iter().enumerate() {
+        let (lo, hi) = map
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let range = if hi > lo { hi - lo } else { 1.0 };
+        let (x0, y0) = (
+            (i % per_row) as u32 * (cell_w + GAP),
+            (i / per_row) as u32 * (cell_h + GAP),
+        );
+        for y in 0..cell_h {
+            for x in 0..cell_w {
+                let v = map[[(y / zoom) as usize, (x / zoom) as usize]];
+                image.put_pixel(
+                    x0 + x,
+                    y0 + y,
+                    Luma([((v - lo) / range * 255.0).round() as u8]),
+                );
+            }
+        }
+    }
+    image
+}
+
+/// The confusion matrix `[true class, predicted class]` as a heat map of `cell`-pixel squares:
+/// white for none of a row's images, deep blue for all of them.
+pub fn confusion_heat_map(confusion: ArrayView2<usize>, cell: u32) -> RgbImage {
+    let (rows, cols) = confusion.dim();
+    RgbImage::from_fn(cols as u32 * cell, rows as u32 * cell, |x, y| {
+        let (row, col) = ((y / cell) as usize, (x / cell) as usize);
+        let total = confusion.row(row).sum().max(1);
+        // a square root so that a few confusions still show against the diagonal
+        let share = (confusion[[row, col]] as f64 / total as f64).sqrt();
+        let fade = |full: f64| (255.0 - (255.0 - full) * share).round() as u8;
+        Rgb([fade(8.0), fade(48.0), fade(107.0)])
+    })
 }

@@ -104,6 +104,22 @@ impl Sequential {
             .collect()
     }
 
+    /// The output of every layer for `input` `[B, C, H, W]`, first to last, without keeping
+    /// anything (for looking at feature maps).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `input` does not have the stack's input shape.
+    pub fn activations(&self, input: ArrayView4<f32>) -> Result<Vec<Array4<f32>>> {
+        self.check_input(&input)?;
+        let mut outputs: Vec<Array4<f32>> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let x = outputs.last().map_or(input, |x| x.view());
+            let y = layer.predict(x)?;
+            outputs.push(y);
+        }
+        Ok(outputs)
+    }
+
     /// The number of trainable values.
     pub fn param_count(&self) -> usize {
         self.layers

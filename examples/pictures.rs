@@ -1,0 +1,52 @@
+//! Draws what the shipped model learned: its C1 kernels, the C1 and C3 feature maps of the
+//! first test image, and the test-set confusion matrix as a heat map.
+//!
+//! cargo run --release --example pictures -- [--data DIR] [--out docs/pictures]
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use lenet5::plot::{confusion_heat_map, map_grid};
+use lenet5::{Dataset, Layer, LeNet5, Split};
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let mut data =
+        std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from);
+    let mut out = PathBuf::from("docs/pictures");
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--data" => data = args.next().ok_or("--data needs a directory")?.into(),
+            "--out" => out = args.next().ok_or("--out needs a directory")?.into(),
+            _ => return Err(format!("unknown argument {flag}; flags: --data --out").into()),
+        }
+    }
+    std::fs::create_dir_all(&out)?;
+    let net = LeNet5::pretrained();
+    let test = Dataset::load(&data, Split::Test)?;
+
+    let c1 = net.network().params()[0].value.to_vec(); // conv1.weight [6, 1, 5, 5]
+    map_grid(ndarray::ArrayView3::from_shape((6, 5, 5), &c1)?, 6, 12)
+        .save(out.join("kernels_c1.png"))?;
+    let maps = net.network().activations(test.batch(0..1).view())?;
+    map_grid(maps[0].index_axis(ndarray::Axis(0), 0), 6, 4).save(out.join("features_c1.png"))?;
+    map_grid(maps[2].index_axis(ndarray::Axis(0), 0), 8, 8).save(out.join("features_c3.png"))?;
+    let evaluation = lenet5::train::evaluate(&net, &test)?;
+    confusion_heat_map(evaluation.confusion.view(), 24).save(out.join("confusion.png"))?;
+
+    println!(
+        "test accuracy: {:.4}; confusion (rows: true digit, columns: predicted):",
+        evaluation.accuracy
+    );
+    for row in evaluation.confusion.rows() {
+        println!(
+            "{}",
+            row.iter().map(|n| format!("{n:5}")).collect::<String>()
+        );
+    }
+    eprintln!(
+        "wrote kernels_c1.png, features_c1.png, features_c3.png and confusion.png in {}",
+        out.display()
+    );
+    Ok(())
+}

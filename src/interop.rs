@@ -1,0 +1,177 @@
+//! PyTorch interop: [`LeNet5`] parameters as a safetensors file with PyTorch's names and layouts.
+//!
+//! | tensor | shape | |
+//! |---|---|---|
+//! | `conv1.weight`, `conv1.bias` | `[6, 1, 5, 5]`, `[6]` | C1, as `nn.Conv2d(1, 6, 5)` |
+//! | `s2.coef`, `s2.bias` | `[6]`, `[6]` | S2's trainable subsampling |
+//! | `conv2.weight`, `conv2.bias` | `[16, 6, 5, 5]`, `[16]` | C3, as `nn.Conv2d(6, 16, 5)` |
+//! | `s4.coef`, `s4.bias` | `[16]`, `[16]` | S4 |
+//! | `conv3.weight`, `conv3.bias` | `[120, 16, 5, 5]`, `[120]` | C5, as `nn.Conv2d(16, 120, 5)` |
+//! | `fc.weight`, `fc.bias` | `[84, 120]`, `[84]` | F6, as `nn.Linear(120, 84)` |
+//! | `rbf.weight` | `[10, 84]` | the fixed RBF prototypes (exported; ignored on import) |
+//!
+//! All tensors are little-endian `F32`.
+
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::io::write_atomic;
+use crate::{Error, Layer, LeNet5, RbfOutput, Result};
+
+/// PyTorch-style names of [`LeNet5`]'s seven layers, in order.
+pub const LAYER_NAMES: [&str; 7] = ["conv1", "s2", "conv2", "s4", "conv3", "fc", "rbf"];
+
+/// `(name, shape, little-endian bytes)` of every exported tensor.
+fn tensors(net: &LeNet5) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let bytes = |values: &[f32]| {
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    let mut out: Vec<_> = net
+        .network()
+        .layers()
+        .iter()
+        .zip(LAYER_NAMES)
+        .flat_map(|(layer, layer_name)| {
+            layer.params().into_iter().map(move |p| {
+                (
+                    format!("{layer_name}.{}", p.name),
+                    p.shape.to_vec(),
+                    bytes(p.value),
+                )
+            })
+        })
+        .collect();
+    let rbf = RbfOutput::digits();
+    out.push((
+        "rbf.weight".into(),
+        rbf.weight().shape().to_vec(),
+        bytes(rbf.weight().as_slice().expect("standard layout")),
+    ));
+    out
+}
+
+impl LeNet5 {
+    /// The parameters as safetensors bytes, with PyTorch's names and layouts (see [`crate::interop`]).
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        let tensors = tensors(self);
+        let views = tensors.iter().map(|(name, shape, bytes)| {
+            (
+                name.as_str(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match"),
+            )
+        });
+        safetensors::serialize(views, None).expect("serialising to memory cannot fail")
+    }
+
+    /// Writes [`LeNet5::to_safetensors`] to `path`, atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written; a previous file is left intact.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path.as_ref(), &self.to_safetensors())
+    }
+
+    /// A network with the parameters of a safetensors file laid out as [`LeNet5::to_safetensors`]
+    /// writes it (for example by PyTorch's `safetensors.torch.save_file`). `source_name` names
+    /// the bytes in errors.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the bytes are not safetensors, or a tensor is missing, not `F32`,
+    /// or of another shape.
+    pub fn from_safetensors(bytes: &[u8], source_name: &str) -> Result<Self> {
+        let bad = |reason: String| Error::Model {
+            source_name: source_name.into(),
+            reason,
+        };
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let mut net = LeNet5::new();
+        let shapes: Vec<Vec<usize>> = net.params().iter().map(|p| p.shape.to_vec()).collect();
+        let names: Vec<String> = tensors(&net).into_iter().map(|(name, _, _)| name).collect();
+        for ((p, name), shape) in net.params_mut().into_iter().zip(&names).zip(&shapes) {
+            let tensor = file
+                .tensor(name)
+                .map_err(|_| bad(format!("no tensor {name:?}")))?;
+            if tensor.dtype() != Dtype::F32 || tensor.shape() != shape.as_slice() {
+                return Err(bad(format!(
+                    "{name} is {:?} {:?}, expected F32 {shape:?}",
+                    tensor.dtype(),
+                    tensor.shape()
+                )));
+            }
+            for (v, b) in p.value.iter_mut().zip(tensor.data().chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Ok(net)
+    }
+
+    /// [`LeNet5::from_safetensors`] on the bytes of `path`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, and the errors of [`LeNet5::from_safetensors`].
+    pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_safetensors(&bytes, &path.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(net: &LeNet5) -> Vec<f32> {
+        net.params().iter().flat_map(|p| p.value.to_vec()).collect()
+    }
+
+    #[test]
+    fn round_trip_with_pytorch_names_and_shapes() {
+        let net = LeNet5::with_seed(6);
+        let bytes = net.to_safetensors();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(file.tensor("conv1.weight").unwrap().shape(), &[6, 1, 5, 5]);
+        assert_eq!(file.tensor("fc.weight").unwrap().shape(), &[84, 120]);
+        assert_eq!(file.tensor("rbf.weight").unwrap().shape(), &[10, 84]);
+        assert_eq!(file.names().len(), 13);
+        assert_eq!(
+            values(&LeNet5::from_safetensors(&bytes, "mem").unwrap()),
+            values(&net)
+        );
+    }
+
+    #[test]
+    fn missing_or_misshapen_tensors_are_errors() {
+        assert!(LeNet5::from_safetensors(b"garbage", "mem").is_err());
+        let net = LeNet5::with_seed(6);
+        let mut t = tensors(&net);
+        t.retain(|(name, _, _)| name != "s4.coef");
+        let views = t.iter().map(|(n, s, b)| {
+            (
+                n.as_str(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        });
+        let err = LeNet5::from_safetensors(&safetensors::serialize(views, None).unwrap(), "mem")
+            .unwrap_err();
+        assert!(err.to_string().contains("s4.coef"), "{err}");
+        let mut t = tensors(&net);
+        t[0].1 = vec![6, 25];
+        let views = t.iter().map(|(n, s, b)| {
+            (
+                n.as_str(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        });
+        let err = LeNet5::from_safetensors(&safetensors::serialize(views, None).unwrap(), "mem")
+            .unwrap_err();
+        assert!(err.to_string().contains("conv1.weight"), "{err}");
+    }
+}
