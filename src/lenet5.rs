@@ -296,7 +296,9 @@ mod tests {
     fn summary_lists_layers_shapes_and_the_total() {
         let summary = LeNet5::new().to_string();
         println!("{summary}");
-        assert!(summary.contains("Conv") && summary.contains("6x28x28") && summary.contains("10x1x1"));
+        assert!(
+            summary.contains("Conv") && summary.contains("6x28x28") && summary.contains("10x1x1")
+        );
         assert!(summary.ends_with("total trainable parameters: 60900"));
         assert_eq!(summary.lines().count(), 11);
     }

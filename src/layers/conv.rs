@@ -19,7 +19,7 @@
 
 use ndarray::{
     Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
-    ArrayViewMut3, Axis, Ix1, Ix4, s,
+    ArrayViewMut3, Axis, Ix1, Ix4,
 };
 use rand::Rng;
 
@@ -128,18 +128,21 @@ impl Conv {
         im2col(input, self.kernel(), cols.view_mut());
         matmul(self.weight_matrix(), cols.view(), 0.0, sums.view_mut());
         let (_, oh, ow) = output.dim();
-        for ((mut out, sum), &b) in output
-            .outer_iter_mut()
-            .zip(sums.outer_iter())
+        let n = sums.ncols();
+        let sums = sums.as_slice().expect("standard layout");
+        let out = output.as_slice_mut().expect("standard layout");
+        for ((out, sum), &b) in out
+            .chunks_exact_mut(oh * ow)
+            .zip(sums.chunks_exact(n))
             .zip(&self.bias.value)
         {
-            for (j, mut row) in out.outer_iter_mut().enumerate() {
-                row.zip_mut_with(&sum.slice(s![j * width..j * width + ow]), |y, &a| {
-                    *y = a + b
-                });
+            // position (j, k) of the output is column j·W + k of the sums
+            for (out_row, sum_row) in out.chunks_exact_mut(ow).zip(sum.chunks(width)) {
+                for (y, &a) in out_row.iter_mut().zip(sum_row) {
+                    *y = a + b;
+                }
             }
         }
-        debug_assert_eq!(output.dim().1, oh);
         self.activation
             .apply(output.as_slice_mut().expect("standard layout"));
     }
@@ -184,10 +187,12 @@ impl Conv {
             .into_shape_with_order((c_out, c_in * k * k))
             .expect("standard layout");
         for (b, (g, cols)) in grad.outer_iter().zip(self.cols.outer_iter()).enumerate() {
-            for j in 0..oh {
-                grad_sums
-                    .slice_mut(s![.., j * width..j * width + ow])
-                    .assign(&g.slice(s![.., j, ..]));
+            let full = grad_sums.as_slice_mut().expect("standard layout");
+            let g_planes = g.as_slice().expect("standard layout").chunks_exact(oh * ow);
+            for (full, g) in full.chunks_exact_mut(n).zip(g_planes) {
+                for (full_row, g_row) in full.chunks_mut(width).zip(g.chunks_exact(ow)) {
+                    full_row[..ow].copy_from_slice(g_row);
+                }
             }
             // dL/dW += g · colsᵀ: the correlation of the input with the output gradient
             matmul(grad_sums.view(), cols.t(), 1.0, grad_weight.view_mut());

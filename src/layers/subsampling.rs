@@ -108,8 +108,13 @@ impl Subsampling {
                 .zip(plane_out.chunks_exact_mut(ow))
             {
                 for row in rows.chunks_exact(width) {
-                    for (o, block) in out.iter_mut().zip(row.chunks_exact(k)) {
-                        *o += block.iter().sum::<f32>();
+                    match k {
+                        // LeNet-5's 2x2, with the block width known so that the loop vectorises
+                        2 => add_block_sums::<2>(row, out),
+                        _ => out
+                            .iter_mut()
+                            .zip(row.chunks_exact(k))
+                            .for_each(|(o, block)| *o += block.iter().sum::<f32>()),
                     }
                 }
             }
@@ -124,6 +129,14 @@ impl Subsampling {
         self.activation
             .apply(output.as_slice_mut().expect("standard layout"));
         Ok((sums, output))
+    }
+}
+
+/// `out[x] += Σ row[K·x .. K·x + K]`, summed left to right as the general loop does.
+#[inline(always)]
+fn add_block_sums<const K: usize>(row: &[f32], out: &mut [f32]) {
+    for (o, block) in out.iter_mut().zip(row.chunks_exact(K)) {
+        *o += block.iter().sum::<f32>();
     }
 }
 

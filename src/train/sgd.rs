@@ -353,6 +353,34 @@ mod tests {
     }
 
     #[test]
+    fn one_thread_and_two_give_the_same_weights_and_accuracy() {
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut net = LeNet5::with_seed(3);
+                let sgd = Sgd::default()
+                    .with_epochs(2)
+                    .with_sample_fraction(0.5)
+                    .with_seed(9);
+                let history = sgd
+                    .train(&mut net, &bars(500), |_| ControlFlow::Continue(()))
+                    .unwrap();
+                (
+                    values(&net),
+                    history
+                        .iter()
+                        .map(|s| (s.loss, s.accuracy))
+                        .collect::<Vec<_>>(),
+                )
+            })
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
     fn observe_sees_every_sample_and_can_stop() {
         let mut seen = Vec::new();
         let sgd = Sgd::default().with_epochs(3).with_sample_fraction(1.0);
