@@ -54,17 +54,19 @@ fn tensors(net: &LeNet5) -> Vec<(String, Vec<usize>, Vec<u8>)> {
     out
 }
 
+/// The safetensors bytes of `(name, shape, little-endian F32 bytes)` tensors.
+fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+    let views = tensors.iter().map(|(name, shape, bytes)| {
+        let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match");
+        (name.as_str(), view)
+    });
+    safetensors::serialize(views, None).expect("serialising to memory cannot fail")
+}
+
 impl LeNet5 {
     /// The parameters as safetensors bytes, with PyTorch's names and layouts (see [`crate::interop`]).
     pub fn to_safetensors(&self) -> Vec<u8> {
-        let tensors = tensors(self);
-        let views = tensors.iter().map(|(name, shape, bytes)| {
-            (
-                name.as_str(),
-                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match"),
-            )
-        });
-        safetensors::serialize(views, None).expect("serialising to memory cannot fail")
+        serialize(&tensors(self))
     }
 
     /// Writes [`LeNet5::to_safetensors`] to `path`, atomically.
@@ -153,25 +155,11 @@ mod tests {
         let net = LeNet5::with_seed(6);
         let mut t = tensors(&net);
         t.retain(|(name, _, _)| name != "s4.coef");
-        let views = t.iter().map(|(n, s, b)| {
-            (
-                n.as_str(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        });
-        let err = LeNet5::from_safetensors(&safetensors::serialize(views, None).unwrap(), "mem")
-            .unwrap_err();
+        let err = LeNet5::from_safetensors(&serialize(&t), "mem").unwrap_err();
         assert!(err.to_string().contains("s4.coef"), "{err}");
         let mut t = tensors(&net);
         t[0].1 = vec![6, 25];
-        let views = t.iter().map(|(n, s, b)| {
-            (
-                n.as_str(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        });
-        let err = LeNet5::from_safetensors(&safetensors::serialize(views, None).unwrap(), "mem")
-            .unwrap_err();
+        let err = LeNet5::from_safetensors(&serialize(&t), "mem").unwrap_err();
         assert!(err.to_string().contains("conv1.weight"), "{err}");
     }
 }

@@ -1,7 +1,6 @@
 //! Training and evaluation on the real MNIST, read from `$MNIST_DIR` (raw or gzipped IDX files).
 //! Without `MNIST_DIR` each test prints why and passes without checking anything.
 
-use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
@@ -27,41 +26,18 @@ fn load(split: Split) -> Option<Dataset> {
 #[test]
 fn files_are_mnist_by_the_sha256_of_their_decompressed_bytes() {
     let Some(dir) = mnist_dir() else { return };
-    // the published digests of the decompressed files
-    for (name, digest) in [
-        (
-            "train-images-idx3-ubyte",
-            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        ),
-        (
-            "train-labels-idx1-ubyte",
-            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        ),
-        (
-            "t10k-images-idx3-ubyte",
-            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        ),
-        (
-            "t10k-labels-idx1-ubyte",
-            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-        ),
-    ] {
-        let gz = std::fs::File::open(dir.join(format!("{name}.gz")));
-        let mut bytes = Vec::new();
-        match gz {
-            Ok(file) => flate2::read::GzDecoder::new(file)
-                .read_to_end(&mut bytes)
-                .map(drop),
-            Err(_) => std::fs::File::open(dir.join(name))
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map(drop),
+    for (name, digest) in lenet5::data::download::FILES {
+        match std::fs::read(dir.join(format!("{name}.gz"))) {
+            Ok(gz) => lenet5::data::download::verify(&gz, digest).unwrap(),
+            Err(_) => {
+                let raw = std::fs::read(dir.join(name)).unwrap();
+                let hex: String = Sha256::digest(&raw)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                assert_eq!(hex, digest, "{name}");
+            }
         }
-        .unwrap();
-        let hex: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(hex, digest, "{name}");
     }
     assert_eq!(load(Split::Train).unwrap().len(), 60_000);
     assert_eq!(load(Split::Test).unwrap().len(), 10_000);
