@@ -40,6 +40,7 @@ pub use layer::{Layer, Param, ParamMut, ParamRef};
 pub use layers::activation::Activation;
 pub use layers::connect::Connect;
 pub use layers::conv::Conv;
+pub use layers::max_pool::MaxPool;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
 pub use lenet5::{DEFAULT_SEED, LeNet5, Prediction};

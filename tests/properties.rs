@@ -5,7 +5,7 @@
 //! `docs/robustness.md` used this file with a large N.
 
 use lenet5::data::idx::Idx;
-use lenet5::{Connect, Conv, Layer, LeNet5, RbfOutput, Sequential, Subsampling};
+use lenet5::{Connect, Conv, Layer, LeNet5, MaxPool, RbfOutput, Sequential, Subsampling};
 use ndarray::{Array2, Array4};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -56,6 +56,7 @@ proptest! {
         let layers: Vec<Box<dyn Layer>> = vec![
             Box::new(Conv::new(c_in, c_out, k, &mut rng).unwrap()),
             Box::new(Subsampling::new(c_in, k, &mut rng).unwrap()),
+            Box::new(MaxPool::new(k).unwrap()),
             Box::new(Connect::new(c_in * h * w, c_out, &mut rng).unwrap()),
             Box::new(RbfOutput::from_params(Array2::ones((c_out, c_in * h * w))).unwrap()),
         ];

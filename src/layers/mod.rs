@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod connect;
 pub mod conv;
+pub mod max_pool;
 pub mod rbf_output;
 pub mod subsampling;
 mod window;

@@ -1,0 +1,206 @@
+//! Max pooling: the largest value of each `K x K` block, stride `K`, no parameters.
+//!
+//! `out[b, c, j, k] = max_{u,v < K} input[b, c, K·j + u, K·k + v]`
+//!
+//! The gradient of each output goes to the input that was the maximum (the first one, row by
+//! row, on ties); every other input of the block gets zero.
+//!
+//! ```
+//! # fn main() -> lenet5::Result<()> {
+//! use lenet5::{Layer, MaxPool};
+//! use ndarray::array;
+//! let mut pool = MaxPool::new(2)?;
+//! let out = pool.forward(array![[[[1.0, 5.0], [3.0, 2.0]]]].view())?;
+//! assert_eq!(out[[0, 0, 0, 0]], 5.0);
+//! # Ok(()) }
+//! ```
+
+use ndarray::{Array4, ArrayView4};
+
+use crate::layer::{Layer, ParamMut, ParamRef, check_grad_output, chw};
+use crate::{Error, Result};
+
+/// `K x K` max pooling with stride `K`.
+#[derive(Debug, Clone)]
+pub struct MaxPool {
+    kernel: usize,
+    /// `[B, C, OH, OW]`: for each output, the flat index in its input plane of the maximum.
+    argmax: Array4<usize>,
+    /// `[B, C, H, W]` of the last forward input.
+    input_shape: [usize; 4],
+}
+
+impl MaxPool {
+    /// Pooling over `kernel x kernel` blocks.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero kernel.
+    pub fn new(kernel: usize) -> Result<Self> {
+        if kernel == 0 {
+            return Err(Error::InvalidArgument {
+                what: "MaxPool",
+                reason: "kernel must be positive, got 0".into(),
+            });
+        }
+        Ok(MaxPool {
+            kernel,
+            argmax: Array4::zeros((0, 0, 0, 0)),
+            input_shape: [0; 4],
+        })
+    }
+
+    /// The output `[B, C, OH, OW]` and the position of each maximum in its plane.
+    fn compute(&self, input: ArrayView4<f32>) -> Result<(Array4<f32>, Array4<usize>)> {
+        let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
+        let (batch, k, width) = (input.dim().0, self.kernel, input.dim().3);
+        let input = input.as_standard_layout();
+        let mut output = Array4::zeros((batch, c, oh, ow));
+        let mut argmax = Array4::zeros((batch, c, oh, ow));
+        let planes = input
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(oh * k * width);
+        let outs = output
+            .as_slice_mut()
+            .expect("fresh array")
+            .chunks_exact_mut(oh * ow);
+        let args = argmax
+            .as_slice_mut()
+            .expect("fresh array")
+            .chunks_exact_mut(oh * ow);
+        for ((plane, out), arg) in planes.zip(outs).zip(args) {
+            for (o, (y, a)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
+                let (j, x) = (o / ow, o % ow);
+                let mut best = (f32::NEG_INFINITY, (j * k) * width + x * k);
+                for u in 0..k {
+                    for v in 0..k {
+                        let i = (j * k + u) * width + x * k + v;
+                        if plane[i] > best.0 {
+                            best = (plane[i], i);
+                        }
+                    }
+                }
+                (*y, *a) = best;
+            }
+        }
+        Ok((output, argmax))
+    }
+}
+
+impl Layer for MaxPool {
+    fn name(&self) -> &'static str {
+        "MaxPool"
+    }
+
+    fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {
+        let k = self.kernel;
+        if c == 0 || h == 0 || w == 0 || h % k != 0 || w % k != 0 {
+            return Err(Error::Shape {
+                layer: "MaxPool",
+                expected: format!("[C > 0, H and W positive multiples of {k}]"),
+                got: vec![c, h, w],
+            });
+        }
+        Ok([c, h / k, w / k])
+    }
+
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (output, argmax) = self.compute(input)?;
+        self.argmax = argmax;
+        let (b, c, h, w) = input.dim();
+        self.input_shape = [b, c, h, w];
+        Ok(output)
+    }
+
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let expected = Array4::<f32>::zeros(self.argmax.raw_dim());
+        check_grad_output("MaxPool", &expected, &grad_output)?;
+        let [b, c, h, w] = self.input_shape;
+        let mut grad_input = Array4::zeros((b, c, h, w));
+        let grad_output = grad_output.as_standard_layout();
+        let planes = grad_input
+            .as_slice_mut()
+            .expect("fresh array")
+            .chunks_exact_mut(h * w);
+        let grads = grad_output
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(self.argmax.dim().2 * self.argmax.dim().3);
+        let args = self
+            .argmax
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(self.argmax.dim().2 * self.argmax.dim().3);
+        for ((plane, g), arg) in planes.zip(grads).zip(args) {
+            // each output's gradient goes to the input that was its maximum
+            for (&g, &i) in g.iter().zip(arg) {
+                plane[i] += g;
+            }
+        }
+        Ok(grad_input)
+    }
+
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        Ok(self.compute(input)?.0)
+    }
+
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        Vec::new()
+    }
+
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::check_gradients_with;
+    use ndarray::array;
+
+    #[test]
+    fn forward_and_backprop_by_hand() {
+        // blocks [[1, 5], [3, 2]] and [[0, -1], [7, 7]]: maxima 5 (index 1) and 7 (the first, index 6)
+        let mut pool = MaxPool::new(2).unwrap();
+        let input = array![[[[1.0, 5.0, 0.0, -1.0], [3.0, 2.0, 7.0, 7.0]]]];
+        assert_eq!(pool.forward(input.view()).unwrap(), array![[[[5.0, 7.0]]]]);
+        let grad = pool.backprop(array![[[[10.0, 20.0]]]].view()).unwrap();
+        assert_eq!(
+            grad,
+            array![[[[0.0, 10.0, 0.0, 0.0], [0.0, 0.0, 20.0, 0.0]]]]
+        );
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        // distinct inputs 0.05 apart (a scrambled ramp), so that no step of the difference
+        // quotient changes which input of a block is the maximum
+        for (k, shape) in [(2, [2, 3, 4, 6]), (3, [1, 2, 6, 3])] {
+            let n: usize = shape.iter().product();
+            let input = Array4::from_shape_fn(shape, |(b, c, j, x)| {
+                let i = ((b * shape[1] + c) * shape[2] + j) * shape[3] + x;
+                (i * 7919 % n) as f32 * 0.05
+            });
+            let mut pool = MaxPool::new(k).unwrap();
+            let r = crate::testing::uniform(pool.forward(input.view()).unwrap().raw_dim(), 3);
+            check_gradients_with(&mut pool, input, |out| {
+                (crate::testing::dot(out, &r), r.clone())
+            });
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let mut pool = MaxPool::new(2).unwrap();
+        assert!(matches!(
+            pool.forward(Array4::zeros((1, 1, 3, 4)).view()),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            pool.backprop(Array4::zeros((1, 1, 2, 2)).view()),
+            Err(Error::NoForward { .. })
+        ));
+        assert!(MaxPool::new(0).is_err());
+    }
+}
