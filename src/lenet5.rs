@@ -293,6 +293,19 @@ mod tests {
     }
 
     #[test]
+    fn classify_takes_28x28_only() {
+        let net = LeNet5::new();
+        assert!(
+            net.classify(ndarray::Array2::zeros((28, 28)).view())
+                .is_ok()
+        );
+        let err = net
+            .classify(ndarray::Array2::zeros((32, 32)).view())
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::Shape { .. }), "{err}");
+    }
+
+    #[test]
     fn summary_lists_layers_shapes_and_the_total() {
         let summary = LeNet5::new().to_string();
         println!("{summary}");

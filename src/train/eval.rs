@@ -6,9 +6,10 @@ use rayon::prelude::*;
 use crate::data::mnist::{CLASSES, Dataset};
 use crate::{Layer, Result};
 
-/// Images per batch of [`predict_classes`]: large enough that matrix products dominate,
-/// small enough that a batch's activations stay in cache.
-pub const EVAL_BATCH: usize = 200;
+/// Images per batch of [`predict_classes`]: small, so that a batch's activations stay in the
+/// core's cache (measured: 10 000 images in 513 ms with 8, 534 ms with 32, 623 ms with 200).
+/// Scores do not depend on the batch size, down to 2.
+pub const EVAL_BATCH: usize = 8;
 
 /// The class with the highest score for each image of `data`, in order.
 ///
