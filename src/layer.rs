@@ -123,11 +123,15 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// As [`Layer::forward`].
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>>;
 
-    /// The trainable parameters, in a fixed order; empty for a layer with none.
-    fn params(&self) -> Vec<ParamRef<'_>>;
+    /// The trainable parameters, in a fixed order; none by default.
+    fn params(&self) -> Vec<ParamRef<'_>> {
+        Vec::new()
+    }
 
     /// The trainable parameters and their gradients, in the order of [`Layer::params`].
-    fn params_mut(&mut self) -> Vec<ParamMut<'_>>;
+    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        Vec::new()
+    }
 }
 
 /// `[C, H, W]` of a `[B, C, H, W]` shape.

@@ -17,7 +17,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use crate::layer::{Layer, ParamMut, ParamRef, check_grad_output, chw};
+use crate::layer::{Layer, check_grad_output, chw};
 use crate::{Error, Result};
 
 /// `K x K` max pooling with stride `K`.
@@ -142,14 +142,6 @@ impl Layer for MaxPool {
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         Ok(self.compute(input)?.0)
-    }
-
-    fn params(&self) -> Vec<ParamRef<'_>> {
-        Vec::new()
-    }
-
-    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        Vec::new()
     }
 }
 

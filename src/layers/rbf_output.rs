@@ -23,7 +23,7 @@ use std::path::Path;
 use image::{DynamicImage, GrayImage};
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis};
 
-use crate::layer::{Layer, ParamMut, ParamRef, check_grad_output, chw};
+use crate::layer::{Layer, check_grad_output, chw};
 use crate::{Error, Result};
 
 /// The shipped digit bitmap, `assets/rbf_digits.pbm`.
@@ -197,14 +197,6 @@ impl Layer for RbfOutput {
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         Ok(self.compute(&self.flatten(input)?))
-    }
-
-    fn params(&self) -> Vec<ParamRef<'_>> {
-        Vec::new()
-    }
-
-    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        Vec::new()
     }
 }
 
