@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::ops::ControlFlow;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lenet5::train::{evaluate, softmax_cross_entropy};
+use lenet5::train::{GradientDescent, Optimizer, evaluate, softmax_cross_entropy};
 use lenet5::{Dataset, Layer, LeNet5, Sgd};
 use ndarray::{Array3, Array4};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -37,7 +37,7 @@ fn bench_step(c: &mut Criterion) {
             softmax_cross_entropy(scores.as_slice().unwrap(), 3, grad.as_slice_mut().unwrap());
             net.backprop_params(grad.view()).unwrap();
             // a tiny rate keeps the weights (and so the work) as they are
-            Sgd::step(&mut net, 1e-12);
+            GradientDescent.step(net.params_mut(), 1e-12);
         })
     });
     group.finish();

@@ -87,6 +87,34 @@ pub fn load_bytes(
         source_name: source_name.into(),
         reason,
     };
+    let decoded = decode(bytes, source_name)?;
+    if decoded.architecture != architecture {
+        return Err(bad(format!(
+            "a {:?} model, expected {architecture:?}",
+            decoded.architecture
+        )));
+    }
+    check_params(net, &decoded.params).map_err(bad)?;
+    for ((_, p), tensor) in net.named_params_mut().into_iter().zip(decoded.params) {
+        p.value.copy_from_slice(&tensor.values);
+    }
+    Ok(())
+}
+
+/// The architecture name written in the model file `bytes`.
+///
+/// # Errors
+/// As [`load_bytes`], for a file that is not a valid model file.
+pub fn architecture_of(bytes: &[u8], source_name: &str) -> Result<String> {
+    Ok(decode(bytes, source_name)?.architecture)
+}
+
+/// The payload of the model file `bytes`, after checking its header and checksum.
+fn decode(bytes: &[u8], source_name: &str) -> Result<Payload> {
+    let bad = |reason: String| Error::Model {
+        source_name: source_name.into(),
+        reason,
+    };
     let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(bad(format!(
             "{} bytes is too short for a model file",
@@ -123,17 +151,7 @@ pub fn load_bytes(
             payload.len() - used
         )));
     }
-    if decoded.architecture != architecture {
-        return Err(bad(format!(
-            "a {:?} model, expected {architecture:?}",
-            decoded.architecture
-        )));
-    }
-    check_params(net, &decoded.params).map_err(bad)?;
-    for ((_, p), tensor) in net.named_params_mut().into_iter().zip(decoded.params) {
-        p.value.copy_from_slice(&tensor.values);
-    }
-    Ok(())
+    Ok(decoded)
 }
 
 /// That `tensors` match `net`'s parameters one for one, in name, shape and length.
@@ -207,8 +225,15 @@ fn write_atomic_with(
 /// [`Error::Io`] when the file cannot be read, and the errors of [`load_bytes`].
 pub fn load(net: &mut Sequential, architecture: &str, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let bytes = read_bounded(path, (HEADER_LEN + MAX_PAYLOAD) as u64)?;
-    load_bytes(net, architecture, &bytes, &path.display().to_string())
+    load_bytes(net, architecture, &read(path)?, &path.display().to_string())
+}
+
+/// The bytes of the model file `path`, refusing more than a model file can hold.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read, [`Error::Model`] when it is too large.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    read_bounded(path, (HEADER_LEN + MAX_PAYLOAD) as u64)
 }
 
 /// The bytes of `path`, or [`Error::Model`] when it holds more than `limit`.

@@ -116,6 +116,24 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
         self.backprop(grad_output).map(drop)
     }
 
+    /// Second-derivative backprop for [`Sdlm`](crate::train::Sdlm): takes ∂²E/∂output² of the
+    /// last `forward` (the diagonal), adds ∂²E/∂param² into each parameter's *gradient* buffer,
+    /// and returns ∂²E/∂input². The rules are the Gauss-Newton ones of LeCun et al. 1998
+    /// (Appendix C): squared weights, squared inputs and squared activation slopes, cross terms
+    /// dropped, so every value is non-negative.
+    ///
+    /// # Errors
+    /// [`Error::NoForward`] before any `forward`, [`Error::Shape`] when `curvature_output` does
+    /// not match the last output, and [`Error::InvalidArgument`] for a layer that does not
+    /// provide it (the default).
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let _ = curvature_output;
+        Err(Error::InvalidArgument {
+            what: self.name(),
+            reason: "this layer has no second-derivative backprop".into(),
+        })
+    }
+
     /// The same output as `forward`, without keeping anything, so that many threads can
     /// evaluate one network at once.
     ///
@@ -131,6 +149,12 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// The trainable parameters and their gradients, in the order of [`Layer::params`].
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
         Vec::new()
+    }
+
+    /// The number of values that train: every parameter value by default, fewer when a layer
+    /// holds some at zero (a [`Conv`](crate::Conv) with a connection table).
+    fn param_count(&self) -> usize {
+        self.params().iter().map(|p| p.value.len()).sum()
     }
 }
 

@@ -1,18 +1,23 @@
-//! [`LeNet5`]: the report's seven-layer network, ready to train.
+//! [`LeNet5`]: the report's seven-layer network, LeCun et al. 1998's original and a modern
+//! variant, each with its input encoding and training schedule.
 
 use std::fmt;
 use std::path::Path;
 
 use image::DynamicImage;
-use ndarray::{Array4, ArrayView2, ArrayView4, s};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, s};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
-use crate::data::mnist::{CLASSES, PAD, SIDE, preprocess_into};
+use crate::data::mnist::{CLASSES, Encoding, PAD, SIDE};
 use crate::layer::{Layer, ParamMut, ParamRef};
+use crate::layers::Init;
 use crate::train::eval::argmax;
-use crate::train::softmax;
-use crate::{Connect, Conv, RbfOutput, Result, Sequential, Subsampling, digit, io};
+use crate::train::{Adam, Loss, Sampling, Schedule, Sdlm, Sgd, Trainer, softmax};
+use crate::{
+    Activation, Connect, Conv, Error, MaxPool, RbfOutput, Result, Sequential, Subsampling, digit,
+    io,
+};
 
 /// The shipped model, `assets/lenet5-report.bin`.
 const PRETRAINED: &[u8] = include_bytes!("../assets/lenet5-report.bin");
@@ -28,6 +33,224 @@ pub struct Prediction {
 
 /// The seed [`LeNet5::new`] draws its initial weights from.
 pub const DEFAULT_SEED: u64 = 1;
+
+/// LeCun et al. 1998, Table I: which of S2's six maps each of C3's sixteen maps sees. Maps 0-5
+/// see three contiguous maps, 6-11 four contiguous, 12-14 four non-contiguous, 15 all six.
+pub const C3_CONNECTIONS: [[bool; 6]; 16] = {
+    let mut table = [[false; 6]; 16];
+    let mut p = 0;
+    while p < 16 {
+        let seen: &[usize] = match p {
+            0..=5 => &[0, 1, 2],
+            6..=11 => &[0, 1, 2, 3],
+            12..=14 => &[0, 1, 3, 4],
+            _ => &[0, 1, 2, 3, 4, 5],
+        };
+        // maps 0-14 take their pattern starting at input map p mod 6
+        let mut k = 0;
+        while k < seen.len() {
+            table[p][(seen[k] + p % 6) % 6] = true;
+            k += 1;
+        }
+        p += 1;
+    }
+    table
+};
+
+/// The MAP loss constant `j` of [`Preset::LeCun1998`]; the paper gives no value.
+pub const LECUN_J: f32 = 1.0;
+
+/// Which LeNet-5: its layers, input encoding, loss and training schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Preset {
+    /// The report's network and schedule (the table on [`LeNet5`]): sigmoid units, binarised
+    /// input, fixed 0/1 RBF codes, softmax cross-entropy, per-sample SGD.
+    Report,
+    /// LeCun et al. 1998's LeNet-5, as the paper describes it:
+    ///
+    /// | # | layer | output | paper |
+    /// |---|---|---|---|
+    /// | 0 | `Conv` 6 kernels 5x5, scaled tanh | 6x28x28 | II-B, C1 |
+    /// | 1 | `Subsampling` 2x2, coefficient and bias per map, scaled tanh | 6x14x14 | II-B, S2 |
+    /// | 2 | `Conv` 16 kernels 5x5, Table I connections ([`C3_CONNECTIONS`]), 1 516 parameters | 16x10x10 | II-B, C3 |
+    /// | 3 | `Subsampling` 2x2, scaled tanh | 16x5x5 | II-B, S4 |
+    /// | 4 | `Conv` 120 kernels 5x5, scaled tanh | 120x1x1 | II-B, C5 |
+    /// | 5 | `Connect` 120 -> 84, scaled tanh `1.7159 tanh(2a/3)` | 84x1x1 | II-B, F6; Appendix A |
+    /// | 6 | `RbfOutput`, fixed ±1 codes of 7x12 bitmaps | 10x1x1 | II-B, F7 |
+    ///
+    /// Input: background -0.1, ink 1.175 (II-B). Weights and biases uniform in ±2.4 / fan-in
+    /// (Appendix A). Loss: the MAP criterion (II-C) with `j` = [`LECUN_J`]. Training:
+    /// stochastic diagonal Levenberg-Marquardt (Appendix C) with mu 0.2 (the paper: 0.02; see
+    /// [`Sdlm::lecun1998`]) and the curvature
+    /// re-estimated on 500 samples before each pass; 20 passes with the learning rate 0.0005
+    /// for 2 passes, 0.0002 for 3, 0.0001 for 3, 0.00005 for 4, then 0.00001 (III-B).
+    /// 60 000 trainable parameters.
+    LeCun1998,
+    /// A modern LeNet-5: the same sizes with ReLU, 2x2 max pooling, a linear 10-way output
+    /// trained by softmax cross-entropy, He initialisation, inputs standardised with MNIST's
+    /// mean and deviation, and Adam on batches of 32 with an exponentially decaying rate.
+    Modern,
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Preset; 3] = [Preset::Report, Preset::LeCun1998, Preset::Modern];
+
+    /// The architecture name written into model files.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Preset::Report => LeNet5::ARCHITECTURE,
+            Preset::LeCun1998 => "lenet5-lecun1998",
+            Preset::Modern => "lenet5-modern",
+        }
+    }
+
+    /// How this network's inputs encode pixels.
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Preset::Report => Encoding::Binary,
+            Preset::LeCun1998 => Encoding::Linear {
+                background: -0.1,
+                ink: 1.175,
+            },
+            // (x / 255 - 0.1307) / 0.3081, MNIST's training-set mean and deviation
+            Preset::Modern => Encoding::Linear {
+                background: -0.1307 / 0.3081,
+                ink: (1.0 - 0.1307) / 0.3081,
+            },
+        }
+    }
+
+    /// The loss this network trains on.
+    pub fn loss(self) -> Loss {
+        match self {
+            Preset::Report | Preset::Modern => Loss::SoftmaxCrossEntropy,
+            Preset::LeCun1998 => Loss::Map { j: LECUN_J },
+        }
+    }
+
+    /// This network's training schedule, seeded by `seed`.
+    pub fn trainer(self, seed: u64) -> Trainer {
+        match self {
+            Preset::Report => Sgd::default().with_seed(seed).trainer(),
+            Preset::LeCun1998 => {
+                let passes = [
+                    (2, 0.0005),
+                    (3, 0.0002),
+                    (3, 0.0001),
+                    (4, 0.00005),
+                    (8, 0.00001),
+                ];
+                let rates = passes
+                    .iter()
+                    .flat_map(|&(n, lr)| std::iter::repeat_n(lr, n))
+                    .collect();
+                Trainer::new(Sdlm::lecun1998())
+                    .with_epochs(20)
+                    .with_schedule(Schedule::PerEpoch(rates))
+                    .with_sampling(Sampling::Shuffle)
+                    .with_loss(self.loss())
+                    .with_seed(seed)
+            }
+            Preset::Modern => Trainer::new(Adam::default())
+                .with_epochs(20)
+                .with_batch_size(32)
+                .with_schedule(Schedule::Exponential {
+                    lr: 1e-3,
+                    decay: 0.85,
+                })
+                .with_sampling(Sampling::Shuffle)
+                .with_loss(self.loss())
+                .with_seed(seed),
+        }
+    }
+
+    /// The preset whose model files carry `architecture`.
+    pub fn from_architecture(architecture: &str) -> Option<Preset> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.architecture() == architecture)
+    }
+
+    /// The layers, with weights drawn from `rng` layer by layer.
+    fn build(self, rng: &mut impl Rng) -> Result<Sequential> {
+        let net = Sequential::new(LeNet5::INPUT_SHAPE);
+        match self {
+            Preset::Report => net
+                .add(Conv::new(1, 6, 5, rng)?)?
+                .add(Subsampling::new(6, 2, rng)?)?
+                .add(Conv::new(6, 16, 5, rng)?)?
+                .add(Subsampling::new(16, 2, rng)?)?
+                .add(Conv::new(16, 120, 5, rng)?)?
+                .add(Connect::new(120, 84, rng)?)?
+                .add(RbfOutput::digits()),
+            Preset::LeCun1998 => {
+                let (act, init) = (Activation::ScaledTanh, Init::LeCun);
+                let conv = |c_in, c_out| {
+                    Conv::from_params(
+                        Array4::zeros((c_out, c_in, 5, 5)),
+                        ndarray::Array1::zeros(c_out),
+                    )
+                };
+                let pool = |c| {
+                    Subsampling::from_params(
+                        2,
+                        ndarray::Array1::zeros(c),
+                        ndarray::Array1::zeros(c),
+                    )
+                };
+                let table = Array2::from_shape_fn((16, 6), |(p, i)| C3_CONNECTIONS[p][i]);
+                net.add(conv(1, 6)?.with_activation(act).with_init(init, rng))?
+                    .add(pool(6)?.with_activation(act).with_init(init, rng))?
+                    .add(
+                        conv(6, 16)?
+                            .with_connections(table)?
+                            .with_activation(act)
+                            .with_init(init, rng),
+                    )?
+                    .add(pool(16)?.with_activation(act).with_init(init, rng))?
+                    .add(conv(16, 120)?.with_activation(act).with_init(init, rng))?
+                    .add(
+                        Connect::from_params(Array2::zeros((84, 120)), ndarray::Array1::zeros(84))?
+                            .with_activation(act)
+                            .with_init(init, rng),
+                    )?
+                    .add(RbfOutput::digits().bipolar())
+            }
+            Preset::Modern => {
+                let (act, init) = (Activation::Relu, Init::He);
+                net.add(
+                    Conv::new(1, 6, 5, rng)?
+                        .with_activation(act)
+                        .with_init(init, rng),
+                )?
+                .add(MaxPool::new(2)?)?
+                .add(
+                    Conv::new(6, 16, 5, rng)?
+                        .with_activation(act)
+                        .with_init(init, rng),
+                )?
+                .add(MaxPool::new(2)?)?
+                .add(
+                    Conv::new(16, 120, 5, rng)?
+                        .with_activation(act)
+                        .with_init(init, rng),
+                )?
+                .add(
+                    Connect::new(120, 84, rng)?
+                        .with_activation(act)
+                        .with_init(init, rng),
+                )?
+                .add(
+                    Connect::new(84, 10, rng)?
+                        .with_activation(Activation::Identity)
+                        .with_init(init, rng),
+                )
+            }
+        }
+    }
+}
 
 /// The report's LeNet-5: `[B, 1, 32, 32]` images in, `[B, 10, 1, 1]` RBF scores out (larger is better).
 ///
@@ -56,6 +279,7 @@ pub const DEFAULT_SEED: u64 = 1;
 #[derive(Debug)]
 pub struct LeNet5 {
     net: Sequential,
+    preset: Preset,
 }
 
 impl LeNet5 {
@@ -76,19 +300,42 @@ impl LeNet5 {
 
     /// The network with weights drawn from `rng`, layer by layer, weights before biases.
     pub fn from_rng(rng: &mut impl Rng) -> Self {
-        Self::build(rng).expect("the report's layer sizes fit together")
+        Self::from_preset_rng(Preset::Report, rng)
     }
 
-    fn build(rng: &mut impl Rng) -> Result<Self> {
-        let net = Sequential::new(Self::INPUT_SHAPE)
-            .add(Conv::new(1, 6, 5, rng)?)?
-            .add(Subsampling::new(6, 2, rng)?)?
-            .add(Conv::new(6, 16, 5, rng)?)?
-            .add(Subsampling::new(16, 2, rng)?)?
-            .add(Conv::new(16, 120, 5, rng)?)?
-            .add(Connect::new(120, 84, rng)?)?
-            .add(RbfOutput::digits())?;
-        Ok(LeNet5 { net })
+    /// LeCun et al. 1998's LeNet-5 ([`Preset::LeCun1998`]) with weights drawn from [`DEFAULT_SEED`].
+    ///
+    /// ```
+    /// use lenet5::{Layer, LeNet5};
+    /// let net = LeNet5::lecun1998();
+    /// assert_eq!(net.param_count(), 60_000); // as the paper counts
+    /// let mut trainer = net.preset().trainer(1);
+    /// assert_eq!(trainer.epochs(), 20);
+    /// ```
+    pub fn lecun1998() -> Self {
+        Self::from_preset(Preset::LeCun1998, DEFAULT_SEED)
+    }
+
+    /// The modern LeNet-5 ([`Preset::Modern`]) with weights drawn from [`DEFAULT_SEED`].
+    pub fn modern() -> Self {
+        Self::from_preset(Preset::Modern, DEFAULT_SEED)
+    }
+
+    /// The network of `preset` with weights drawn from `seed` (Xoshiro256++).
+    pub fn from_preset(preset: Preset, seed: u64) -> Self {
+        Self::from_preset_rng(preset, &mut Xoshiro256PlusPlus::seed_from_u64(seed))
+    }
+
+    fn from_preset_rng(preset: Preset, rng: &mut impl Rng) -> Self {
+        let net = preset
+            .build(rng)
+            .expect("the presets' layer sizes fit together");
+        LeNet5 { net, preset }
+    }
+
+    /// Which network this is.
+    pub fn preset(&self) -> Preset {
+        self.preset
     }
 
     /// The network trained by `cargo run --release --example mnist` with its default seed
@@ -116,7 +363,7 @@ impl LeNet5 {
     }
 
     /// The digit in `image` `[28, 28]` (MNIST's format: white ink, 255, on black, 0), after the
-    /// report's preprocessing.
+    /// preset's encoding and padding.
     ///
     /// # Errors
     /// [`Error::Shape`](crate::Error::Shape) when `image` is not 28x28.
@@ -129,7 +376,9 @@ impl LeNet5 {
             ));
         }
         let mut input = Array4::zeros((1, 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
-        preprocess_into(image, input.slice_mut(s![0, 0, .., ..]));
+        self.preset
+            .encoding()
+            .preprocess_into(image, input.slice_mut(s![0, 0, .., ..]));
         let scores = self.predict(input.view())?;
         let mut probabilities = [0.0; CLASSES];
         softmax(
@@ -156,17 +405,26 @@ impl LeNet5 {
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) when the file cannot be written; a previous file is left intact.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        io::save(&self.net, Self::ARCHITECTURE, path)
+        io::save(&self.net, self.preset.architecture(), path)
     }
 
-    /// A network with the parameters saved at `path` by [`LeNet5::save`].
+    /// A network with the parameters saved at `path` by [`LeNet5::save`], of whichever preset
+    /// the file names.
     ///
     /// # Errors
     /// [`Error::Io`](crate::Error::Io) when the file cannot be read, [`Error::Model`](crate::Error::Model)
-    /// when it is not a valid model file of this network.
+    /// when it is not a valid model file of a preset.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let mut net = Self::new();
-        io::load(&mut net.net, Self::ARCHITECTURE, path)?;
+        let path = path.as_ref();
+        let bytes = io::read(path)?;
+        let name = path.display().to_string();
+        let architecture = io::architecture_of(&bytes, &name)?;
+        let preset = Preset::from_architecture(&architecture).ok_or_else(|| Error::Model {
+            source_name: name.clone(),
+            reason: format!("unknown architecture {architecture:?}"),
+        })?;
+        let mut net = Self::from_preset(preset, DEFAULT_SEED);
+        io::load_bytes(&mut net.net, architecture.as_str(), &bytes, &name)?;
         Ok(net)
     }
 
@@ -208,6 +466,10 @@ impl Layer for LeNet5 {
         self.net.backprop_params(grad_output)
     }
 
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.net.backprop_curvature(curvature_output)
+    }
+
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         self.net.predict(input)
     }
@@ -219,11 +481,15 @@ impl Layer for LeNet5 {
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
         self.net.params_mut()
     }
+
+    fn param_count(&self) -> usize {
+        self.net.param_count()
+    }
 }
 
 impl fmt::Display for LeNet5 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "LeNet5")?;
+        writeln!(f, "LeNet5 ({})", self.preset.architecture())?;
         self.net.fmt(f)
     }
 }
@@ -254,6 +520,78 @@ mod tests {
         let expected = (150 + 6) + 12 + (2400 + 16) + 32 + (48_000 + 120) + (10_080 + 84);
         assert_eq!(expected, 60_900);
         assert_eq!(LeNet5::new().network().param_count(), expected);
+    }
+
+    #[test]
+    fn c3_connections_are_table_one() {
+        let seen = |p: usize| -> Vec<usize> { (0..6).filter(|&i| C3_CONNECTIONS[p][i]).collect() };
+        assert_eq!(seen(0), [0, 1, 2]);
+        assert_eq!(seen(4), [0, 4, 5]);
+        assert_eq!(seen(6), [0, 1, 2, 3]);
+        assert_eq!(seen(11), [0, 1, 2, 5]);
+        assert_eq!(seen(12), [0, 1, 3, 4]);
+        assert_eq!(seen(13), [1, 2, 4, 5]);
+        assert_eq!(seen(14), [0, 2, 3, 5]);
+        assert_eq!(seen(15), [0, 1, 2, 3, 4, 5]);
+        let connections: usize = (0..16).map(|p| seen(p).len()).sum();
+        assert_eq!(connections, 60);
+    }
+
+    #[test]
+    fn lecun1998_has_the_papers_sizes() {
+        let net = LeNet5::lecun1998();
+        // C1 156, S2 12, C3 60·25 + 16 = 1 516, S4 32, C5 48 120, F6 10 164 (Section II-B)
+        let per_layer: Vec<usize> = net
+            .network()
+            .layers()
+            .iter()
+            .map(|l| l.param_count())
+            .collect();
+        assert_eq!(per_layer, [156, 12, 1516, 32, 48_120, 10_164, 0]);
+        assert_eq!(net.param_count(), 60_000);
+        // weights within ±2.4 / fan-in: C1's fan-in is 25
+        let c1 = net.params()[0].value;
+        assert!(c1.iter().all(|w| w.abs() < 2.4 / 25.0));
+        assert_eq!(net.network().output_shape(), [10, 1, 1]);
+    }
+
+    #[test]
+    fn modern_is_relu_max_pool_and_a_linear_output() {
+        let net = LeNet5::modern();
+        let names: Vec<&str> = net.network().layers().iter().map(|l| l.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "Conv", "MaxPool", "Conv", "MaxPool", "Conv", "Connect", "Connect"
+            ]
+        );
+        // C1 156, C3 2 416, C5 48 120, F6 10 164, output 850
+        assert_eq!(net.param_count(), 61_706);
+        let scores = net.predict(Array4::zeros((2, 1, 32, 32)).view()).unwrap();
+        assert_eq!(scores.dim(), (2, 10, 1, 1));
+    }
+
+    #[test]
+    fn every_preset_saves_and_loads_as_itself() {
+        let dir = std::env::temp_dir().join(format!("lenet5-presets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = ndarray::Array2::from_shape_fn((28, 28), |(r, c)| ((r * 28 + c) % 256) as u8);
+        for preset in Preset::ALL {
+            let net = LeNet5::from_preset(preset, 4);
+            let path = dir.join(format!("{}.bin", preset.architecture()));
+            net.save(&path).unwrap();
+            let loaded = LeNet5::load(&path).unwrap();
+            assert_eq!(loaded.preset(), preset);
+            assert_eq!(
+                loaded.classify(image.view()).unwrap(),
+                net.classify(image.view()).unwrap()
+            );
+            assert_eq!(
+                Preset::from_architecture(preset.architecture()),
+                Some(preset)
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -34,15 +34,16 @@ pub mod sequential;
 mod testing;
 pub mod train;
 
-pub use data::mnist::{Dataset, Split};
+pub use data::mnist::{Dataset, Encoding, Split};
 pub use error::{Error, Result};
 pub use layer::{Layer, Param, ParamMut, ParamRef};
+pub use layers::Init;
 pub use layers::activation::Activation;
 pub use layers::connect::Connect;
 pub use layers::conv::Conv;
 pub use layers::max_pool::MaxPool;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
-pub use lenet5::{DEFAULT_SEED, LeNet5, Prediction};
+pub use lenet5::{C3_CONNECTIONS, DEFAULT_SEED, LECUN_J, LeNet5, Prediction, Preset};
 pub use sequential::Sequential;
 pub use train::Sgd;

@@ -120,15 +120,6 @@ impl Sequential {
         Ok(outputs)
     }
 
-    /// The number of trainable values.
-    pub fn param_count(&self) -> usize {
-        self.layers
-            .iter()
-            .flat_map(|l| l.params())
-            .map(|p| p.value.len())
-            .sum()
-    }
-
     /// The output shape for `input`, which must be [`Sequential::input_shape`].
     pub(crate) fn output_shape_for(&self, input: [usize; 3]) -> Result<[usize; 3]> {
         if input != self.input_shape {
@@ -190,6 +181,14 @@ impl Layer for Sequential {
         first.backprop_params(g.view())
     }
 
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let mut c = curvature_output.to_owned();
+        for layer in self.layers.iter_mut().rev() {
+            c = layer.backprop_curvature(c.view())?;
+        }
+        Ok(c)
+    }
+
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         self.check_input(&input)?;
         let mut x = input.to_owned();
@@ -208,6 +207,10 @@ impl Layer for Sequential {
             .iter_mut()
             .flat_map(|l| l.params_mut())
             .collect()
+    }
+
+    fn param_count(&self) -> usize {
+        self.layers.iter().map(|l| l.param_count()).sum()
     }
 }
 
@@ -228,14 +231,13 @@ impl fmt::Display for Sequential {
             ""
         )?;
         for (i, (layer, shape)) in self.layers.iter().zip(&self.shapes).enumerate() {
-            let params: usize = layer.params().iter().map(|p| p.value.len()).sum();
             writeln!(
                 f,
                 "{:<4} {:<12} {:>14} {:>8}",
                 i,
                 layer.name(),
                 shape_str(*shape),
-                params
+                layer.param_count()
             )?;
         }
         write!(f, "total trainable parameters: {}", self.param_count())

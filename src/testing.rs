@@ -6,6 +6,18 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::Layer;
+use crate::data::mnist::Dataset;
+
+/// `n` images with a bar in a place that depends on the label.
+pub(crate) fn bars(n: usize) -> Dataset {
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let images =
+        ndarray::Array3::from_shape_fn(
+            (n, 28, 28),
+            |(i, row, _)| if row / 2 == i % 10 { 255 } else { 0 },
+        );
+    Dataset::new(images, labels).unwrap()
+}
 
 /// Step of the central difference `(L(x + H) - L(x - H)) / 2H`. In f32 a smaller step drowns
 /// the difference in rounding (about 1e-7 · |L| / H); a larger one lets the H² truncation term grow.
@@ -46,16 +58,9 @@ pub(crate) fn check_gradients_with(
     let (_, grad_output) = loss(&output);
     let grad_input = layer.backprop(grad_output.view()).expect("backprop");
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-    let mut picks = |len: usize| -> Vec<usize> {
-        if len <= MAX_ENTRIES {
-            (0..len).collect()
-        } else {
-            (0..MAX_ENTRIES).map(|_| rng.random_range(0..len)).collect()
-        }
-    };
 
     let mut probe = input.clone();
-    for i in picks(input.len()) {
+    for i in picks(input.len(), &mut rng) {
         let numeric = central_difference(|h| {
             probe.as_slice_mut().unwrap()[i] = input.as_slice().unwrap()[i] + h;
             loss(&layer.predict(probe.view()).expect("predict")).0
@@ -71,7 +76,7 @@ pub(crate) fn check_gradients_with(
         .map(|p| p.grad.to_vec())
         .collect();
     for (p, analytic) in analytic.iter().enumerate() {
-        for i in picks(analytic.len()) {
+        for i in picks(analytic.len(), &mut rng) {
             let original = layer.params_mut()[p].value[i];
             let numeric = central_difference(|h| {
                 layer.params_mut()[p].value[i] = original + h;
@@ -91,6 +96,66 @@ pub(crate) fn check_gradients_with(
                 analytic[i]
             );
         }
+    }
+}
+
+/// Checks `layer`'s [`Layer::backprop_curvature`] against the Gauss-Newton diagonal it stands
+/// for, `Σ_k c_k (∂out_k/∂θ)²` with random `c ≥ 0` and each slope from central differences, for
+/// the input and every parameter.
+pub(crate) fn check_curvature(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) {
+    let input = uniform(input_shape, seed);
+    let output = layer.forward(input.view()).expect("forward");
+    let c = uniform(output.raw_dim(), seed + 1).mapv(f32::abs);
+    for p in layer.params_mut() {
+        p.grad.fill(0.0);
+    }
+    let curvature_input = layer.backprop_curvature(c.view()).expect("curvature");
+    let gauss_newton = |plus: Array4<f32>, minus: Array4<f32>| -> f64 {
+        let slopes = (plus - minus) / (2.0 * H);
+        dot(&slopes.mapv(|s| s * s), &c)
+    };
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
+    let mut probe = input.clone();
+    for i in picks(input.len(), &mut rng) {
+        let mut at = |h: f32| {
+            probe.as_slice_mut().unwrap()[i] = input.as_slice().unwrap()[i] + h;
+            layer.predict(probe.view()).expect("predict")
+        };
+        let numeric = gauss_newton(at(H), at(-H));
+        probe.as_slice_mut().unwrap()[i] = input.as_slice().unwrap()[i];
+        let analytic = f64::from(curvature_input.as_slice().unwrap()[i]);
+        assert_relative_eq!(analytic, numeric, epsilon = EPS, max_relative = REL);
+    }
+    let analytic: Vec<Vec<f32>> = layer
+        .params_mut()
+        .into_iter()
+        .map(|p| p.grad.to_vec())
+        .collect();
+    for (p, analytic) in analytic.iter().enumerate() {
+        for i in picks(analytic.len(), &mut rng) {
+            let original = layer.params_mut()[p].value[i];
+            let mut at = |h: f32| {
+                layer.params_mut()[p].value[i] = original + h;
+                layer.predict(input.view()).expect("predict")
+            };
+            let numeric = gauss_newton(at(H), at(-H));
+            layer.params_mut()[p].value[i] = original;
+            assert_relative_eq!(
+                f64::from(analytic[i]),
+                numeric,
+                epsilon = EPS,
+                max_relative = REL
+            );
+        }
+    }
+}
+
+/// All indices below `len` when it is small, else `MAX_ENTRIES` of them at random.
+fn picks(len: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<usize> {
+    if len <= MAX_ENTRIES {
+        (0..len).collect()
+    } else {
+        (0..MAX_ENTRIES).map(|_| rng.random_range(0..len)).collect()
     }
 }
 

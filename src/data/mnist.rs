@@ -1,13 +1,16 @@
 //! MNIST (or any 10-class set of 28x28 grayscale images in IDX files) and the report's preprocessing.
 //!
 //! Images stay `u8` in memory (47 MB for the 60 000 training images, not 246 MB as f32); each
-//! batch is binarised and padded on the fly by [`Dataset::batch`].
+//! batch is encoded ([`Encoding`]: the report's binarisation by default) and padded on the fly
+//! by [`Dataset::batch`].
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array3, Array4, ArrayView2, ArrayViewMut2, s};
+use ndarray::{Array1, Array3, Array4, ArrayView2, ArrayViewMut2, Axis, s};
+use rand::Rng;
 
+use super::distort::Distortion;
 use super::idx::Idx;
 use crate::{Error, Result};
 
@@ -39,6 +42,53 @@ impl Split {
     }
 }
 
+/// How a pixel intensity (0 = background, 255 = ink) becomes a network input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Encoding {
+    /// The report's: 1.0 for an intensity `>= 40`, else 0.0.
+    Binary,
+    /// `background + (ink - background) · intensity / 255`; LeCun 1998 uses background -0.1
+    /// and ink 1.175 (Section II-B), so that the mean input is about 0 and its variance about 1.
+    Linear {
+        /// The input value of intensity 0, and of the padding.
+        background: f32,
+        /// The input value of intensity 255.
+        ink: f32,
+    },
+}
+
+impl Encoding {
+    /// The input value of `intensity` in [0, 255].
+    pub fn encode(self, intensity: f32) -> f32 {
+        match self {
+            Encoding::Binary => {
+                if intensity >= f32::from(THRESHOLD) {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Encoding::Linear { background, ink } => {
+                background + (ink - background) * (intensity / 255.0)
+            }
+        }
+    }
+
+    /// Writes `image` `[H, W]`, encoded, into the middle of `out` `[H + 4, W + 4]`, and the
+    /// encoded background into its 2-pixel border.
+    pub fn preprocess_into<T: Copy + Into<f32>>(
+        self,
+        image: ArrayView2<T>,
+        mut out: ArrayViewMut2<f32>,
+    ) {
+        let (h, w) = image.dim();
+        debug_assert_eq!(out.dim(), (h + 2 * PAD, w + 2 * PAD));
+        out.fill(self.encode(0.0));
+        out.slice_mut(s![PAD..PAD + h, PAD..PAD + w])
+            .zip_mut_with(&image, |o, &p| *o = self.encode(p.into()));
+    }
+}
+
 /// Labelled 28x28 grayscale images.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -46,6 +96,8 @@ pub struct Dataset {
     images: Array3<u8>,
     /// `[N]`, each below [`CLASSES`].
     labels: Vec<u8>,
+    /// How [`Dataset::batch`] turns pixels into inputs.
+    encoding: Encoding,
 }
 
 impl Dataset {
@@ -120,7 +172,23 @@ impl Dataset {
                 reason: format!("label {label} of item {i} is above 9"),
             });
         }
-        Ok(Dataset { images, labels })
+        Ok(Dataset {
+            images,
+            labels,
+            encoding: Encoding::Binary,
+        })
+    }
+
+    /// The same data, encoded by `encoding` in every batch (the report's [`Encoding::Binary`]
+    /// by default).
+    pub fn with_encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// How batches are encoded.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// The number of labelled images.
@@ -149,15 +217,35 @@ impl Dataset {
         Dataset {
             images: self.images.slice(s![range.clone(), .., ..]).to_owned(),
             labels: self.labels[range].to_vec(),
+            encoding: self.encoding,
         }
     }
 
-    /// Images `range`, preprocessed for LeNet-5: `[range.len(), 1, 32, 32]` of 0.0 and 1.0.
+    /// Images `range`, preprocessed for LeNet-5: `[range.len(), 1, 32, 32]`, encoded and padded.
     /// Panics when the range is out of bounds, like slice indexing.
     pub fn batch(&self, range: Range<usize>) -> Array4<f32> {
-        let mut batch = Array4::zeros((range.len(), 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
-        for (i, mut out) in range.zip(batch.outer_iter_mut()) {
-            preprocess_into(self.image(i), out.index_axis_mut(ndarray::Axis(0), 0));
+        self.batch_of(&range.collect::<Vec<_>>(), None)
+    }
+
+    /// Images `indices`, as [`Dataset::batch`] makes them, each first distorted by
+    /// `distortion` drawn from `rng` when there is one.
+    /// Panics when an index is out of bounds, like slice indexing.
+    pub fn batch_of(
+        &self,
+        indices: &[usize],
+        distortion: Option<(&Distortion, &mut dyn Rng)>,
+    ) -> Array4<f32> {
+        let mut batch = Array4::zeros((indices.len(), 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
+        let mut distortion = distortion;
+        for (&i, mut out) in indices.iter().zip(batch.outer_iter_mut()) {
+            let out = out.index_axis_mut(Axis(0), 0);
+            match &mut distortion {
+                None => self.encoding.preprocess_into(self.image(i), out),
+                Some((distortion, rng)) => {
+                    let warped = distortion.apply(self.image(i), *rng);
+                    self.encoding.preprocess_into(warped.view(), out);
+                }
+            }
         }
         batch
     }
@@ -178,20 +266,6 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
             ),
         }),
     }
-}
-
-/// 1.0 for a pixel `>= 40`, else 0.0.
-pub fn binarize(pixel: u8) -> f32 {
-    if pixel >= THRESHOLD { 1.0 } else { 0.0 }
-}
-
-/// Writes `image` `[H, W]`, binarised, into the middle of `out` `[H + 4, W + 4]`, leaving the
-/// 2-pixel border as it is (zero in a fresh batch).
-pub fn preprocess_into(image: ArrayView2<u8>, mut out: ArrayViewMut2<f32>) {
-    let (h, w) = image.dim();
-    debug_assert_eq!(out.dim(), (h + 2 * PAD, w + 2 * PAD));
-    out.slice_mut(s![PAD..PAD + h, PAD..PAD + w])
-        .zip_mut_with(&image, |o, &p| *o = binarize(p));
 }
 
 /// The one-hot vector `[10]` of `label`; `None` when `label` is above 9.

@@ -7,7 +7,7 @@ use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::kernels::sigmoid_in_place;
+use crate::kernels::{scaled_tanh_in_place, sigmoid_in_place};
 use crate::layer::check_grad_output;
 
 /// LeCun 1998's `A` in `f(a) = A · tanh(S · a)` (Appendix A).
@@ -37,9 +37,7 @@ impl Activation {
             Activation::Sigmoid => sigmoid_in_place(values),
             Activation::Identity => {}
             Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::ScaledTanh => values
-                .iter_mut()
-                .for_each(|v| *v = TANH_A * (TANH_S * *v).tanh()),
+            Activation::ScaledTanh => scaled_tanh_in_place(values, TANH_A, TANH_S),
         }
     }
 
@@ -75,6 +73,26 @@ impl Activation {
         );
         Ok(grad)
     }
+
+    /// ∂²E/∂(weighted sum)² `[B, C, H, W]` from ∂²E/∂(output)² of a layer whose last output was
+    /// `output`: `f'(a)² · curvature`, the Gauss-Newton rule of LeCun et al. 1998 (Appendix C),
+    /// which drops the `f''` term.
+    ///
+    /// # Errors
+    /// As [`check_grad_output`].
+    pub(crate) fn curvature_of_sum(
+        self,
+        layer: &'static str,
+        output: &Array4<f32>,
+        curvature_output: ArrayView4<f32>,
+    ) -> Result<Array4<f32>> {
+        let mut curvature = self.grad_of_sum(layer, output, curvature_output)?;
+        self.backprop(
+            curvature.as_slice_mut().expect("standard layout"),
+            output.as_slice().expect("standard layout"),
+        );
+        Ok(curvature)
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +119,17 @@ mod tests {
         let mut v = [1.5];
         Activation::ScaledTanh.apply(&mut v);
         assert_relative_eq!(v[0], 1.30682, max_relative = 1e-6);
+    }
+
+    #[test]
+    fn scaled_tanh_is_within_4e7_of_the_standard_library() {
+        let inputs: Vec<f32> = (-600..=600).map(|i| i as f32 * 0.05).collect();
+        let mut values = inputs.clone();
+        Activation::ScaledTanh.apply(&mut values);
+        for (&a, &y) in inputs.iter().zip(&values) {
+            let exact = f64::from(TANH_A) * (f64::from(TANH_S) * f64::from(a)).tanh();
+            assert!((f64::from(y) - exact).abs() < 4e-7, "{a}: {y} vs {exact}");
+        }
     }
 
     #[test]

@@ -16,11 +16,13 @@
 //! # Ok(()) }
 //! ```
 
-use ndarray::{Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, Axis, Ix1, Ix2};
+use ndarray::{
+    Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, Axis, CowArray, Ix1, Ix2,
+};
 use rand::Rng;
 
 use super::activation::Activation;
-use super::uniform_param;
+use super::{Init, uniform_param};
 use crate::kernels::matmul;
 use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
@@ -76,6 +78,17 @@ impl Connect {
         self
     }
 
+    /// The same layer with weights and biases drawn by `init`; every unit's fan-in is `inputs`.
+    pub fn with_init(mut self, init: Init, rng: &mut impl Rng) -> Self {
+        let fan_in = self.weight.value.ncols();
+        self.weight
+            .value
+            .iter_mut()
+            .for_each(|w| *w = init.weight(fan_in, rng));
+        self.bias.value = init.biases(self.bias.value.len(), |_| fan_in, rng);
+        self
+    }
+
     /// The weights, `[outputs, inputs]`.
     pub fn weight(&self) -> ArrayView2<'_, f32> {
         self.weight.value.view()
@@ -112,6 +125,33 @@ impl Connect {
     }
 }
 
+impl Connect {
+    /// Adds the weight and bias gradients for `grad` (dL/d(weighted sum), `[B, outputs, 1, 1]`)
+    /// and returns dL/d(input); with `square`, inputs and weights enter squared, which turns
+    /// gradients into Gauss-Newton curvatures.
+    fn accumulate(&mut self, grad: &Array4<f32>, square: bool) -> Array4<f32> {
+        let g = grad.index_axis(Axis(3), 0).index_axis_move(Axis(2), 0); // [B, outputs]
+        fn squared(a: &Array2<f32>, square: bool) -> CowArray<'_, f32, Ix2> {
+            if square {
+                a.mapv(|v| v * v).into()
+            } else {
+                a.view().into()
+            }
+        }
+        let input = squared(&self.input, square);
+        let weight = squared(&self.weight.value, square);
+        // dL/dW += gᵀ · x, dL/dbias += Σ_b g, dL/dx = g · W
+        matmul(g.t(), input.view(), 1.0, self.weight.grad.view_mut());
+        self.bias.grad += &g.sum_axis(Axis(0));
+        let mut grad_input = Array2::zeros((g.nrows(), weight.ncols()));
+        matmul(g, weight.view(), 0.0, grad_input.view_mut());
+        let [c, h, w] = self.input_shape;
+        grad_input
+            .into_shape_with_order((g.nrows(), c, h, w))
+            .expect("same size")
+    }
+}
+
 impl Layer for Connect {
     fn name(&self) -> &'static str {
         "Connect"
@@ -141,16 +181,14 @@ impl Layer for Connect {
         let grad = self
             .activation
             .grad_of_sum("Connect", &self.output, grad_output)?;
-        let g = grad.index_axis(Axis(3), 0).index_axis_move(Axis(2), 0); // [B, outputs]
-        // dL/dW += gᵀ · x, dL/dbias += Σ_b g, dL/dx = g · W
-        matmul(g.t(), self.input.view(), 1.0, self.weight.grad.view_mut());
-        self.bias.grad += &g.sum_axis(Axis(0));
-        let mut grad_input = Array2::zeros((g.nrows(), self.weight.value.ncols()));
-        matmul(g, self.weight.value.view(), 0.0, grad_input.view_mut());
-        let [c, h, w] = self.input_shape;
-        Ok(grad_input
-            .into_shape_with_order((g.nrows(), c, h, w))
-            .expect("same size"))
+        Ok(self.accumulate(&grad, false))
+    }
+
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let curvature =
+            self.activation
+                .curvature_of_sum("Connect", &self.output, curvature_output)?;
+        Ok(self.accumulate(&curvature, true))
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
@@ -169,7 +207,7 @@ impl Layer for Connect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::check_gradients;
+    use crate::testing::{check_curvature, check_gradients};
     use approx::assert_abs_diff_eq;
     use ndarray::array;
     use rand::SeedableRng;
@@ -197,6 +235,15 @@ mod tests {
                 .unwrap()
                 .with_activation(act);
             check_gradients(&mut fc, shape, 6);
+        }
+    }
+
+    #[test]
+    fn curvature_matches_the_gauss_newton_diagonal() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(7);
+        for act in [Activation::ScaledTanh, Activation::Identity] {
+            let mut fc = Connect::new(12, 5, &mut rng).unwrap().with_activation(act);
+            check_curvature(&mut fc, [3, 3, 2, 2], 8);
         }
     }
 

@@ -3,6 +3,8 @@
 //! `out[b, p, j, k] = f(bias[p] + Σ_{i,l,m} input[b, i, j+l, k+m] · weight[p, i, l, m])`
 //!
 //! Stride 1, no padding: a `[C_in, H, W]` input gives `[C_out, H - K + 1, W - K + 1]`.
+//! An optional connection table ([`Conv::with_connections`]) lets output map `p` see only some
+//! input maps, as LeNet-5's C3 does in LeCun et al. 1998 (Table I).
 //! The windows are laid out by `im2col` (see `window.rs`) so that the sums are one matrix
 //! product per sample.
 //!
@@ -18,14 +20,14 @@
 //! ```
 
 use ndarray::{
-    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
-    ArrayViewMut3, Axis, Ix1, Ix4,
+    Array1, Array2, Array3, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut2,
+    ArrayViewMut3, Axis, CowArray, Ix1, Ix2, Ix4,
 };
 use rand::Rng;
 
 use super::activation::Activation;
-use super::uniform_param;
 use super::window::{col2im_add, im2col, positions};
+use super::{Init, uniform_param};
 use crate::kernels::matmul;
 use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
@@ -38,6 +40,9 @@ pub struct Conv {
     /// `[C_out]`, uniform in [-1, 1) from [`Conv::new`].
     bias: Param<Ix1>,
     activation: Activation,
+    /// `[C_out, C_in]`, 1.0 where output map `p` sees input map `i`; `None` when all are connected.
+    /// The weights of a missing connection stay zero: their gradient is always cleared.
+    connections: Option<Array2<f32>>,
     /// `[B, C_in·K·K, N]`: the windows of the last forward input, for the weight gradient.
     cols: Array3<f32>,
     /// `[B, C_out, OH, OW]`: the last forward output, for the activation's derivative.
@@ -80,6 +85,7 @@ impl Conv {
             weight: Param::new(weight.as_standard_layout().into_owned()),
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
+            connections: None,
             cols: Array3::zeros((0, 0, 0)),
             output: Array4::zeros((0, 0, 0, 0)),
         })
@@ -89,6 +95,66 @@ impl Conv {
     pub fn with_activation(mut self, activation: Activation) -> Self {
         self.activation = activation;
         self
+    }
+
+    /// The same layer with output map `p` connected to input map `i` only where
+    /// `table[[p, i]]` (`[C_out, C_in]`); the weights of missing connections become zero and
+    /// stay so.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `table` is not `[C_out, C_in]`, [`Error::InvalidArgument`] when an
+    /// output map has no input.
+    pub fn with_connections(mut self, table: Array2<bool>) -> Result<Self> {
+        let (c_out, c_in, _, _) = self.weight.value.dim();
+        if table.dim() != (c_out, c_in) {
+            return Err(Error::shape("Conv", &[c_out, c_in], table.shape()));
+        }
+        if let Some(p) = table.outer_iter().position(|row| !row.iter().any(|&c| c)) {
+            return Err(Error::InvalidArgument {
+                what: "Conv::with_connections",
+                reason: format!("output map {p} has no input map"),
+            });
+        }
+        let mask = table.mapv(|c| if c { 1.0 } else { 0.0 });
+        self.connections = Some(mask);
+        self.clear_missing_connections();
+        Ok(self)
+    }
+
+    /// The same layer with weights and biases drawn by `init` from each output map's fan-in
+    /// (connected input maps · K · K).
+    pub fn with_init(mut self, init: Init, rng: &mut impl Rng) -> Self {
+        let (_, c_in, k, _) = self.weight.value.dim();
+        let inputs = |p: usize| {
+            self.connections
+                .as_ref()
+                .map_or(c_in, |m| m.row(p).sum() as usize)
+        };
+        let fan_in = |p: usize| inputs(p) * k * k;
+        for (p, mut kernel) in self.weight.value.outer_iter_mut().enumerate() {
+            let fan = fan_in(p);
+            kernel.iter_mut().for_each(|w| *w = init.weight(fan, rng));
+        }
+        self.bias.value = init.biases(self.bias.value.len(), fan_in, rng);
+        self.clear_missing_connections();
+        self
+    }
+
+    /// Zeroes the weights and gradients of missing connections.
+    fn clear_missing_connections(&mut self) {
+        let Some(mask) = &self.connections else {
+            return;
+        };
+        for (mut param, mask_row) in [&mut self.weight.value, &mut self.weight.grad]
+            .into_iter()
+            .flat_map(|a| a.outer_iter_mut().zip(mask.outer_iter()))
+        {
+            for (mut kernel, &m) in param.outer_iter_mut().zip(mask_row) {
+                if m == 0.0 {
+                    kernel.fill(0.0);
+                }
+            }
+        }
     }
 
     /// The kernels, `[C_out, C_in, K, K]`.
@@ -105,14 +171,29 @@ impl Conv {
         self.weight.value.dim().2
     }
 
-    /// The kernels as the `[C_out, C_in·K·K]` matrix that multiplies the windows.
-    fn weight_matrix(&self) -> ArrayView2<'_, f32> {
-        let (c_out, c_in, k, _) = self.weight.value.dim();
-        self.weight
-            .value
+    /// The kernels as the `[C_out, C_in·K·K]` matrix that multiplies the windows, with the
+    /// kernels of missing connections zero whatever `weight` holds there.
+    fn weight_matrix<'a>(
+        weight: &'a Array4<f32>,
+        connections: Option<&Array2<f32>>,
+    ) -> CowArray<'a, f32, Ix2> {
+        let (c_out, c_in, k, _) = weight.dim();
+        let matrix = weight
             .view()
             .into_shape_with_order((c_out, c_in * k * k))
-            .expect("standard layout")
+            .expect("standard layout");
+        let Some(mask) = connections else {
+            return matrix.into();
+        };
+        let mut masked = matrix.to_owned();
+        for (mut row, mask_row) in masked.outer_iter_mut().zip(mask.outer_iter()) {
+            for (kernel, &m) in row.exact_chunks_mut(k * k).into_iter().zip(mask_row) {
+                if m == 0.0 {
+                    kernel.into_slice().expect("contiguous").fill(0.0);
+                }
+            }
+        }
+        masked.into()
     }
 
     /// One sample: `cols` `[C_in·K·K, N]` ← windows of `input` `[C_in, H, W]`, `sums` `[C_out, N]`
@@ -126,7 +207,8 @@ impl Conv {
     ) {
         let width = input.dim().2;
         im2col(input, self.kernel(), cols.view_mut());
-        matmul(self.weight_matrix(), cols.view(), 0.0, sums.view_mut());
+        let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
+        matmul(weight.view(), cols.view(), 0.0, sums.view_mut());
         let (_, oh, ow) = output.dim();
         let n = sums.ncols();
         let sums = sums.as_slice().expect("standard layout");
@@ -147,16 +229,15 @@ impl Conv {
             .apply(output.as_slice_mut().expect("standard layout"));
     }
 
-    /// Adds dL/dW and dL/d(bias) for `grad_output` `[B, C_out, OH, OW]`, and returns dL/d(input)
-    /// `[B, C_in, H, W]` when `with_input`.
-    fn accumulate_gradients(
+    /// Adds dL/dW and dL/d(bias) for `grad` (dL/d(weighted sum), `[B, C_out, OH, OW]`), and
+    /// returns dL/d(input) `[B, C_in, H, W]` when `with_input`. With `square`, inputs and
+    /// weights enter squared, which turns gradients into Gauss-Newton curvatures.
+    fn accumulate(
         &mut self,
-        grad_output: ArrayView4<f32>,
+        grad: Array4<f32>,
+        square: bool,
         with_input: bool,
-    ) -> Result<Option<Array4<f32>>> {
-        let grad = self
-            .activation
-            .grad_of_sum("Conv", &self.output, grad_output)?;
+    ) -> Option<Array4<f32>> {
         let (batch, c_out, oh, ow) = grad.dim();
         let (_, c_in, k, _) = self.weight.value.dim();
         let (height, width) = (oh + k - 1, ow + k - 1);
@@ -174,12 +255,10 @@ impl Conv {
         });
         // dL/d(sums) at full width; the straddling positions stay zero
         let mut grad_sums = Array2::zeros((c_out, n));
-        let weight = self
-            .weight
-            .value
-            .view()
-            .into_shape_with_order((c_out, c_in * k * k))
-            .expect("standard layout");
+        let mut weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
+        if square {
+            weight = weight.mapv(|w| w * w).into();
+        }
         let mut grad_weight = self
             .weight
             .grad
@@ -194,6 +273,11 @@ impl Conv {
                     full_row[..ow].copy_from_slice(g_row);
                 }
             }
+            let cols: CowArray<f32, Ix2> = if square {
+                cols.mapv(|x| x * x).into()
+            } else {
+                cols.into()
+            };
             // dL/dW += g · colsᵀ: the correlation of the input with the output gradient
             matmul(grad_sums.view(), cols.t(), 1.0, grad_weight.view_mut());
             // dL/d(bias) += Σ over positions
@@ -204,7 +288,8 @@ impl Conv {
                 col2im_add(grad_cols.view(), k, grad_input.index_axis_mut(Axis(0), b));
             }
         }
-        Ok(with_input.then_some(grad_input))
+        self.clear_missing_connections();
+        with_input.then_some(grad_input)
     }
 
     /// `[B, C_out, OH, OW]` and `[B, C_in·K·K, N]` for `input`, after checking its shape.
@@ -257,12 +342,27 @@ impl Layer for Conv {
     }
 
     fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let grad_input = self.accumulate_gradients(grad_output, true)?;
+        let grad = self
+            .activation
+            .grad_of_sum("Conv", &self.output, grad_output)?;
+        let grad_input = self.accumulate(grad, false, true);
         Ok(grad_input.expect("asked for the input gradient"))
     }
 
     fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
-        self.accumulate_gradients(grad_output, false).map(drop)
+        let grad = self
+            .activation
+            .grad_of_sum("Conv", &self.output, grad_output)?;
+        self.accumulate(grad, false, false);
+        Ok(())
+    }
+
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let curvature = self
+            .activation
+            .curvature_of_sum("Conv", &self.output, curvature_output)?;
+        let curvature_input = self.accumulate(curvature, true, true);
+        Ok(curvature_input.expect("asked for the input curvature"))
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
@@ -283,12 +383,21 @@ impl Layer for Conv {
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
         vec![self.weight.as_mut("weight"), self.bias.as_mut("bias")]
     }
+
+    fn param_count(&self) -> usize {
+        let (_, _, k, _) = self.weight.value.dim();
+        let kernels = self
+            .connections
+            .as_ref()
+            .map_or(self.weight.value.len() / (k * k), |m| m.sum() as usize);
+        kernels * k * k + self.bias.value.len()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_gradients, uniform};
+    use crate::testing::{check_curvature, check_gradients, uniform};
     use approx::assert_abs_diff_eq;
     use ndarray::array;
 
@@ -366,6 +475,108 @@ mod tests {
                 .with_activation(act);
             check_gradients(&mut conv, shape, 11);
         }
+    }
+
+    #[test]
+    fn curvature_matches_the_gauss_newton_diagonal() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(5);
+        for (c_in, c_out, k, shape, act) in [
+            (2, 3, 3, [2, 2, 5, 5], Activation::ScaledTanh),
+            (1, 2, 3, [1, 1, 6, 5], Activation::Sigmoid),
+        ] {
+            let mut conv = Conv::new(c_in, c_out, k, &mut rng)
+                .unwrap()
+                .with_activation(act);
+            check_curvature(&mut conv, shape, 21);
+        }
+        let mut partial = Conv::new(4, 3, 3, &mut rng)
+            .unwrap()
+            .with_connections(table())
+            .unwrap()
+            .with_activation(Activation::ScaledTanh);
+        check_curvature(&mut partial, [1, 4, 5, 5], 22);
+    }
+
+    /// A 4 -> 3 table with maps seeing 1, 2 and all 4 inputs.
+    fn table() -> Array2<bool> {
+        array![
+            [true, false, false, false],
+            [false, true, true, false],
+            [true, true, true, true]
+        ]
+    }
+
+    #[test]
+    fn partial_connections_train_only_connected_kernels() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(4);
+        let mut conv = Conv::new(4, 3, 3, &mut rng)
+            .unwrap()
+            .with_connections(table())
+            .unwrap()
+            .with_activation(Activation::ScaledTanh);
+        check_gradients(&mut conv, [2, 4, 5, 5], 12);
+        // (1 + 2 + 4) kernels of 9, plus 3 biases
+        assert_eq!(conv.param_count(), 7 * 9 + 3);
+        let out = conv.forward(uniform((1, 4, 5, 5), 5).view()).unwrap();
+        conv.backprop(out.view()).unwrap();
+        let (weight, grad) = (&conv.weight.value, &conv.weight.grad);
+        for ((p, i), &connected) in table().indexed_iter() {
+            let kernel = weight.slice(ndarray::s![p, i, .., ..]);
+            let kernel_grad = grad.slice(ndarray::s![p, i, .., ..]);
+            assert_eq!(kernel.iter().all(|&w| w == 0.0), !connected, "{p} {i}");
+            assert_eq!(kernel_grad.iter().all(|&g| g == 0.0), !connected, "{p} {i}");
+        }
+    }
+
+    #[test]
+    fn lecun_init_scales_by_each_maps_fan_in() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(6);
+        let conv = Conv::new(4, 3, 3, &mut rng)
+            .unwrap()
+            .with_connections(table())
+            .unwrap()
+            .with_init(Init::LeCun, &mut rng);
+        for (p, inputs) in [(0, 1.0), (1, 2.0), (2, 4.0)] {
+            let bound = 2.4 / (inputs * 9.0);
+            let kernel = conv.weight.value.index_axis(Axis(0), p);
+            assert!(kernel.iter().all(|w| w.abs() < bound));
+            assert!(kernel.iter().any(|w| w.abs() > bound / 2.0));
+            assert!(conv.bias.value[p].abs() < bound);
+        }
+        let he = Conv::new(4, 3, 3, &mut rng)
+            .unwrap()
+            .with_init(Init::He, &mut rng);
+        assert!(he.bias.value.iter().all(|&b| b == 0.0));
+        assert!(
+            he.weight
+                .value
+                .iter()
+                .all(|w| w.abs() < (6.0f32 / 36.0).sqrt())
+        );
+    }
+
+    #[test]
+    fn bad_connection_tables_are_errors() {
+        let conv = || {
+            Conv::new(
+                4,
+                3,
+                3,
+                &mut rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0),
+            )
+        };
+        assert!(matches!(
+            conv()
+                .unwrap()
+                .with_connections(Array2::from_elem((3, 3), true)),
+            Err(Error::Shape { .. })
+        ));
+        let mut empty_row = table();
+        empty_row.row_mut(1).fill(false);
+        assert!(matches!(
+            conv().unwrap().with_connections(empty_row),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
 
     #[test]

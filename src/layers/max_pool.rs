@@ -140,6 +140,12 @@ impl Layer for MaxPool {
         Ok(grad_input)
     }
 
+    /// Each output's curvature goes to the input that was its maximum, as the gradient does:
+    /// the layer's slopes are 0 and 1, their own squares.
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.backprop(curvature_output)
+    }
+
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         Ok(self.compute(input)?.0)
     }
@@ -162,6 +168,15 @@ mod tests {
             grad,
             array![[[[0.0, 10.0, 0.0, 0.0], [0.0, 0.0, 20.0, 0.0]]]]
         );
+    }
+
+    #[test]
+    fn curvature_goes_to_each_blocks_maximum() {
+        let mut pool = MaxPool::new(2).unwrap();
+        pool.forward(array![[[[1.0, 2.0], [4.0, 3.0]]]].view())
+            .unwrap();
+        let curvature = pool.backprop_curvature(array![[[[5.0]]]].view()).unwrap();
+        assert_eq!(curvature, array![[[[0.0, 0.0], [5.0, 0.0]]]]);
     }
 
     #[test]

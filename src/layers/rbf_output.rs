@@ -44,6 +44,8 @@ pub struct RbfOutput {
     input: Array2<f32>,
     /// `[C, H, W]` of the last forward input, the shape of the input gradient.
     input_shape: [usize; 3],
+    /// `[B, classes]`: dL/d(output) of the last backprop, for the curvature.
+    grad_output: Array2<f32>,
 }
 
 impl RbfOutput {
@@ -119,7 +121,22 @@ impl RbfOutput {
             weight: weight.as_standard_layout().into_owned(),
             input: Array2::zeros((0, 0)),
             input_shape: [0; 3],
+            grad_output: Array2::zeros((0, 0)),
         })
+    }
+
+    /// The same layer with each prototype value `w` replaced by `2w - 1`, so that a bitmap's
+    /// 0/1 become -1/+1: the codes of LeCun et al. 1998 (Section II-B), which sit where the
+    /// scaled tanh of F6 is steepest rather than at its saturation.
+    ///
+    /// ```
+    /// use lenet5::RbfOutput;
+    /// let rbf = RbfOutput::digits().bipolar();
+    /// assert!(rbf.weight().iter().all(|&w| w == -1.0 || w == 1.0));
+    /// ```
+    pub fn bipolar(mut self) -> Self {
+        self.weight.mapv_inplace(|w| 2.0 * w - 1.0);
+        self
     }
 
     /// The prototypes, `[classes, inputs]`.
@@ -136,6 +153,14 @@ impl RbfOutput {
             .into_owned()
             .into_shape_with_order(shape)
             .expect("size checked"))
+    }
+
+    /// `[B, inputs]` as `[B, C, H, W]` of the last forward input.
+    fn input_shaped(&self, values: Array2<f32>) -> Array4<f32> {
+        let [c, h, w] = self.input_shape;
+        values
+            .into_shape_with_order((self.input.nrows(), c, h, w))
+            .expect("same size")
     }
 
     /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`.
@@ -189,10 +214,32 @@ impl Layer for RbfOutput {
                 .map(|(g, w)| -2.0 * g * (x - w))
                 .sum::<f32>()
         });
-        let [c, h, w] = self.input_shape;
-        Ok(grad_input
-            .into_shape_with_order((batch, c, h, w))
-            .expect("same size"))
+        self.grad_output = g.to_owned();
+        Ok(self.input_shaped(grad_input))
+    }
+
+    /// With penalties `y_i = -out_i = Σ_j (x_j - w_ij)²`, a sum of squares: the Gauss-Newton
+    /// curvature `∂²E/∂x_j² = Σ_i 4 (x_j - w_ij)² ∂²E/∂y_i² + 2 max(∂E/∂y_i, 0)` keeps each
+    /// square's own second derivative `2 ∂E/∂y_i` (where it is convex) as well as the squared
+    /// slopes. It reads ∂E/∂y from the last [`Layer::backprop`], so that must come first.
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (batch, inputs) = self.input.dim();
+        let expected = Array4::<f32>::zeros((batch, self.weight.nrows(), 1, 1));
+        check_grad_output("RbfOutput", &expected, &curvature_output)?;
+        if self.grad_output.dim() != (batch, self.weight.nrows()) {
+            return Err(Error::NoForward { layer: "RbfOutput" });
+        }
+        let c = curvature_output
+            .index_axis(Axis(3), 0)
+            .index_axis_move(Axis(2), 0);
+        let curvature_input = Array2::from_shape_fn((batch, inputs), |(b, j)| {
+            let x = self.input[[b, j]];
+            let each = c.row(b).into_iter().zip(self.grad_output.row(b));
+            each.zip(self.weight.column(j))
+                .map(|((c, g), w)| 4.0 * (x - w) * (x - w) * c + 2.0 * (-g).max(0.0))
+                .sum::<f32>()
+        });
+        Ok(self.input_shaped(curvature_input))
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
@@ -233,6 +280,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn curvature_by_hand() {
+        // x = [1, 0], prototypes [0, 0] and [1, 1]; dE/dout = [-1, 0.5], curvature c = [0.5, 2]:
+        // x_0: 4·1·0.5 + 2·max(1, 0) + 4·0·2 + 2·max(-0.5, 0) = 4
+        // x_1: 4·0·0.5 + 2 + 4·1·2 + 0 = 10
+        let mut rbf = RbfOutput::from_params(array![[0.0, 0.0], [1.0, 1.0]]).unwrap();
+        assert!(matches!(
+            rbf.backprop_curvature(array![[[[0.5]], [[2.0]]]].view()),
+            Err(Error::NoForward { .. })
+        ));
+        rbf.forward(array![[[[1.0]], [[0.0]]]].view()).unwrap();
+        rbf.backprop(array![[[[-1.0]], [[0.5]]]].view()).unwrap();
+        let curvature = rbf
+            .backprop_curvature(array![[[[0.5]], [[2.0]]]].view())
+            .unwrap();
+        assert_abs_diff_eq!(curvature, array![[[[4.0]], [[10.0]]]]);
     }
 
     #[test]

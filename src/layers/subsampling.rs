@@ -18,7 +18,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4, Axis, Ix1};
 use rand::Rng;
 
 use super::activation::Activation;
-use super::uniform_param;
+use super::{Init, uniform_param};
 use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
@@ -78,6 +78,15 @@ impl Subsampling {
         self
     }
 
+    /// The same layer with coefficients and biases drawn by `init`; a unit's fan-in is its
+    /// K·K block.
+    pub fn with_init(mut self, init: Init, rng: &mut impl Rng) -> Self {
+        let (channels, fan_in) = (self.coef.value.len(), self.kernel * self.kernel);
+        self.coef.value = Array1::from_shape_fn(channels, |_| init.weight(fan_in, rng));
+        self.bias.value = init.biases(channels, |_| fan_in, rng);
+        self
+    }
+
     /// The per-channel coefficients, `[C]`.
     pub fn coef(&self) -> ArrayView1<'_, f32> {
         self.coef.value.view()
@@ -130,6 +139,47 @@ impl Subsampling {
             .apply(output.as_slice_mut().expect("standard layout"));
         Ok((sums, output))
     }
+
+    /// Adds the coefficient and bias gradients for `grad` (dL/d(weighted sum),
+    /// `[B, C, OH, OW]`) and returns dL/d(input); with `square`, the block sums and
+    /// coefficients enter squared, which turns gradients into Gauss-Newton curvatures.
+    fn accumulate(&mut self, grad: Array4<f32>, square: bool) -> Array4<f32> {
+        let sq = |v: f32| if square { v * v } else { v };
+        let (batch, c, oh, ow) = grad.dim();
+        let k = self.kernel;
+        let width = ow * k;
+        let mut grad_input = Array4::zeros((batch, c, oh * k, width));
+        let planes_in = grad_input
+            .as_slice_mut()
+            .expect("fresh array")
+            .chunks_exact_mut(oh * k * width);
+        let planes = planes_in.zip(
+            grad.as_slice()
+                .expect("standard layout")
+                .chunks_exact(oh * ow),
+        );
+        let sums = self
+            .sums
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(oh * ow);
+        for (plane, ((grad_x, g), sums)) in planes.zip(sums).enumerate() {
+            let ch = plane % c;
+            // coef gradient = Σ over blocks of (block sum · g); bias gradient = Σ g
+            self.coef.grad[ch] += g.iter().zip(sums).map(|(g, &s)| g * sq(s)).sum::<f32>();
+            self.bias.grad[ch] += g.iter().sum::<f32>();
+            // each input in a block gets coef[c] · g
+            let a = sq(self.coef.value[ch]);
+            for (rows, g_row) in grad_x.chunks_exact_mut(k * width).zip(g.chunks_exact(ow)) {
+                for row in rows.chunks_exact_mut(width) {
+                    for (block, &g) in row.chunks_exact_mut(k).zip(g_row) {
+                        block.fill(a * g);
+                    }
+                }
+            }
+        }
+        grad_input
+    }
 }
 
 /// `out[x] += Σ row[K·x .. K·x + K]`, summed left to right as the general loop does.
@@ -171,40 +221,14 @@ impl Layer for Subsampling {
         let grad = self
             .activation
             .grad_of_sum("Subsampling", &self.output, grad_output)?;
-        let (batch, c, oh, ow) = grad.dim();
-        let k = self.kernel;
-        let width = ow * k;
-        let mut grad_input = Array4::zeros((batch, c, oh * k, width));
-        let planes_in = grad_input
-            .as_slice_mut()
-            .expect("fresh array")
-            .chunks_exact_mut(oh * k * width);
-        let planes = planes_in.zip(
-            grad.as_slice()
-                .expect("standard layout")
-                .chunks_exact(oh * ow),
-        );
-        let sums = self
-            .sums
-            .as_slice()
-            .expect("standard layout")
-            .chunks_exact(oh * ow);
-        for (plane, ((grad_x, g), sums)) in planes.zip(sums).enumerate() {
-            let ch = plane % c;
-            // coef gradient = Σ over blocks of (block sum · g); bias gradient = Σ g
-            self.coef.grad[ch] += g.iter().zip(sums).map(|(g, s)| g * s).sum::<f32>();
-            self.bias.grad[ch] += g.iter().sum::<f32>();
-            // each input in a block gets coef[c] · g
-            let a = self.coef.value[ch];
-            for (rows, g_row) in grad_x.chunks_exact_mut(k * width).zip(g.chunks_exact(ow)) {
-                for row in rows.chunks_exact_mut(width) {
-                    for (block, &g) in row.chunks_exact_mut(k).zip(g_row) {
-                        block.fill(a * g);
-                    }
-                }
-            }
-        }
-        Ok(grad_input)
+        Ok(self.accumulate(grad, false))
+    }
+
+    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let curvature =
+            self.activation
+                .curvature_of_sum("Subsampling", &self.output, curvature_output)?;
+        Ok(self.accumulate(curvature, true))
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
@@ -223,7 +247,7 @@ impl Layer for Subsampling {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::check_gradients;
+    use crate::testing::{check_curvature, check_gradients};
     use approx::assert_abs_diff_eq;
     use ndarray::array;
     use rand::SeedableRng;
@@ -251,6 +275,17 @@ mod tests {
                 .unwrap()
                 .with_activation(act);
             check_gradients(&mut pool, shape, 5);
+        }
+    }
+
+    #[test]
+    fn curvature_matches_the_gauss_newton_diagonal() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(6);
+        for act in [Activation::ScaledTanh, Activation::Sigmoid] {
+            let mut pool = Subsampling::new(3, 2, &mut rng)
+                .unwrap()
+                .with_activation(act);
+            check_curvature(&mut pool, [2, 3, 4, 6], 7);
         }
     }
 

@@ -1,4 +1,7 @@
-//! The report's loss: softmax over the RBF scores, then cross-entropy with the one-hot label.
+//! Training losses over a network's scores (larger is better): the report's softmax
+//! cross-entropy, and LeCun et al. 1998's MAP criterion for RBF outputs.
+
+use serde::{Deserialize, Serialize};
 
 /// Probabilities are clamped to at least this before the logarithm (the report's `1e-20`).
 pub const MIN_PROBABILITY: f32 = 1e-20;
@@ -34,10 +37,112 @@ pub fn softmax_cross_entropy(scores: &[f32], label: usize, grad: &mut [f32]) -> 
     loss
 }
 
+/// What a trainer minimises for one sample's scores `[classes]` and its label.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Loss {
+    /// [`softmax_cross_entropy`]: the report's loss, and the usual one for a linear output.
+    SoftmaxCrossEntropy,
+    /// LeCun et al. 1998's maximum a posteriori criterion (Section II-C, equation 9) for RBF
+    /// penalties `y_i = -s_i`: `L = y_D + ln(e^-j + Σ_i e^-y_i)`. It pulls the correct class's
+    /// penalty down and pushes the others up only while they are below about `j`, so that
+    /// the RBF centres could train without collapsing. The paper calls `j` a positive
+    /// constant and gives no value.
+    Map {
+        /// The constant `j`.
+        j: f32,
+    },
+}
+
+impl Loss {
+    /// Loss of `scores` `[classes]` for class `label`, writing dL/d(scores) into `grad`.
+    ///
+    /// ```
+    /// use lenet5::train::Loss;
+    /// // y = [0, ∞): L = 0 + ln(e^-1 + e^0 + 0)
+    /// let mut grad = [0.0; 2];
+    /// let loss = Loss::Map { j: 1.0 }.compute(&[0.0, f32::NEG_INFINITY], 0, &mut grad);
+    /// assert!((loss - (1.0 + (-1f32).exp()).ln()).abs() < 1e-6);
+    /// ```
+    pub fn compute(self, scores: &[f32], label: usize, grad: &mut [f32]) -> f32 {
+        match self {
+            Loss::SoftmaxCrossEntropy => softmax_cross_entropy(scores, label, grad),
+            Loss::Map { j } => {
+                // p_i = e^s_i / (e^-j + Σ e^s) = dL/ds_i for i ≠ D, shifted by the largest exponent m
+                let m = scores.iter().copied().fold(-j, f32::max);
+                let mut z = (-j - m).exp();
+                for (p, &s) in grad.iter_mut().zip(scores) {
+                    *p = (s - m).exp();
+                    z += *p;
+                }
+                grad.iter_mut().for_each(|p| *p /= z);
+                grad[label] -= 1.0;
+                // L = -s_D + ln(e^-j + Σ e^s_i)
+                m + z.ln() - scores[label]
+            }
+        }
+    }
+
+    /// ∂²L/∂s_i² into `curvature`, from the `grad` that [`Loss::compute`] wrote for `label`.
+    /// For both losses `grad = p - one_hot(label)` and the diagonal is `p_i (1 - p_i)`.
+    pub fn curvature(self, grad: &[f32], label: usize, curvature: &mut [f32]) {
+        for (i, (c, &g)) in curvature.iter_mut().zip(grad).enumerate() {
+            let p = if i == label { g + 1.0 } else { g };
+            *c = p * (1.0 - p);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
+
+    #[test]
+    fn map_loss_by_hand_and_by_finite_differences() {
+        // y = [1, 3], j = 2: L = 1 + ln(e^-2 + e^-1 + e^-3) = 1 + ln(0.553002) = 0.407606
+        let loss = Loss::Map { j: 2.0 };
+        let scores = [-1.0f32, -3.0];
+        let mut grad = [0.0; 2];
+        assert_relative_eq!(
+            loss.compute(&scores, 0, &mut grad),
+            0.407606,
+            max_relative = 1e-5
+        );
+        for label in 0..2 {
+            loss.compute(&scores, label, &mut grad);
+            for i in 0..2 {
+                let h = 1e-2;
+                let at = |d: f32| {
+                    let mut s = scores;
+                    s[i] += d;
+                    loss.compute(&s, label, &mut [0.0; 2])
+                };
+                assert_relative_eq!(grad[i], (at(h) - at(-h)) / (2.0 * h), epsilon = 1e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn curvature_matches_second_differences() {
+        let scores = [0.3f32, -1.2, 2.0];
+        for loss in [Loss::SoftmaxCrossEntropy, Loss::Map { j: 0.5 }] {
+            let mut grad = [0.0; 3];
+            loss.compute(&scores, 1, &mut grad);
+            let mut curvature = [0.0; 3];
+            loss.curvature(&grad, 1, &mut curvature);
+            for i in 0..3 {
+                let h = 1e-2;
+                let at = |d: f32| {
+                    let mut s = scores;
+                    s[i] += d;
+                    f64::from(loss.compute(&s, 1, &mut [0.0; 3]))
+                };
+                let numeric = (at(h) - 2.0 * at(0.0) + at(-h)) / f64::from(h * h);
+                assert_relative_eq!(f64::from(curvature[i]), numeric, epsilon = 2e-2);
+            }
+        }
+    }
 
     #[test]
     fn known_values() {

@@ -1,9 +1,14 @@
-//! Training and evaluation: the report's loss, per-sample [`Sgd`], accuracy and confusion matrix.
+//! Training and evaluation: losses, optimisers, the [`Trainer`] loop, the report's [`Sgd`]
+//! schedule, accuracy and confusion matrix.
 
 pub mod eval;
 pub mod loss;
+pub mod optim;
 pub mod sgd;
+pub mod trainer;
 
 pub use eval::{Evaluation, evaluate, predict_classes};
-pub use loss::{softmax, softmax_cross_entropy};
-pub use sgd::{EpochStats, Progress, Sgd};
+pub use loss::{Loss, softmax, softmax_cross_entropy};
+pub use optim::{Adam, GradientDescent, Momentum, Optimizer, Sdlm};
+pub use sgd::Sgd;
+pub use trainer::{EpochStats, Progress, Sampling, Schedule, Trainer};

@@ -1,0 +1,505 @@
+//! [`Trainer`]: the training loop every schedule shares, from the report's per-sample SGD to
+//! mini-batch Adam with distortions.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use ndarray::Array4;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+
+use super::eval::evaluate;
+use super::loss::Loss;
+use super::optim::Optimizer;
+use crate::data::Distortion;
+use crate::data::mnist::Dataset;
+use crate::{Error, Layer, Result};
+
+/// Which training samples an epoch takes, and in what order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Each sample with this probability, in data set order (the report's 0.1).
+    Fraction(f64),
+    /// Every sample once, in a fresh random order each epoch.
+    Shuffle,
+}
+
+/// The learning rate of each epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// `lr` in the first epoch, multiplied by `decay` after each.
+    Exponential {
+        /// The first epoch's rate.
+        lr: f32,
+        /// The factor applied after each epoch.
+        decay: f32,
+    },
+    /// One rate per epoch; the last repeats when there are more epochs.
+    PerEpoch(Vec<f32>),
+}
+
+impl Schedule {
+    /// The rate of `epoch` (1-based).
+    pub fn lr(&self, epoch: usize) -> f32 {
+        match self {
+            Schedule::Exponential { lr, decay } => {
+                // multiplied epoch by epoch, as a running product would be
+                (1..epoch).fold(*lr, |lr, _| lr * decay)
+            }
+            Schedule::PerEpoch(rates) => rates[(epoch - 1).min(rates.len() - 1)],
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |reason: String| {
+            Err(Error::InvalidArgument {
+                what: "Schedule",
+                reason,
+            })
+        };
+        let positive = |x: f32| x.is_finite() && x > 0.0;
+        match self {
+            Schedule::Exponential { lr, decay } if !positive(*lr) || !positive(*decay) => bad(
+                format!("lr and decay must be positive and finite, got {lr} and {decay}"),
+            ),
+            Schedule::PerEpoch(rates)
+                if rates.is_empty() || !rates.iter().all(|&r| positive(r)) =>
+            {
+                bad(format!("rates must be positive and finite, got {rates:?}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean loss over the samples taken.
+    pub loss: f64,
+    /// Accuracy on the whole training set after the epoch.
+    pub accuracy: f64,
+    /// The learning rate used during the epoch.
+    pub lr: f32,
+    /// Samples taken.
+    pub samples: usize,
+    /// Wall time of the epoch, training and evaluation, in seconds.
+    pub seconds: f64,
+}
+
+/// What [`Trainer::train`] reports while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A batch of `epoch` was trained on; `done` of about `expected` samples so far.
+    Sample {
+        /// 1-based.
+        epoch: usize,
+        /// Samples trained on so far in this epoch.
+        done: usize,
+        /// The expected number of samples in the epoch.
+        expected: usize,
+    },
+    /// An epoch ended.
+    Epoch(&'a EpochStats),
+}
+
+/// A training schedule: epochs of batches, each a forward pass, the loss's gradient averaged
+/// over the batch, one backprop and one optimiser step.
+///
+/// | setting | default |
+/// |---|---|
+/// | epochs | 20 |
+/// | batch size | 1 |
+/// | sampling | [`Sampling::Shuffle`] |
+/// | schedule | 0.01, constant |
+/// | loss | [`Loss::SoftmaxCrossEntropy`] |
+/// | distortion | none |
+/// | seed | 1 (order, distortions and curvature samples) |
+///
+/// ```
+/// use lenet5::train::{Adam, Schedule, Trainer};
+/// let trainer = Trainer::new(Adam::default())
+///     .with_batch_size(32)
+///     .with_schedule(Schedule::Exponential { lr: 1e-3, decay: 0.8 });
+/// assert_eq!(trainer.batch_size(), 32);
+/// ```
+#[derive(Debug)]
+pub struct Trainer {
+    optimizer: Box<dyn Optimizer>,
+    epochs: usize,
+    batch_size: usize,
+    sampling: Sampling,
+    schedule: Schedule,
+    loss: Loss,
+    distortion: Option<Distortion>,
+    seed: u64,
+}
+
+impl Trainer {
+    /// A trainer that moves the parameters with `optimizer`, other settings at their defaults.
+    pub fn new(optimizer: impl Optimizer + 'static) -> Self {
+        Trainer {
+            optimizer: Box::new(optimizer),
+            epochs: 20,
+            batch_size: 1,
+            sampling: Sampling::Shuffle,
+            schedule: Schedule::PerEpoch(vec![0.01]),
+            loss: Loss::SoftmaxCrossEntropy,
+            distortion: None,
+            seed: 1,
+        }
+    }
+
+    /// Sets the number of epochs.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets the number of samples per optimiser step.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets which samples each epoch takes.
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+
+    /// Sets the learning rate of each epoch.
+    pub fn with_schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Sets the loss.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// Distorts every training image afresh each time it is taken (`None`: never).
+    pub fn with_distortion(mut self, distortion: Option<Distortion>) -> Self {
+        self.distortion = distortion;
+        self
+    }
+
+    /// Sets the seed of the sample order, the distortions and the curvature samples.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The number of epochs.
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+
+    /// Samples per optimiser step.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The loss trained on.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    fn validate(&self, data: &Dataset) -> Result<()> {
+        let invalid = |what, reason: String| Err(Error::InvalidArgument { what, reason });
+        self.schedule.validate()?;
+        if self.epochs == 0 {
+            return invalid("Trainer::epochs", "must be at least 1, got 0".into());
+        }
+        if self.batch_size == 0 {
+            return invalid("Trainer::batch_size", "must be at least 1, got 0".into());
+        }
+        if let Sampling::Fraction(f) = self.sampling
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return invalid(
+                "Trainer::sampling",
+                format!("the fraction must be in (0, 1], got {f}"),
+            );
+        }
+        if data.is_empty() {
+            return invalid("Trainer::train", "the training set is empty".into());
+        }
+        Ok(())
+    }
+
+    /// Trains `net` on `data`, calling `observe` after every batch and every epoch; returns one
+    /// [`EpochStats`] per epoch run. `observe` returning `ControlFlow::Break` stops training
+    /// after the current batch (the epoch's stats are then not recorded).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad setting or an empty data set; [`Error::Diverged`]
+    /// when a loss or a step is NaN or infinite, with the parameters as they were before that
+    /// batch; and the network's shape errors.
+    pub fn train(
+        &mut self,
+        net: &mut (impl Layer + ?Sized),
+        data: &Dataset,
+        mut observe: impl FnMut(Progress<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<EpochStats>> {
+        self.validate(data)?;
+        // separate streams, so that the sample order does not depend on the other draws
+        let mut order_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
+        let mut distort_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0d15_7047);
+        let mut curvature_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0xc0_7e57);
+        let mut history = Vec::with_capacity(self.epochs);
+        for epoch in 1..=self.epochs {
+            let start = Instant::now();
+            let lr = self.schedule.lr(epoch);
+            let wanted = self.optimizer.curvature_samples();
+            if wanted > 0 {
+                let curvature =
+                    estimate_curvature(net, data, self.loss, wanted, &mut curvature_rng)?;
+                self.optimizer.set_curvature(curvature);
+            }
+            let order = self.order(data.len(), &mut order_rng);
+            let (mut done, mut loss_sum) = (0, 0.0);
+            for batch in order.chunks(self.batch_size) {
+                let distortion = self
+                    .distortion
+                    .as_ref()
+                    .map(|d| (d, &mut distort_rng as &mut dyn rand::Rng));
+                let scores = net.forward(data.batch_of(batch, distortion).view())?;
+                let (loss, grad) = self.batch_loss(&scores, data, batch);
+                let diverged = |what| {
+                    Err(Error::Diverged {
+                        epoch,
+                        sample: batch[0],
+                        what,
+                    })
+                };
+                if !loss.is_finite() {
+                    return diverged(format!("loss is {loss}"));
+                }
+                net.backprop_params(grad.view())?;
+                if !self.optimizer.step(net.params_mut(), lr) {
+                    return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
+                }
+                done += batch.len();
+                loss_sum += loss;
+                if observe(Progress::Sample {
+                    epoch,
+                    done,
+                    expected: order.len(),
+                })
+                .is_break()
+                {
+                    return Ok(history);
+                }
+            }
+            let stats = EpochStats {
+                epoch,
+                loss: if done == 0 {
+                    0.0
+                } else {
+                    loss_sum / done as f64
+                },
+                accuracy: evaluate(net, data)?.accuracy,
+                lr,
+                samples: done,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            let stop = observe(Progress::Epoch(&stats)).is_break();
+            history.push(stats);
+            if stop {
+                break;
+            }
+        }
+        Ok(history)
+    }
+
+    /// The samples of one epoch, in training order.
+    fn order(&self, len: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<usize> {
+        match self.sampling {
+            Sampling::Fraction(f) => (0..len).filter(|_| rng.random_bool(f)).collect(),
+            Sampling::Shuffle => {
+                let mut order: Vec<usize> = (0..len).collect();
+                order.shuffle(rng);
+                order
+            }
+        }
+    }
+
+    /// The summed loss of `scores` `[B, classes, 1, 1]` for the labels of `batch`, and
+    /// dL/d(scores) of the batch's mean loss.
+    fn batch_loss(
+        &self,
+        scores: &Array4<f32>,
+        data: &Dataset,
+        batch: &[usize],
+    ) -> (f64, Array4<f32>) {
+        let mut grad = Array4::zeros(scores.raw_dim());
+        let mut total = 0.0;
+        for ((s, mut g), &i) in scores.outer_iter().zip(grad.outer_iter_mut()).zip(batch) {
+            let label = usize::from(data.labels()[i]);
+            total += f64::from(self.loss.compute(
+                s.as_slice().expect("standard layout"),
+                label,
+                g.as_slice_mut().expect("standard layout"),
+            ));
+        }
+        if batch.len() > 1 {
+            grad /= batch.len() as f32;
+        }
+        (total, grad)
+    }
+}
+
+fn clear_gradients(net: &mut (impl Layer + ?Sized)) {
+    net.params_mut().into_iter().for_each(|p| p.grad.fill(0.0));
+}
+
+/// The mean Gauss-Newton curvature ∂²E/∂param² of `samples` random training samples
+/// ([`Layer::backprop_curvature`] after [`Loss::curvature`]), one vector per parameter. The
+/// gradients are left cleared.
+fn estimate_curvature(
+    net: &mut (impl Layer + ?Sized),
+    data: &Dataset,
+    loss: Loss,
+    samples: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<Vec<Vec<f32>>> {
+    let mut sums: Vec<Vec<f32>> = net
+        .params()
+        .iter()
+        .map(|p| vec![0.0; p.value.len()])
+        .collect();
+    for _ in 0..samples {
+        let i = rng.random_range(0..data.len());
+        let label = usize::from(data.labels()[i]);
+        let scores = net.forward(data.batch(i..i + 1).view())?;
+        let mut grad = Array4::zeros(scores.raw_dim());
+        let grad_slice = grad.as_slice_mut().expect("standard layout");
+        loss.compute(
+            scores.as_slice().expect("standard layout"),
+            label,
+            grad_slice,
+        );
+        let mut curvature = Array4::zeros(scores.raw_dim());
+        loss.curvature(
+            grad_slice,
+            label,
+            curvature.as_slice_mut().expect("standard layout"),
+        );
+        // layers that need dE/d(output) for their curvature keep it from this pass
+        net.backprop_params(grad.view())?;
+        clear_gradients(net);
+        net.backprop_curvature(curvature.view())?;
+        for (sum, p) in sums.iter_mut().zip(net.params_mut()) {
+            sum.iter_mut().zip(p.grad.iter()).for_each(|(s, c)| *s += c);
+        }
+        clear_gradients(net);
+    }
+    let n = samples as f32;
+    sums.iter_mut().flatten().for_each(|s| *s /= n);
+    Ok(sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LeNet5;
+    use crate::testing::bars;
+    use crate::train::{GradientDescent, Sdlm};
+
+    fn grads(net: &mut LeNet5) -> Vec<f32> {
+        net.params_mut()
+            .iter()
+            .flat_map(|p| p.grad.to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_step_uses_the_mean_of_the_samples_gradients() {
+        let data = bars(4);
+        let trainer = Trainer::new(GradientDescent).with_batch_size(4);
+        let mut net = LeNet5::with_seed(2);
+        let scores = net.forward(data.batch(0..4).view()).unwrap();
+        let (_, grad) = trainer.batch_loss(&scores, &data, &[0, 1, 2, 3]);
+        net.backprop_params(grad.view()).unwrap();
+        let batched = grads(&mut net);
+        let mut one_by_one = vec![0.0f32; batched.len()];
+        for i in 0..4 {
+            let mut single = LeNet5::with_seed(2);
+            let scores = single.forward(data.batch(i..i + 1).view()).unwrap();
+            let (_, grad) = trainer.batch_loss(&scores, &data, &[i]);
+            single.backprop_params(grad.view()).unwrap();
+            one_by_one
+                .iter_mut()
+                .zip(grads(&mut single))
+                .for_each(|(s, g)| *s += g / 4.0);
+        }
+        for (a, b) in batched.iter().zip(&one_by_one) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn curvature_is_a_non_negative_estimate_and_leaves_no_gradient() {
+        let mut net = LeNet5::lecun1998();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let data = bars(20).with_encoding(crate::Preset::LeCun1998.encoding());
+        let h = estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, 50, &mut rng).unwrap();
+        assert_eq!(h.len(), net.params().len());
+        assert!(h.iter().flatten().all(|&v| v >= 0.0 && v.is_finite()));
+        assert!(h.iter().flatten().any(|&v| v > 0.0));
+        assert!(grads(&mut net).iter().all(|&g| g == 0.0));
+    }
+
+    #[test]
+    fn mini_batch_sdlm_and_shuffled_training_learn_the_bars() {
+        let preset = crate::Preset::Modern;
+        let data = bars(200).with_encoding(preset.encoding());
+        let mut net = LeNet5::from_preset(preset, 1);
+        let before = evaluate(&net, &data).unwrap().accuracy;
+        let history = Trainer::new(Sdlm::new(0.02, 50))
+            .with_schedule(Schedule::PerEpoch(vec![0.001]))
+            .with_loss(preset.loss())
+            .with_batch_size(2)
+            .with_epochs(3)
+            .train(&mut net, &data, |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(history.len(), 3);
+        assert!(history.iter().all(|s| s.samples == 200));
+        assert!(
+            history[2].accuracy > 0.9 && before < 0.5,
+            "{before} {history:?}"
+        );
+    }
+
+    #[test]
+    fn schedules() {
+        let exp = Schedule::Exponential {
+            lr: 0.5,
+            decay: 0.5,
+        };
+        assert_eq!([exp.lr(1), exp.lr(3)], [0.5, 0.125]);
+        let steps = Schedule::PerEpoch(vec![3.0, 2.0]);
+        assert_eq!([steps.lr(1), steps.lr(2), steps.lr(9)], [3.0, 2.0, 2.0]);
+        for bad in [
+            Schedule::PerEpoch(vec![]),
+            Schedule::PerEpoch(vec![0.1, f32::NAN]),
+            Schedule::Exponential {
+                lr: 0.1,
+                decay: 0.0,
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let mut zero_batch = Trainer::new(GradientDescent).with_batch_size(0);
+        assert!(matches!(
+            zero_batch.train(&mut LeNet5::new(), &bars(5), |_| ControlFlow::Continue(())),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+}
