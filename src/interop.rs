@@ -10,9 +10,9 @@
 //! | `fc.weight`, `fc.bias` | `[84, 120]`, `[84]` | F6, as `nn.Linear(120, 84)` |
 //! | `rbf.weight` | `[10, 84]` | the fixed RBF prototypes (exported; ignored on import) |
 //!
-//! All tensors are little-endian `F32`. [`Preset::LeCun1998`](crate::Preset::LeCun1998) uses the
+//! All tensors are little-endian `F32`. [`Preset::LeCun1998`] uses the
 //! same names (C3's missing connections are zero kernels, the prototypes are ±1);
-//! [`Preset::Modern`](crate::Preset::Modern) has `conv1`, `conv2`, `conv3`, `fc1` `[84, 120]` and
+//! [`Preset::Modern`] has `conv1`, `conv2`, `conv3`, `fc1` `[84, 120]` and
 //! `fc2` `[10, 84]`, as the usual PyTorch LeNet-5. The header's metadata names the preset
 //! (`"architecture"`); a file without it is read as the report's network.
 

@@ -1,5 +1,7 @@
 //! LeNet-5 from scratch on [`ndarray`]: sigmoid convolutions, trainable subsampling and a fixed
-//! RBF output layer, trained by per-sample SGD on MNIST.
+//! RBF output layer, trained by per-sample SGD on MNIST, as a student report did; and beside it
+//! LeCun et al. 1998's original ([`LeNet5::lecun1998`]) and a modern variant
+//! ([`LeNet5::modern`]), each a [`Preset`] with its own encoding, loss and [`train::Trainer`].
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {

@@ -45,11 +45,19 @@ impl Default for Distortion {
 }
 
 impl Distortion {
+    /// Whether every bound is finite and not negative (a bad one draws nothing in
+    /// [`Distortion::apply`]; [`Trainer`](crate::train::Trainer) refuses it).
+    pub fn is_valid(&self) -> bool {
+        [self.shift, self.rotation, self.scale, self.shear]
+            .iter()
+            .all(|m| m.is_finite() && *m >= 0.0)
+    }
+
     /// `image` `[H, W]` (0 = background) moved by one affine map drawn from `rng`, as
     /// intensities `[H, W]` in the image's range.
     pub fn apply(&self, image: ArrayView2<u8>, rng: &mut (impl Rng + ?Sized)) -> Array2<f32> {
         let mut draw = |max: f32| {
-            if max > 0.0 {
+            if max.is_finite() && max > 0.0 {
                 rng.random_range(-max..=max)
             } else {
                 0.0
@@ -137,6 +145,19 @@ mod tests {
         let out = warp(dot().view(), [[0.0, -1.0], [1.0, 0.0]], [0.0, 0.0]);
         assert_eq!(out[[12, 17]], 255.0);
         assert_eq!(out.sum(), 255.0);
+    }
+
+    #[test]
+    fn bad_bounds_are_invalid_and_draw_nothing() {
+        let bad = Distortion {
+            shift: f32::NAN,
+            rotation: f32::INFINITY,
+            scale: -1.0,
+            shear: 0.0,
+        };
+        assert!(!bad.is_valid() && Distortion::default().is_valid());
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+        assert_eq!(bad.apply(dot().view(), &mut rng), dot().mapv(f32::from));
     }
 
     #[test]

@@ -93,12 +93,14 @@ impl Optimizer for Momentum {
 }
 
 /// Adam (Kingma & Ba 2015): per-value steps from running means of the gradient and its square,
-/// with bias correction.
+/// with bias correction; with a weight decay, AdamW's decoupled decay (Loshchilov & Hutter
+/// 2019): each value also shrinks by `lr · weight_decay · value`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adam {
     beta1: f32,
     beta2: f32,
     eps: f32,
+    weight_decay: f32,
     steps: i32,
     mean: Vec<Vec<f32>>,
     square: Vec<Vec<f32>>,
@@ -111,10 +113,19 @@ impl Default for Adam {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            weight_decay: 0.0,
             steps: 0,
             mean: Vec::new(),
             square: Vec::new(),
         }
+    }
+}
+
+impl Adam {
+    /// The same optimiser with decoupled weight decay `weight_decay` (AdamW).
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
     }
 }
 
@@ -136,9 +147,9 @@ impl Optimizer for Adam {
         }
         self.steps = self.steps.saturating_add(1);
         let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
-        let (mean, square, eps) = (&self.mean, &self.square, self.eps);
+        let (mean, square, eps, decay) = (&self.mean, &self.square, self.eps, self.weight_decay);
         update_if_finite(params, |k, i, v, _| {
-            v - lr * (mean[k][i] / c1) / ((square[k][i] / c2).sqrt() + eps)
+            v - lr * ((mean[k][i] / c1) / ((square[k][i] / c2).sqrt() + eps) + decay * v)
         })
     }
 }
@@ -238,6 +249,9 @@ mod tests {
             0.7,
             max_relative = 1e-5
         );
+        // zero gradient: only the decay, 1 - 0.1 · 0.5 · 1
+        let mut adamw = Adam::default().with_weight_decay(0.5);
+        assert_relative_eq!(run(&mut adamw, 1.0, 0.0, 1, 0.1), 0.95, max_relative = 1e-6);
         // no curvature yet: lr / mu; with h = 0.03: 1 - 0.01 / 0.05 · 2
         let mut sdlm = Sdlm::new(0.02, 10);
         assert_relative_eq!(run(&mut sdlm, 1.0, 2.0, 1, 0.01), 0.0);

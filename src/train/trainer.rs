@@ -227,6 +227,14 @@ impl Trainer {
                 format!("the fraction must be in (0, 1], got {f}"),
             );
         }
+        if let Some(d) = &self.distortion
+            && !d.is_valid()
+        {
+            return invalid(
+                "Trainer::distortion",
+                format!("bounds must be finite and not negative, got {d:?}"),
+            );
+        }
         if data.is_empty() {
             return invalid("Trainer::train", "the training set is empty".into());
         }
@@ -496,10 +504,19 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
-        let mut zero_batch = Trainer::new(GradientDescent).with_batch_size(0);
-        assert!(matches!(
-            zero_batch.train(&mut LeNet5::new(), &bars(5), |_| ControlFlow::Continue(())),
-            Err(Error::InvalidArgument { .. })
-        ));
+        let bad_distortion = Distortion {
+            shift: -2.0,
+            ..Distortion::default()
+        };
+        for mut bad in [
+            Trainer::new(GradientDescent).with_batch_size(0),
+            Trainer::new(GradientDescent).with_distortion(Some(bad_distortion)),
+            Trainer::new(GradientDescent).with_sampling(Sampling::Fraction(0.0)),
+        ] {
+            assert!(matches!(
+                bad.train(&mut LeNet5::new(), &bars(5), |_| ControlFlow::Continue(())),
+                Err(Error::InvalidArgument { .. })
+            ));
+        }
     }
 }
