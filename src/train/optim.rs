@@ -149,7 +149,7 @@ impl Optimizer for Adam {
         let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
         let (mean, square, eps, decay) = (&self.mean, &self.square, self.eps, self.weight_decay);
         update_if_finite(params, |k, i, v, _| {
-            v - lr * ((mean[k][i] / c1) / ((square[k][i] / c2).sqrt() + eps) + decay * v)
+            v - lr * (mean[k][i] / c1) / ((square[k][i] / c2).sqrt() + eps) - lr * decay * v
         })
     }
 }
