@@ -83,10 +83,7 @@ pub fn load_bytes(
     bytes: &[u8],
     source_name: &str,
 ) -> Result<()> {
-    let bad = |reason: String| Error::Model {
-        source_name: source_name.into(),
-        reason,
-    };
+    let bad = |reason| model_error(source_name, reason);
     let decoded = decode(bytes, source_name)?;
     if decoded.architecture != architecture {
         return Err(bad(format!(
@@ -109,12 +106,17 @@ pub fn architecture_of(bytes: &[u8], source_name: &str) -> Result<String> {
     Ok(decode(bytes, source_name)?.architecture)
 }
 
-/// The payload of the model file `bytes`, after checking its header and checksum.
-fn decode(bytes: &[u8], source_name: &str) -> Result<Payload> {
-    let bad = |reason: String| Error::Model {
+/// [`Error::Model`] for the file `source_name`.
+fn model_error(source_name: &str, reason: String) -> Error {
+    Error::Model {
         source_name: source_name.into(),
         reason,
-    };
+    }
+}
+
+/// The payload of the model file `bytes`, after checking its header and checksum.
+fn decode(bytes: &[u8], source_name: &str) -> Result<Payload> {
+    let bad = |reason| model_error(source_name, reason);
     let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(bad(format!(
             "{} bytes is too short for a model file",

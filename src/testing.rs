@@ -57,16 +57,48 @@ pub(crate) fn check_gradients_with(
     let output = layer.forward(input.view()).expect("forward");
     let (_, grad_output) = loss(&output);
     let grad_input = layer.backprop(grad_output.view()).expect("backprop");
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+    compare_with_differences(layer, &input, &grad_input, 7, |plus, minus| {
+        (loss(plus).0 - loss(minus).0) / (2.0 * f64::from(H))
+    });
+}
 
+/// Checks `layer`'s [`Layer::backprop_curvature`] against the Gauss-Newton diagonal it stands
+/// for, `Σ_k c_k (∂out_k/∂θ)²` with random `c ≥ 0` and each slope from central differences, for
+/// the input and every parameter.
+pub(crate) fn check_curvature(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) {
+    let input = uniform(input_shape, seed);
+    let output = layer.forward(input.view()).expect("forward");
+    let c = uniform(output.raw_dim(), seed + 1).mapv(f32::abs);
+    for p in layer.params_mut() {
+        p.grad.fill(0.0);
+    }
+    let curvature_input = layer.backprop_curvature(c.view()).expect("curvature");
+    compare_with_differences(layer, &input, &curvature_input, 8, |plus, minus| {
+        let slopes = (plus - minus) / (2.0 * H);
+        dot(&slopes.mapv(|s| s * s), &c)
+    });
+}
+
+/// Compares `analytic_input` and each parameter's gradient buffer, entry by entry (all of a
+/// small array, a sample drawn from `seed` of a large one), with `numeric(out(x + H), out(x - H))`
+/// where `x` is that one entry of the input or the parameter.
+fn compare_with_differences(
+    layer: &mut dyn Layer,
+    input: &Array4<f32>,
+    analytic_input: &Array4<f32>,
+    seed: u64,
+    numeric: impl Fn(&Array4<f32>, &Array4<f32>) -> f64,
+) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut probe = input.clone();
     for i in picks(input.len(), &mut rng) {
-        let numeric = central_difference(|h| {
+        let mut at = |h: f32| {
             probe.as_slice_mut().unwrap()[i] = input.as_slice().unwrap()[i] + h;
-            loss(&layer.predict(probe.view()).expect("predict")).0
-        });
+            layer.predict(probe.view()).expect("predict")
+        };
+        let numeric = numeric(&at(H), &at(-H));
         probe.as_slice_mut().unwrap()[i] = input.as_slice().unwrap()[i];
-        let analytic = f64::from(grad_input.as_slice().unwrap()[i]);
+        let analytic = f64::from(analytic_input.as_slice().unwrap()[i]);
         assert_relative_eq!(analytic, numeric, epsilon = EPS, max_relative = REL);
     }
 
@@ -78,10 +110,11 @@ pub(crate) fn check_gradients_with(
     for (p, analytic) in analytic.iter().enumerate() {
         for i in picks(analytic.len(), &mut rng) {
             let original = layer.params_mut()[p].value[i];
-            let numeric = central_difference(|h| {
+            let mut at = |h: f32| {
                 layer.params_mut()[p].value[i] = original + h;
-                loss(&layer.predict(input.view()).expect("predict")).0
-            });
+                layer.predict(input.view()).expect("predict")
+            };
+            let numeric = numeric(&at(H), &at(-H));
             layer.params_mut()[p].value[i] = original;
             let name = layer.params()[p].name;
             assert!(
@@ -99,57 +132,6 @@ pub(crate) fn check_gradients_with(
     }
 }
 
-/// Checks `layer`'s [`Layer::backprop_curvature`] against the Gauss-Newton diagonal it stands
-/// for, `Σ_k c_k (∂out_k/∂θ)²` with random `c ≥ 0` and each slope from central differences, for
-/// the input and every parameter.
-pub(crate) fn check_curvature(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) {
-    let input = uniform(input_shape, seed);
-    let output = layer.forward(input.view()).expect("forward");
-    let c = uniform(output.raw_dim(), seed + 1).mapv(f32::abs);
-    for p in layer.params_mut() {
-        p.grad.fill(0.0);
-    }
-    let curvature_input = layer.backprop_curvature(c.view()).expect("curvature");
-    let gauss_newton = |plus: Array4<f32>, minus: Array4<f32>| -> f64 {
-        let slopes = (plus - minus) / (2.0 * H);
-        dot(&slopes.mapv(|s| s * s), &c)
-    };
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
-    let mut probe = input.clone();
-    for i in picks(input.len(), &mut rng) {
-        let mut at = |h: f32| {
-            probe.as_slice_mut().unwrap()[i] = input.as_slice().unwrap()[i] + h;
-            layer.predict(probe.view()).expect("predict")
-        };
-        let numeric = gauss_newton(at(H), at(-H));
-        probe.as_slice_mut().unwrap()[i] = input.as_slice().unwrap()[i];
-        let analytic = f64::from(curvature_input.as_slice().unwrap()[i]);
-        assert_relative_eq!(analytic, numeric, epsilon = EPS, max_relative = REL);
-    }
-    let analytic: Vec<Vec<f32>> = layer
-        .params_mut()
-        .into_iter()
-        .map(|p| p.grad.to_vec())
-        .collect();
-    for (p, analytic) in analytic.iter().enumerate() {
-        for i in picks(analytic.len(), &mut rng) {
-            let original = layer.params_mut()[p].value[i];
-            let mut at = |h: f32| {
-                layer.params_mut()[p].value[i] = original + h;
-                layer.predict(input.view()).expect("predict")
-            };
-            let numeric = gauss_newton(at(H), at(-H));
-            layer.params_mut()[p].value[i] = original;
-            assert_relative_eq!(
-                f64::from(analytic[i]),
-                numeric,
-                epsilon = EPS,
-                max_relative = REL
-            );
-        }
-    }
-}
-
 /// All indices below `len` when it is small, else `MAX_ENTRIES` of them at random.
 fn picks(len: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<usize> {
     if len <= MAX_ENTRIES {
@@ -157,11 +139,6 @@ fn picks(len: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<usize> {
     } else {
         (0..MAX_ENTRIES).map(|_| rng.random_range(0..len)).collect()
     }
-}
-
-/// `(f(H) - f(-H)) / 2H`.
-fn central_difference(mut f: impl FnMut(f32) -> f64) -> f64 {
-    (f(H) - f(-H)) / (2.0 * f64::from(H))
 }
 
 /// `Σ a · b` in f64.

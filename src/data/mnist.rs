@@ -233,10 +233,9 @@ impl Dataset {
     pub fn batch_of(
         &self,
         indices: &[usize],
-        distortion: Option<(&Distortion, &mut dyn Rng)>,
+        mut distortion: Option<(&Distortion, &mut dyn Rng)>,
     ) -> Array4<f32> {
         let mut batch = Array4::zeros((indices.len(), 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
-        let mut distortion = distortion;
         for (&i, mut out) in indices.iter().zip(batch.outer_iter_mut()) {
             let out = out.index_axis_mut(Axis(0), 0);
             match &mut distortion {

@@ -20,7 +20,7 @@
 //! ```
 
 use ndarray::{
-    Array1, Array2, Array3, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut2,
+    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
     ArrayViewMut3, Axis, CowArray, Ix1, Ix2, Ix4,
 };
 use rand::Rng;
@@ -40,9 +40,10 @@ pub struct Conv {
     /// `[C_out]`, uniform in [-1, 1) from [`Conv::new`].
     bias: Param<Ix1>,
     activation: Activation,
-    /// `[C_out, C_in]`, 1.0 where output map `p` sees input map `i`; `None` when all are connected.
-    /// The weights of a missing connection stay zero: their gradient is always cleared.
-    connections: Option<Array2<f32>>,
+    /// `[C_out, C_in]`, true where output map `p` sees input map `i`; `None` when all are
+    /// connected. The weights of a missing connection stay zero: their gradient is always
+    /// cleared, and the products read them as zero whatever they hold.
+    connections: Option<Array2<bool>>,
     /// `[B, C_in·K·K, N]`: the windows of the last forward input, for the weight gradient.
     cols: Array3<f32>,
     /// `[B, C_out, OH, OW]`: the last forward output, for the activation's derivative.
@@ -115,8 +116,7 @@ impl Conv {
                 reason: format!("output map {p} has no input map"),
             });
         }
-        let mask = table.mapv(|c| if c { 1.0 } else { 0.0 });
-        self.connections = Some(mask);
+        self.connections = Some(table);
         self.clear_missing_connections();
         Ok(self)
     }
@@ -128,7 +128,7 @@ impl Conv {
         let inputs = |p: usize| {
             self.connections
                 .as_ref()
-                .map_or(c_in, |m| m.row(p).sum() as usize)
+                .map_or(c_in, |t| t.row(p).iter().filter(|&&c| c).count())
         };
         let fan_in = |p: usize| inputs(p) * k * k;
         for (p, mut kernel) in self.weight.value.outer_iter_mut().enumerate() {
@@ -142,18 +142,9 @@ impl Conv {
 
     /// Zeroes the weights and gradients of missing connections.
     fn clear_missing_connections(&mut self) {
-        let Some(mask) = &self.connections else {
-            return;
-        };
-        for (mut param, mask_row) in [&mut self.weight.value, &mut self.weight.grad]
-            .into_iter()
-            .flat_map(|a| a.outer_iter_mut().zip(mask.outer_iter()))
-        {
-            for (mut kernel, &m) in param.outer_iter_mut().zip(mask_row) {
-                if m == 0.0 {
-                    kernel.fill(0.0);
-                }
-            }
+        if let Some(table) = &self.connections {
+            zero_missing(&mut self.weight.value, table);
+            zero_missing(&mut self.weight.grad, table);
         }
     }
 
@@ -172,34 +163,35 @@ impl Conv {
     }
 
     /// The kernels as the `[C_out, C_in·K·K]` matrix that multiplies the windows, with the
-    /// kernels of missing connections zero whatever `weight` holds there.
+    /// kernels of missing connections zero whatever `weight` holds there (a copy only then).
     fn weight_matrix<'a>(
         weight: &'a Array4<f32>,
-        connections: Option<&Array2<f32>>,
+        connections: Option<&Array2<bool>>,
     ) -> CowArray<'a, f32, Ix2> {
         let (c_out, c_in, k, _) = weight.dim();
-        let matrix = weight
-            .view()
-            .into_shape_with_order((c_out, c_in * k * k))
-            .expect("standard layout");
-        let Some(mask) = connections else {
-            return matrix.into();
-        };
-        let mut masked = matrix.to_owned();
-        for (mut row, mask_row) in masked.outer_iter_mut().zip(mask.outer_iter()) {
-            for (kernel, &m) in row.exact_chunks_mut(k * k).into_iter().zip(mask_row) {
-                if m == 0.0 {
-                    kernel.into_slice().expect("contiguous").fill(0.0);
-                }
+        let shape = (c_out, c_in * k * k);
+        match connections {
+            None => weight
+                .view()
+                .into_shape_with_order(shape)
+                .expect("standard layout")
+                .into(),
+            Some(table) => {
+                let mut masked = weight.clone();
+                zero_missing(&mut masked, table);
+                masked
+                    .into_shape_with_order(shape)
+                    .expect("standard layout")
+                    .into()
             }
         }
-        masked.into()
     }
 
     /// One sample: `cols` `[C_in·K·K, N]` ← windows of `input` `[C_in, H, W]`, `sums` `[C_out, N]`
-    /// ← W · cols, then `output` `[C_out, OH, OW]` ← f(sums at the valid positions + bias).
+    /// ← `weight` · cols, then `output` `[C_out, OH, OW]` ← f(sums at the valid positions + bias).
     fn forward_sample(
         &self,
+        weight: ArrayView2<f32>,
         input: ArrayView3<f32>,
         mut cols: ArrayViewMut2<f32>,
         mut sums: ArrayViewMut2<f32>,
@@ -207,8 +199,7 @@ impl Conv {
     ) {
         let width = input.dim().2;
         im2col(input, self.kernel(), cols.view_mut());
-        let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
-        matmul(weight.view(), cols.view(), 0.0, sums.view_mut());
+        matmul(weight, cols.view(), 0.0, sums.view_mut());
         let (_, oh, ow) = output.dim();
         let n = sums.ncols();
         let sums = sums.as_slice().expect("standard layout");
@@ -304,6 +295,18 @@ impl Conv {
     }
 }
 
+/// Zeroes the `[K, K]` kernels of `kernels` `[C_out, C_in, K, K]` whose entry in `table`
+/// `[C_out, C_in]` is false.
+fn zero_missing(kernels: &mut Array4<f32>, table: &Array2<bool>) {
+    for (mut per_output, row) in kernels.outer_iter_mut().zip(table.outer_iter()) {
+        for (mut kernel, &connected) in per_output.outer_iter_mut().zip(row) {
+            if !connected {
+                kernel.fill(0.0);
+            }
+        }
+    }
+}
+
 impl Layer for Conv {
     fn name(&self) -> &'static str {
         "Conv"
@@ -329,12 +332,13 @@ impl Layer for Conv {
         }
         let mut sums = Array2::zeros((out_shape[1], cols_shape[2]));
         let mut output = Array4::zeros(out_shape);
+        let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
         for ((x, c), y) in input
             .outer_iter()
             .zip(cols.outer_iter_mut())
             .zip(output.outer_iter_mut())
         {
-            self.forward_sample(x, c, sums.view_mut(), y);
+            self.forward_sample(weight.view(), x, c, sums.view_mut(), y);
         }
         self.cols = cols;
         self.output.clone_from(&output);
@@ -370,8 +374,9 @@ impl Layer for Conv {
         let mut cols = Array2::zeros((rows, n));
         let mut sums = Array2::zeros((out_shape[1], n));
         let mut output = Array4::zeros(out_shape);
+        let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
         for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
-            self.forward_sample(x, cols.view_mut(), sums.view_mut(), y);
+            self.forward_sample(weight.view(), x, cols.view_mut(), sums.view_mut(), y);
         }
         Ok(output)
     }
@@ -389,7 +394,9 @@ impl Layer for Conv {
         let kernels = self
             .connections
             .as_ref()
-            .map_or(self.weight.value.len() / (k * k), |m| m.sum() as usize);
+            .map_or(self.weight.value.len() / (k * k), |t| {
+                t.iter().filter(|&&c| c).count()
+            });
         kernels * k * k + self.bias.value.len()
     }
 }

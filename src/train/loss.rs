@@ -8,14 +8,25 @@ pub const MIN_PROBABILITY: f32 = 1e-20;
 
 /// `probabilities[i] = e^(s_i - max s) / Σ_j e^(s_j - max s)` for `scores` `[classes]`.
 pub fn softmax(scores: &[f32], probabilities: &mut [f32]) {
-    debug_assert_eq!(scores.len(), probabilities.len());
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut total = 0.0;
-    for (p, &s) in probabilities.iter_mut().zip(scores) {
-        *p = (s - max).exp();
+    normalise(scores, None, probabilities);
+}
+
+/// `p_i = e^(s_i - m) / Z` with `Z = Σ_j e^(s_j - m)`, plus `e^(rest - m)` when there is a
+/// `rest` score that takes probability but no class; `m` is the largest exponent. Returns
+/// `ln` of the unshifted normaliser, `m + ln Z`.
+fn normalise(scores: &[f32], rest: Option<f32>, p: &mut [f32]) -> f32 {
+    debug_assert_eq!(scores.len(), p.len());
+    let m = scores
+        .iter()
+        .copied()
+        .fold(rest.unwrap_or(f32::NEG_INFINITY), f32::max);
+    let mut total = rest.map_or(0.0, |r| (r - m).exp());
+    for (p, &s) in p.iter_mut().zip(scores) {
+        *p = (s - m).exp();
         total += *p;
     }
-    probabilities.iter_mut().for_each(|p| *p /= total);
+    p.iter_mut().for_each(|p| *p /= total);
+    m + total.ln()
 }
 
 /// Loss of `scores` `[classes]` (larger is better) for the true class `label`, writing
@@ -68,17 +79,11 @@ impl Loss {
         match self {
             Loss::SoftmaxCrossEntropy => softmax_cross_entropy(scores, label, grad),
             Loss::Map { j } => {
-                // p_i = e^s_i / (e^-j + Σ e^s) = dL/ds_i for i ≠ D, shifted by the largest exponent m
-                let m = scores.iter().copied().fold(-j, f32::max);
-                let mut z = (-j - m).exp();
-                for (p, &s) in grad.iter_mut().zip(scores) {
-                    *p = (s - m).exp();
-                    z += *p;
-                }
-                grad.iter_mut().for_each(|p| *p /= z);
+                // p_i = e^s_i / (e^-j + Σ e^s) = dL/ds_i for i ≠ D
+                let log_z = normalise(scores, Some(-j), grad);
                 grad[label] -= 1.0;
                 // L = -s_D + ln(e^-j + Σ e^s_i)
-                m + z.ln() - scores[label]
+                log_z - scores[label]
             }
         }
     }

@@ -163,9 +163,8 @@ pub struct Sdlm {
     mu: f32,
     samples: usize,
     curvature: Vec<Vec<f32>>,
-    /// `lr / (mu + h)` per value for the learning rate `factors_lr`, computed once per epoch.
-    factors: Vec<Vec<f32>>,
-    factors_lr: f32,
+    /// A learning rate and `lr / (mu + h)` per value for it, computed once per epoch.
+    factors: Option<(f32, Vec<Vec<f32>>)>,
 }
 
 impl Sdlm {
@@ -173,7 +172,7 @@ impl Sdlm {
     /// estimated on 500 samples as in the paper (Section III-B), and `mu` 0.2 where the paper
     /// has 0.02. With 0.02 and the paper's first learning rate, 0.0005, training here
     /// saturates every unit within the first 3 000 samples (loss 242, 11 % accuracy);
-    /// the curvature of C1-C3 is far below 0.02, so their steps are `lr / mu`.
+    /// the curvature of C1 to S4 is far below 0.02, so their steps are `lr / mu`.
     pub fn lecun1998() -> Self {
         Self::new(0.2, 500)
     }
@@ -184,26 +183,25 @@ impl Sdlm {
             mu,
             samples,
             curvature: Vec::new(),
-            factors: Vec::new(),
-            factors_lr: f32::NAN,
+            factors: None,
         }
     }
 }
 
 impl Optimizer for Sdlm {
     fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        if self.factors.is_empty() || self.factors_lr != lr {
+        if self.factors.as_ref().is_none_or(|(at, _)| *at != lr) {
             // before any estimate the curvature counts as zero
             let (curvature, mu) = (&self.curvature, self.mu);
             let h = |k: usize, i: usize| curvature.get(k).map_or(0.0, |c: &Vec<f32>| c[i]);
-            self.factors = params
+            let factors = params
                 .iter()
                 .enumerate()
                 .map(|(k, p)| (0..p.value.len()).map(|i| lr / (mu + h(k, i))).collect())
                 .collect();
-            self.factors_lr = lr;
+            self.factors = Some((lr, factors));
         }
-        let factors = &self.factors;
+        let (_, factors) = self.factors.as_ref().expect("computed above");
         update_if_finite(params, |k, i, v, g| v - factors[k][i] * g)
     }
 
@@ -213,7 +211,7 @@ impl Optimizer for Sdlm {
 
     fn set_curvature(&mut self, curvature: Vec<Vec<f32>>) {
         self.curvature = curvature;
-        self.factors.clear();
+        self.factors = None;
     }
 }
 
