@@ -8,6 +8,8 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
+use crate::layers::window::{ConvShape, Taps};
+
 /// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when the processor
 /// has them, and for the baseline target otherwise.
 macro_rules! multiversion {
@@ -32,6 +34,8 @@ macro_rules! multiversion {
         }
     };
 }
+
+pub(crate) use multiversion;
 
 /// Partial sums in [`dot`]: four AVX registers of f32, so that four additions are in flight
 /// at once instead of each waiting for the one before.
@@ -133,6 +137,189 @@ multiversion! {
     }
 }
 
+/// Positions per block of [`sum_of_runs`]: six AVX registers of partial sums per row, enough
+/// independent chains of fused multiply-adds to hide their latency, and with two rows at a
+/// time few enough to stay in registers while every term passes over them.
+const BLOCK: usize = 48;
+
+/// `dst[j·n + q + t] = Σ_terms c[j] · src[offset + q + t]` for rows `j < M` and `t < L`:
+/// for each row, one fused multiply-add after another in term order, from +0. The rows share
+/// each load of `src`.
+#[inline(always)]
+fn sum_block<const M: usize, const L: usize>(
+    src: &[f32],
+    terms: &[(usize, [f32; M])],
+    q: usize,
+    n: usize,
+    dst: &mut [f32],
+) {
+    let mut acc = [[0.0f32; L]; M];
+    for &(offset, c) in terms {
+        let x = &src[offset + q..offset + q + L];
+        for t in 0..L {
+            for j in 0..M {
+                acc[j][t] = c[j].mul_add(x[t], acc[j][t]);
+            }
+        }
+    }
+    for (j, acc) in acc.iter().enumerate() {
+        dst[j * n + q..j * n + q + L].copy_from_slice(acc);
+    }
+}
+
+/// [`sum_block`] for every position `q < n` of `M` rows of `n` in `dst`. Positions go
+/// [`BLOCK`] at a time; the last, partial block becomes the smallest block that fits, moved
+/// back to end at the last position (the positions it computes twice get the same sums).
+#[inline(always)]
+fn sum_of_runs<const M: usize>(
+    src: &[f32],
+    terms: &[(usize, [f32; M])],
+    n: usize,
+    dst: &mut [f32],
+) {
+    let mut q = 0;
+    while q + BLOCK <= n {
+        sum_block::<M, BLOCK>(src, terms, q, n, dst);
+        q += BLOCK;
+    }
+    match n - q {
+        0 => {}
+        rest if rest <= 8 && n >= 8 => sum_block::<M, 8>(src, terms, n - 8, n, dst),
+        rest if rest <= 24 && n >= 24 => sum_block::<M, 24>(src, terms, n - 24, n, dst),
+        _ if n >= BLOCK => sum_block::<M, BLOCK>(src, terms, n - BLOCK, n, dst),
+        _ => (q..n).for_each(|q| sum_block::<M, 1>(src, terms, q, n, dst)),
+    }
+}
+
+multiversion! {
+    /// A direct convolution: `sums` `[c_out, n]` ← the correlation of a flat input `[c_in,
+    /// height, width]` with the kernels whose `taps` are given, at the `n` full-width
+    /// positions. Output maps go two at a time, sharing the loads of the input.
+    ///
+    /// Each sum is one fused multiply-add after another in `(i, l, m)` order from +0: bit for
+    /// bit what the product `weight · im2col(input)` gives from matrixmultiply when its inner
+    /// dimension fits one block (`c_in·k·k <= 256`), without copying the windows. (Adding
+    /// `+0 · x` changes no partial sum, since a chain started at +0 is never -0; so skipping a
+    /// missing kernel, or reading it as zero, gives the same bits.)
+    fn correlate(input: &[f32], n: usize, taps: &Taps, sums: &mut [f32]) {
+        let mut rows = sums.chunks_exact_mut(2 * n);
+        for (pair, out) in taps.pairs.iter().zip(rows.by_ref()) {
+            sum_of_runs(input, pair, n, out);
+        }
+        let last = rows.into_remainder();
+        if !last.is_empty() {
+            sum_of_runs(input, &taps.last, n, last);
+        }
+    }
+}
+
+multiversion! {
+    /// The adjoint of [`correlate`]: adds to `grad_input` `[c_in, height, width]` the gradient
+    /// that `grad` `[c_out, n]` (dL/d(sums)) sends back through `weight`, which is
+    /// `col2im(weightᵀ · grad)`.
+    ///
+    /// Bit for bit what matrixmultiply and `col2im` gave (inner dimension `c_out <= 256`): each
+    /// window entry's sum over the output maps is one fused multiply-add after another from
+    /// +0, and the entries are added onto the input in `(i, l, m)` order. Entries go two at a
+    /// time into `scratch` (`[2, n]`), sharing the loads of `grad`.
+    fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, scratch: &mut [f32], grad_input: &mut [f32]) {
+        let ConvShape { c_in, c_out, height, width, k } = shape;
+        let n = shape.positions();
+        let maps = |i: usize| (0..c_out).filter(move |&p| connected.is_none_or(|c| c[p * c_in + i]));
+        let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * k * k + lm];
+        let mut add_row = |i: usize, lm: usize, row: &[f32]| {
+            let start = (i * height + lm / k) * width + lm % k;
+            for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
+                *g += v;
+            }
+        };
+        let (mut pair, mut one) = (Vec::with_capacity(c_out), Vec::with_capacity(c_out));
+        for i in 0..c_in {
+            let mut lm = 0;
+            while lm + 1 < k * k {
+                pair.clear();
+                pair.extend(maps(i).map(|p| (p * n, [w(p, i, lm), w(p, i, lm + 1)])));
+                sum_of_runs(grad, &pair, n, &mut scratch[..2 * n]);
+                add_row(i, lm, &scratch[..n]);
+                add_row(i, lm + 1, &scratch[n..2 * n]);
+                lm += 2;
+            }
+            if lm < k * k {
+                one.clear();
+                one.extend(maps(i).map(|p| (p * n, [w(p, i, lm)])));
+                sum_of_runs(grad, &one, n, &mut scratch[..n]);
+                add_row(i, lm, &scratch[..n]);
+            }
+        }
+    }
+}
+
+/// Positions per block of matrixmultiply's f32 kernels (`kc`): a product's sums are added to
+/// the output one block at a time.
+const GEMM_DEPTH: usize = 256;
+
+/// Taps per pass of [`correlate_weight_grad`]: eight chains of fused multiply-adds in flight.
+const TAPS: usize = 8;
+
+multiversion! {
+    /// The weight gradient of a convolution: `grad_weight[p, r] += Σ_q grad[p, q] · x_r[q]`
+    /// for `grad_weight` `[c_out, c_in·k·k]`, where `x_r[q]` is window entry `r` at position
+    /// `q` of the flat `input` (`input[offset_r + q]`), squared when `square`, and `grad_t`
+    /// holds `grad` `[c_out, n]` transposed, `[n, lanes]`, each row padded with zeros to
+    /// `lanes`, a multiple of 8.
+    ///
+    /// Bit for bit what `grad · im2col(input)ᵀ` adds from matrixmultiply: for each block of
+    /// [`GEMM_DEPTH`] positions, one fused multiply-add after another from +0, then the block's
+    /// sum added to the gradient. Output maps go eight to a register, taps [`TAPS`] at a time.
+    fn correlate_weight_grad(input: &[f32], shape: ConvShape, grad_t: &[f32], square: bool, grad_weight: &mut [f32]) {
+        let ConvShape { c_in, c_out, height, width, k } = shape;
+        let (n, taps) = (shape.positions(), c_in * k * k);
+        let lanes = grad_t.len() / n;
+        let offset = |r: usize| (r / (k * k) * height + r / k % k) * width + r % k;
+        for lane in (0..lanes).step_by(8) {
+            for first in (0..taps).step_by(TAPS) {
+                // a short last group repeats its last tap, whose sums are then not used
+                let offsets: [usize; TAPS] = std::array::from_fn(|t| offset((first + t).min(taps - 1)));
+                for start in (0..n).step_by(GEMM_DEPTH) {
+                    let mut acc = [[0.0f32; 8]; TAPS];
+                    for q in start..(start + GEMM_DEPTH).min(n) {
+                        let g = &grad_t[q * lanes + lane..][..8];
+                        for (acc, &o) in acc.iter_mut().zip(&offsets) {
+                            let x = input[o + q];
+                            let x = if square { x * x } else { x };
+                            for (a, &g) in acc.iter_mut().zip(g) {
+                                *a = g.mul_add(x, *a);
+                            }
+                        }
+                    }
+                    for (t, acc) in acc.iter().enumerate().take(taps - first) {
+                        for (p, &a) in acc.iter().enumerate().take(c_out.saturating_sub(lane)) {
+                            grad_weight[(lane + p) * taps + first + t] += a;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `c[p, r] += a[p] · b[r]` for `c` `[P, R]` in standard layout: a matrix product with
+    /// inner dimension 1, rounded as matrixmultiply's kernel rounds it (the product made +0
+    /// when it is -0, then added), without the packing.
+    fn add_outer(c: ArrayViewMut2<f32>, a: ArrayView1<f32>, b: ArrayView1<f32>) {
+        let mut c = c;
+        let b = b.as_standard_layout();
+        let b = b.as_slice().expect("standard layout");
+        for (mut row, &a) in c.rows_mut().into_iter().zip(&a) {
+            let row = row.as_slice_mut().expect("rows are contiguous");
+            for (c, &b) in row.iter_mut().zip(b) {
+                *c += a * b + 0.0;
+            }
+        }
+    }
+}
+
 /// `c = beta · c + a · b` for `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
 ///
 /// A product with one row or one column (a single sample through a dense layer) runs as
@@ -154,6 +341,7 @@ mod tests {
     use super::*;
     use crate::testing::uniform;
     use approx::assert_abs_diff_eq;
+    use ndarray::Array2;
 
     #[test]
     fn exp_is_within_2_ulp() {
@@ -167,6 +355,167 @@ mod tests {
             );
         }
         assert!(exp(-1000.0) > 0.0 && exp(1000.0).is_finite());
+    }
+
+    /// `a == b` bit for bit where matrixmultiply fuses its multiply-adds as [`correlate`]
+    /// does (an x86-64 processor with FMA), within rounding elsewhere.
+    fn assert_same_sums(a: &[f32], b: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("fma") {
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+            return;
+        }
+        assert_abs_diff_eq!(a, b, epsilon = 1e-5);
+    }
+
+    /// (C_in, H, W, C_out, K, connection table) of C1, C3 with and without Table I, and odd sizes.
+    fn conv_shapes() -> Vec<(ConvShape, Option<Vec<bool>>)> {
+        let shape = |c_in, height, width, c_out, k| ConvShape {
+            c_in,
+            c_out,
+            height,
+            width,
+            k,
+        };
+        let table: Vec<bool> = crate::lenet5::C3_CONNECTIONS
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        vec![
+            (shape(1, 32, 32, 6, 5), None),
+            (shape(6, 14, 14, 16, 5), None),
+            (shape(6, 14, 14, 16, 5), Some(table)),
+            (shape(3, 7, 6, 5, 3), None),
+            (
+                shape(2, 4, 9, 3, 2),
+                Some(vec![true, false, true, true, false, true]),
+            ),
+        ]
+    }
+
+    /// The weights of `shape` with missing kernels zero, as the `[C_out, C_in·K·K]` matrix.
+    fn masked_weight(shape: ConvShape, table: Option<&[bool]>, seed: u64) -> Array2<f32> {
+        let ConvShape { c_in, c_out, k, .. } = shape;
+        let mut weight = uniform((c_out, c_in * k * k), seed);
+        for ((p, r), w) in weight.indexed_iter_mut() {
+            if table.is_some_and(|t| !t[p * c_in + r / (k * k)]) {
+                *w = 0.0;
+            }
+        }
+        weight
+    }
+
+    #[test]
+    fn correlate_gives_the_sums_of_im2col_and_a_product() {
+        for (shape, table) in conv_shapes() {
+            let ConvShape {
+                c_in,
+                c_out,
+                height,
+                width,
+                k,
+            } = shape;
+            let n = shape.positions();
+            let input = uniform((c_in, height, width), 1);
+            // the stored weights of missing kernels are read as zero, whatever they hold
+            let weight = uniform((c_out, c_in * k * k), 2);
+            let masked = masked_weight(shape, table.as_deref(), 2);
+            let mut cols = Array2::zeros((c_in * k * k, n));
+            crate::layers::window::im2col(input.view(), k, cols.view_mut());
+            let mut expected = Array2::zeros((c_out, n));
+            matmul(masked.view(), cols.view(), 0.0, expected.view_mut());
+            let taps = shape.taps(weight.as_slice().unwrap(), table.as_deref());
+            let mut sums = Array2::zeros((c_out, n));
+            correlate(
+                input.as_slice().unwrap(),
+                n,
+                &taps,
+                sums.as_slice_mut().unwrap(),
+            );
+            assert_same_sums(sums.as_slice().unwrap(), expected.as_slice().unwrap());
+        }
+    }
+
+    #[test]
+    fn correlate_adjoint_gives_col2im_of_the_transposed_product() {
+        for (shape, table) in conv_shapes() {
+            let ConvShape {
+                c_in,
+                c_out,
+                height,
+                width,
+                k,
+            } = shape;
+            let n = shape.positions();
+            let grad = uniform((c_out, n), 3);
+            let weight = masked_weight(shape, table.as_deref(), 4);
+            let start = uniform((c_in, height, width), 5);
+            let mut cols = Array2::zeros((c_in * k * k, n));
+            matmul(weight.t(), grad.view(), 0.0, cols.view_mut());
+            let mut expected = start.clone();
+            crate::layers::window::col2im_add(cols.view(), k, expected.view_mut());
+            let mut got = start.clone();
+            let mut scratch = vec![0.0; 2 * n];
+            let (g, w) = (grad.as_slice().unwrap(), weight.as_slice().unwrap());
+            correlate_adjoint(
+                g,
+                shape,
+                w,
+                table.as_deref(),
+                &mut scratch,
+                got.as_slice_mut().unwrap(),
+            );
+            assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
+        }
+    }
+
+    #[test]
+    fn correlate_weight_grad_adds_the_product_with_the_windows() {
+        for (shape, _) in conv_shapes() {
+            let ConvShape {
+                c_in,
+                c_out,
+                height,
+                width,
+                k,
+            } = shape;
+            let n = shape.positions();
+            let input = uniform((c_in, height, width), 6);
+            let grad = uniform((c_out, n), 7);
+            let lanes = c_out.div_ceil(8) * 8;
+            let mut grad_t = Array2::zeros((n, lanes));
+            grad_t.slice_mut(ndarray::s![.., ..c_out]).assign(&grad.t());
+            for square in [false, true] {
+                let mut cols = Array2::zeros((c_in * k * k, n));
+                crate::layers::window::im2col(input.view(), k, cols.view_mut());
+                if square {
+                    cols.mapv_inplace(|x| x * x);
+                }
+                let start = uniform((c_out, c_in * k * k), 8);
+                let mut expected = start.clone();
+                matmul(grad.view(), cols.t(), 1.0, expected.view_mut());
+                let mut got = start;
+                let (x, g) = (input.as_slice().unwrap(), grad_t.as_slice().unwrap());
+                correlate_weight_grad(x, shape, g, square, got.as_slice_mut().unwrap());
+                assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn add_outer_adds_the_product_with_inner_dimension_one() {
+        let (a, b) = (uniform(7, 1), uniform(9, 2));
+        let start = uniform((7, 9), 3);
+        let mut expected = start.clone();
+        let (a2, b2) = (
+            a.view().insert_axis(ndarray::Axis(1)),
+            b.view().insert_axis(ndarray::Axis(0)),
+        );
+        general_mat_mul(1.0, &a2, &b2, 1.0, &mut expected);
+        let mut got = start;
+        add_outer(got.view_mut(), a.view(), b.view());
+        assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! Stride 1, no padding: a `[C_in, H, W]` input gives `[C_out, H - K + 1, W - K + 1]`.
 //! An optional connection table ([`Conv::with_connections`]) lets output map `p` see only some
 //! input maps, as LeNet-5's C3 does in LeCun et al. 1998 (Table I).
-//! The windows are laid out by `im2col` (see `window.rs`) so that the sums are one matrix
-//! product per sample.
+//! The sums are a direct convolution over the input's full-width layout (see `window.rs`):
+//! one fused multiply-add after another per output value, bit for bit the sums of `im2col`
+//! and a matrix product, without copying the windows.
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
@@ -20,15 +21,15 @@
 //! ```
 
 use ndarray::{
-    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
+    Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
     ArrayViewMut3, Axis, CowArray, Ix1, Ix2, Ix4,
 };
 use rand::Rng;
 
 use super::activation::Activation;
-use super::window::{col2im_add, im2col, positions};
+use super::window::{ConvShape, Taps, positions};
 use super::{Init, uniform_param};
-use crate::kernels::matmul;
+use crate::kernels::{add_outer, correlate, correlate_adjoint, correlate_weight_grad, matmul};
 use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
@@ -44,8 +45,8 @@ pub struct Conv {
     /// connected. The weights of a missing connection stay zero: their gradient is always
     /// cleared, and the products read them as zero whatever they hold.
     connections: Option<Array2<bool>>,
-    /// `[B, C_in·K·K, N]`: the windows of the last forward input, for the weight gradient.
-    cols: Array3<f32>,
+    /// `[B, C_in, H, W]`: the last forward input, for the weight gradient.
+    input: Array4<f32>,
     /// `[B, C_out, OH, OW]`: the last forward output, for the activation's derivative.
     output: Array4<f32>,
 }
@@ -87,7 +88,7 @@ impl Conv {
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
             connections: None,
-            cols: Array3::zeros((0, 0, 0)),
+            input: Array4::zeros((0, 0, 0, 0)),
             output: Array4::zeros((0, 0, 0, 0)),
         })
     }
@@ -187,19 +188,54 @@ impl Conv {
         }
     }
 
-    /// One sample: `cols` `[C_in·K·K, N]` ← windows of `input` `[C_in, H, W]`, `sums` `[C_out, N]`
-    /// ← `weight` · cols, then `output` `[C_out, OH, OW]` ← f(sums at the valid positions + bias).
+    /// The shape of this layer's correlation over a `[C_in, height, width]` input.
+    fn conv_shape(&self, height: usize, width: usize) -> ConvShape {
+        let (c_out, c_in, k, _) = self.weight.value.dim();
+        ConvShape {
+            c_in,
+            c_out,
+            height,
+            width,
+            k,
+        }
+    }
+
+    /// The taps of the kernels for a `[C_in, height, width]` input, for [`correlate`]; `None`
+    /// for a single output position, which [`Conv::forward_sample`] computes as one
+    /// matrix-vector product.
+    fn taps(&self, height: usize, width: usize) -> Option<Taps> {
+        let shape = self.conv_shape(height, width);
+        let weight = self.weight.value.as_slice().expect("standard layout");
+        (shape.positions() > 1).then(|| shape.taps(weight, flat_table(&self.connections)))
+    }
+
+    /// One sample: `sums` `[C_out, N]` ← the correlation of `input` `[C_in, H, W]` with the
+    /// kernels, then `output` `[C_out, OH, OW]` ← f(sums at the valid positions + bias).
+    ///
+    /// With `taps` ([`Conv::taps`]), a direct convolution ([`correlate`]); without, a single
+    /// output position (C5): one matrix-vector product of `weight` `[C_out, C_in·K·K]` with
+    /// the flat input, which is then its only window.
     fn forward_sample(
         &self,
         weight: ArrayView2<f32>,
+        taps: Option<&Taps>,
         input: ArrayView3<f32>,
-        mut cols: ArrayViewMut2<f32>,
         mut sums: ArrayViewMut2<f32>,
         mut output: ArrayViewMut3<f32>,
     ) {
         let width = input.dim().2;
-        im2col(input, self.kernel(), cols.view_mut());
-        matmul(weight, cols.view(), 0.0, sums.view_mut());
+        let input = input.as_standard_layout();
+        let flat = input.as_slice().expect("standard layout");
+        match taps {
+            Some(taps) => {
+                let n = sums.ncols();
+                correlate(flat, n, taps, sums.as_slice_mut().expect("standard layout"));
+            }
+            None => {
+                let column = ArrayView2::from_shape((flat.len(), 1), flat).expect("one window");
+                matmul(weight, column, 0.0, sums.view_mut());
+            }
+        }
         let (_, oh, ow) = output.dim();
         let n = sums.ncols();
         let sums = sums.as_slice().expect("standard layout");
@@ -239,11 +275,8 @@ impl Conv {
             (batch, 0, 0, 0)
         };
         let mut grad_input = Array4::zeros(input_shape);
-        let mut grad_cols = Array2::zeros(if with_input {
-            (c_in * k * k, n)
-        } else {
-            (0, 0)
-        });
+        let shape = self.conv_shape(height, width);
+        let mut scratch = vec![0.0; if with_input { 2 * n } else { 0 }];
         // dL/d(sums) at full width; the straddling positions stay zero
         let mut grad_sums = Array2::zeros((c_out, n));
         let mut weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
@@ -256,7 +289,10 @@ impl Conv {
             .view_mut()
             .into_shape_with_order((c_out, c_in * k * k))
             .expect("standard layout");
-        for (b, (g, cols)) in grad.outer_iter().zip(self.cols.outer_iter()).enumerate() {
+        // dL/d(sums) transposed, [N, C_out rounded up to 8], for the weight gradient
+        let lanes = c_out.div_ceil(8) * 8;
+        let mut grad_t = vec![0.0; if n > 1 { n * lanes } else { 0 }];
+        for (b, (g, x)) in grad.outer_iter().zip(self.input.outer_iter()).enumerate() {
             let full = grad_sums.as_slice_mut().expect("standard layout");
             let g_planes = g.as_slice().expect("standard layout").chunks_exact(oh * ow);
             for (full, g) in full.chunks_exact_mut(n).zip(g_planes) {
@@ -264,19 +300,43 @@ impl Conv {
                     full_row[..ow].copy_from_slice(g_row);
                 }
             }
-            let cols: CowArray<f32, Ix2> = if square {
-                cols.mapv(|x| x * x).into()
+            let x = x.to_slice().expect("standard layout");
+            // dL/dW += g · windowsᵀ: the correlation of the input with the output gradient
+            if n == 1 {
+                // the input is the only window
+                let x: Vec<f32> = x.iter().map(|&x| if square { x * x } else { x }).collect();
+                add_outer(
+                    grad_weight.view_mut(),
+                    grad_sums.column(0),
+                    x.as_slice().into(),
+                );
             } else {
-                cols.into()
-            };
-            // dL/dW += g · colsᵀ: the correlation of the input with the output gradient
-            matmul(grad_sums.view(), cols.t(), 1.0, grad_weight.view_mut());
+                let sums = grad_sums.as_slice().expect("standard layout");
+                for (q, row) in grad_t.chunks_exact_mut(lanes).enumerate() {
+                    for (p, g) in row[..c_out].iter_mut().enumerate() {
+                        *g = sums[p * n + q];
+                    }
+                }
+                let grad_weight = grad_weight.as_slice_mut().expect("standard layout");
+                correlate_weight_grad(x, shape, &grad_t, square, grad_weight);
+            }
             // dL/d(bias) += Σ over positions
             self.bias.grad += &grad_sums.sum_axis(Axis(1));
             if with_input {
-                // dL/dcols = Wᵀ · g, then each window's gradient goes back to its pixels
-                matmul(weight.t(), grad_sums.view(), 0.0, grad_cols.view_mut());
-                col2im_add(grad_cols.view(), k, grad_input.index_axis_mut(Axis(0), b));
+                let mut grad_input = grad_input.index_axis_mut(Axis(0), b);
+                let grad_input = grad_input.as_slice_mut().expect("standard layout");
+                if n == 1 {
+                    // dL/d(input) = Wᵀ · g: the input is the only window
+                    let column = ArrayViewMut2::from_shape((grad_input.len(), 1), grad_input)
+                        .expect("one window");
+                    matmul(weight.t(), grad_sums.view(), 0.0, column);
+                } else {
+                    // each window's gradient goes back to the pixels it overlapped
+                    let g = grad_sums.as_slice().expect("standard layout");
+                    let w = weight.as_slice().expect("standard layout");
+                    let table = flat_table(&self.connections);
+                    correlate_adjoint(g, shape, w, table, &mut scratch, grad_input);
+                }
             }
         }
         self.clear_missing_connections();
@@ -293,6 +353,13 @@ impl Conv {
             [batch, c_in * k * k, positions(height, width, k)],
         ))
     }
+}
+
+/// A connection table `[C_out, C_in]` as the flat slice the kernels take.
+fn flat_table(table: &Option<Array2<bool>>) -> Option<&[bool]> {
+    table
+        .as_ref()
+        .map(|t| t.as_slice().expect("standard layout"))
 }
 
 /// Zeroes the `[K, K]` kernels of `kernels` `[C_out, C_in, K, K]` whose entry in `table`
@@ -325,22 +392,17 @@ impl Layer for Conv {
     }
 
     fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (out_shape, cols_shape) = self.shapes(&input)?;
-        let mut cols = std::mem::take(&mut self.cols);
-        if cols.shape() != cols_shape {
-            cols = Array3::zeros(cols_shape);
-        }
-        let mut sums = Array2::zeros((out_shape[1], cols_shape[2]));
+        let (out_shape, [_, _, n]) = self.shapes(&input)?;
+        let mut sums = Array2::zeros((out_shape[1], n));
         let mut output = Array4::zeros(out_shape);
         let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
-        for ((x, c), y) in input
-            .outer_iter()
-            .zip(cols.outer_iter_mut())
-            .zip(output.outer_iter_mut())
-        {
-            self.forward_sample(weight.view(), x, c, sums.view_mut(), y);
+        let (_, _, height, width) = input.dim();
+        let taps = self.taps(height, width);
+        for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
+            self.forward_sample(weight.view(), taps.as_ref(), x, sums.view_mut(), y);
         }
-        self.cols = cols;
+        // kept for the weight gradient
+        self.input = input.as_standard_layout().into_owned();
         self.output.clone_from(&output);
         Ok(output)
     }
@@ -370,13 +432,14 @@ impl Layer for Conv {
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (out_shape, [_, rows, n]) = self.shapes(&input)?;
-        let mut cols = Array2::zeros((rows, n));
+        let (out_shape, [_, _, n]) = self.shapes(&input)?;
         let mut sums = Array2::zeros((out_shape[1], n));
         let mut output = Array4::zeros(out_shape);
         let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
+        let (_, _, height, width) = input.dim();
+        let taps = self.taps(height, width);
         for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
-            self.forward_sample(weight.view(), x, cols.view_mut(), sums.view_mut(), y);
+            self.forward_sample(weight.view(), taps.as_ref(), x, sums.view_mut(), y);
         }
         Ok(output)
     }

@@ -6,7 +6,7 @@ pub mod conv;
 pub mod max_pool;
 pub mod rbf_output;
 pub mod subsampling;
-mod window;
+pub(crate) mod window;
 
 use ndarray::{Array, Array1, Dimension, IntoDimension};
 use rand::{Rng, RngExt};

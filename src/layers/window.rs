@@ -7,27 +7,107 @@
 //!
 //! `cols[(c·K + l)·K + m, q] = input[c·H·W + l·W + m + q]`, for `q < N = (OH - 1)·W + OW`,
 //!
-//! is built with one copy per row, and a convolution is the product `weight · cols`. The
-//! columns with `q mod W >= OW` straddle two input rows: they are computed and ignored
-//! (forward), or given a zero gradient (backprop). `col2im_add` is the adjoint of `im2col`:
-//! it adds each row back onto the run it came from, which is how a window's gradient reaches
-//! the pixels it overlapped (the "full convolution with the kernel rotated 180°" of the report).
-
-use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
+//! and a convolution is the product `weight · cols`. The kernels compute it without copying
+//! the windows: each output map is a weighted sum of those runs, one per [`Taps`] entry
+//! (`kernels::correlate`); the weight gradient correlates each run with the output gradient
+//! (`kernels::correlate_weight_grad`); and the input gradient adds each run's share back onto
+//! the input (`kernels::correlate_adjoint`, the adjoint of `im2col`: the "full convolution
+//! with the kernel rotated 180°" of the report). `im2col` itself is kept as their tests'
+//! reference. The positions with `q mod W >= OW` straddle two input
+//! rows: they are computed and ignored (forward), or given a zero gradient (backprop).
 
 /// `N = (OH - 1)·W + OW`: the columns of `cols` for a `[_, H, W]` input and a `k x k` kernel.
 pub(crate) fn positions(height: usize, width: usize, k: usize) -> usize {
     (height - k) * width + (width + 1 - k)
 }
 
+/// The shape of a stride-1 convolution: `c_in` input maps of `height x width`, `c_out`
+/// output maps, `k x k` kernels; positions at full width, as above.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvShape {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub height: usize,
+    pub width: usize,
+    pub k: usize,
+}
+
+impl ConvShape {
+    /// The full-width positions, `n` ([`positions`]).
+    pub fn positions(&self) -> usize {
+        positions(self.height, self.width, self.k)
+    }
+
+    /// The taps of every output map of `weight` `[c_out, c_in, k, k]`, maps two at a time.
+    pub fn taps(self, weight: &[f32], connected: Option<&[bool]>) -> Taps {
+        let pairs = (0..self.c_out / 2)
+            .map(|pair| self.taps_of([2 * pair, 2 * pair + 1], weight, connected))
+            .collect();
+        let last = if self.c_out % 2 == 1 {
+            self.taps_of([self.c_out - 1], weight, connected)
+        } else {
+            Vec::new()
+        };
+        Taps { pairs, last }
+    }
+
+    /// The taps `(offset in the flat input, [weight of each map])` of the output maps `maps`,
+    /// in `(i, l, m)` order. Input maps that `connected` `[c_out·c_in]` marks false for all of
+    /// `maps` are skipped, and read as zero for some.
+    fn taps_of<const M: usize>(
+        self,
+        maps: [usize; M],
+        weight: &[f32],
+        connected: Option<&[bool]>,
+    ) -> Vec<(usize, [f32; M])> {
+        let ConvShape {
+            c_in,
+            height,
+            width,
+            k,
+            ..
+        } = self;
+        let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
+        let mut taps = Vec::with_capacity(c_in * k * k);
+        for i in (0..c_in).filter(|&i| maps.iter().any(|&p| sees(p, i))) {
+            for lm in 0..k * k {
+                let w = maps.map(|p| {
+                    if sees(p, i) {
+                        weight[(p * c_in + i) * k * k + lm]
+                    } else {
+                        0.0
+                    }
+                });
+                taps.push(((i * height + lm / k) * width + lm % k, w));
+            }
+        }
+        taps
+    }
+}
+
+/// The taps of a convolution's output maps: for each pair of maps (and the last map alone
+/// when their number is odd), `(offset of the window entry in the flat input, [weights])`.
+#[derive(Debug, Clone)]
+pub(crate) struct Taps {
+    pub pairs: Vec<Vec<(usize, [f32; 2])>>,
+    pub last: Vec<(usize, [f32; 1])>,
+}
+
 /// Start of the run of window entry `row = (c·K + l)·K + m` in the flat input.
+#[cfg(test)]
 fn run_start(row: usize, k: usize, height: usize, width: usize) -> usize {
     let (c, l, m) = (row / (k * k), row / k % k, row % k);
     (c * height + l) * width + m
 }
 
-/// Copies the `k x k` windows of `input` `[C, H, W]` into `cols` `[C·K·K, N]`.
-pub(crate) fn im2col(input: ArrayView3<f32>, k: usize, mut cols: ArrayViewMut2<f32>) {
+/// Copies the `k x k` windows of `input` `[C, H, W]` into `cols` `[C·K·K, N]`: the reference
+/// for the convolution's kernels (`kernels::correlate`, `kernels::correlate_weight_grad`).
+#[cfg(test)]
+pub(crate) fn im2col(
+    input: ndarray::ArrayView3<f32>,
+    k: usize,
+    mut cols: ndarray::ArrayViewMut2<f32>,
+) {
     let (_, height, width) = input.dim();
     let n = positions(height, width, k);
     let input = input.as_standard_layout();
@@ -42,8 +122,14 @@ pub(crate) fn im2col(input: ArrayView3<f32>, k: usize, mut cols: ArrayViewMut2<f
 }
 
 /// Adds each row of `cols` `[C·K·K, N]` onto the run of `grad_input` `[C, H, W]` it was
-/// copied from by [`im2col`].
-pub(crate) fn col2im_add(cols: ArrayView2<f32>, k: usize, mut grad_input: ArrayViewMut3<f32>) {
+/// copied from by [`im2col`]: the reference for the convolution's backprop
+/// (`kernels::correlate_adjoint`).
+#[cfg(test)]
+pub(crate) fn col2im_add(
+    cols: ndarray::ArrayView2<f32>,
+    k: usize,
+    mut grad_input: ndarray::ArrayViewMut3<f32>,
+) {
     let (_, height, width) = grad_input.dim();
     let n = positions(height, width, k);
     let cols = cols

@@ -5,6 +5,7 @@
 //! of [`Layer::params_mut`](crate::Layer::params_mut), and refuses a step that would make a value
 //! non-finite, so a diverging run keeps its last finite weights.
 
+use crate::kernels::multiversion;
 use crate::layer::ParamMut;
 
 /// Moves parameters by their gradients (the batch mean), then clears the gradients.
@@ -25,6 +26,7 @@ pub trait Optimizer: std::fmt::Debug + Send {
 
 /// Checks that `next(k, i, value, grad)` is finite for value `i` of every parameter `k`, then
 /// writes it; clears the gradients either way. `next` must not change anything itself.
+#[inline(always)]
 fn update_if_finite(
     mut params: Vec<ParamMut<'_>>,
     next: impl Fn(usize, usize, f32, f32) -> f32,
@@ -55,6 +57,13 @@ pub struct GradientDescent;
 
 impl Optimizer for GradientDescent {
     fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> bool {
+        descend(params, lr)
+    }
+}
+
+multiversion! {
+    /// [`GradientDescent`]'s step, vectorised.
+    fn descend(params: Vec<ParamMut<'_>>, lr: f32) -> bool {
         update_if_finite(params, |_, _, v, g| v - lr * g)
     }
 }
