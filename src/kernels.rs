@@ -225,7 +225,7 @@ multiversion! {
     fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, scratch: &mut [f32], grad_input: &mut [f32]) {
         let ConvShape { c_in, c_out, height, width, k } = shape;
         let n = shape.positions();
-        let maps = |i: usize| (0..c_out).filter(move |&p| connected.is_none_or(|c| c[p * c_in + i]));
+        let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
         let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * k * k + lm];
         let mut add_row = |i: usize, lm: usize, row: &[f32]| {
             let start = (i * height + lm / k) * width + lm % k;
@@ -238,7 +238,9 @@ multiversion! {
             let mut lm = 0;
             while lm + 1 < k * k {
                 pair.clear();
-                pair.extend(maps(i).map(|p| (p * n, [w(p, i, lm), w(p, i, lm + 1)])));
+                for p in (0..c_out).filter(|&p| sees(p, i)) {
+                    pair.push((p * n, [w(p, i, lm), w(p, i, lm + 1)]));
+                }
                 sum_of_runs(grad, &pair, n, &mut scratch[..2 * n]);
                 add_row(i, lm, &scratch[..n]);
                 add_row(i, lm + 1, &scratch[n..2 * n]);
@@ -246,7 +248,9 @@ multiversion! {
             }
             if lm < k * k {
                 one.clear();
-                one.extend(maps(i).map(|p| (p * n, [w(p, i, lm)])));
+                for p in (0..c_out).filter(|&p| sees(p, i)) {
+                    one.push((p * n, [w(p, i, lm)]));
+                }
                 sum_of_runs(grad, &one, n, &mut scratch[..n]);
                 add_row(i, lm, &scratch[..n]);
             }
@@ -281,17 +285,14 @@ multiversion! {
                 // a short last group repeats its last tap, whose sums are then not used
                 let offsets: [usize; TAPS] = std::array::from_fn(|t| offset((first + t).min(taps - 1)));
                 for start in (0..n).step_by(GEMM_DEPTH) {
-                    let mut acc = [[0.0f32; 8]; TAPS];
-                    for q in start..(start + GEMM_DEPTH).min(n) {
-                        let g = &grad_t[q * lanes + lane..][..8];
-                        for (acc, &o) in acc.iter_mut().zip(&offsets) {
-                            let x = input[o + q];
-                            let x = if square { x * x } else { x };
-                            for (a, &g) in acc.iter_mut().zip(g) {
-                                *a = g.mul_add(x, *a);
-                            }
-                        }
-                    }
+                    let len = GEMM_DEPTH.min(n - start);
+                    let xs = offsets.map(|o| &input[o + start..][..len]);
+                    let g = &grad_t[start * lanes..(start + len) * lanes];
+                    let acc = if square {
+                        weight_grad_block::<true>(xs, g, lanes, lane)
+                    } else {
+                        weight_grad_block::<false>(xs, g, lanes, lane)
+                    };
                     for (t, acc) in acc.iter().enumerate().take(taps - first) {
                         for (p, &a) in acc.iter().enumerate().take(c_out.saturating_sub(lane)) {
                             grad_weight[(lane + p) * taps + first + t] += a;
@@ -301,6 +302,30 @@ multiversion! {
             }
         }
     }
+}
+
+/// One block of [`correlate_weight_grad`]: for each of the [`TAPS`] runs `xs` (squared when
+/// `SQUARE`), `Σ_q g[q][lane..lane + 8] · x[q]` over the block's positions, where `g` holds
+/// the block's rows of `lanes`: one fused multiply-add after another from +0.
+#[inline(always)]
+fn weight_grad_block<const SQUARE: bool>(
+    xs: [&[f32]; TAPS],
+    g: &[f32],
+    lanes: usize,
+    lane: usize,
+) -> [[f32; 8]; TAPS] {
+    let mut acc = [[0.0f32; 8]; TAPS];
+    for (q, g) in g.chunks_exact(lanes).enumerate() {
+        let g = &g[lane..lane + 8];
+        for (acc, x) in acc.iter_mut().zip(&xs) {
+            let x = x[q];
+            let x = if SQUARE { x * x } else { x };
+            for (a, &g) in acc.iter_mut().zip(g) {
+                *a = g.mul_add(x, *a);
+            }
+        }
+    }
+    acc
 }
 
 multiversion! {

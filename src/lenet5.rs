@@ -81,7 +81,7 @@ pub enum Preset {
     ///
     /// Input: background -0.1, ink 1.175 (II-B). Weights and biases uniform in ±2.4 / fan-in
     /// (Appendix A). Loss: the MAP criterion (II-C) with `j` = [`LECUN_J`]. Training:
-    /// stochastic diagonal Levenberg-Marquardt (Appendix C) with mu 0.2 (the paper: 0.02; see
+    /// stochastic diagonal Levenberg-Marquardt (Appendix C) with mu 0.5 (the paper: 0.02; see
     /// [`Sdlm::lecun1998`]) and the curvature
     /// re-estimated on 500 samples before each pass; 20 passes with the learning rate 0.0005
     /// for 2 passes, 0.0002 for 3, 0.0001 for 3, 0.00005 for 4, then 0.00001 (III-B).

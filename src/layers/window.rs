@@ -67,18 +67,19 @@ impl ConvShape {
             k,
             ..
         } = self;
-        let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
         let mut taps = Vec::with_capacity(c_in * k * k);
-        for i in (0..c_in).filter(|&i| maps.iter().any(|&p| sees(p, i))) {
-            for lm in 0..k * k {
-                let w = maps.map(|p| {
-                    if sees(p, i) {
-                        weight[(p * c_in + i) * k * k + lm]
-                    } else {
-                        0.0
-                    }
-                });
-                taps.push(((i * height + lm / k) * width + lm % k, w));
+        for i in 0..c_in {
+            let sees = maps.map(|p| connected.is_none_or(|c| c[p * c_in + i]));
+            if sees == [false; M] {
+                continue;
+            }
+            let kernels = maps.map(|p| &weight[(p * c_in + i) * k * k..][..k * k]);
+            for l in 0..k {
+                for m in 0..k {
+                    let w =
+                        std::array::from_fn(|j| if sees[j] { kernels[j][l * k + m] } else { 0.0 });
+                    taps.push(((i * height + l) * width + m, w));
+                }
             }
         }
         taps
