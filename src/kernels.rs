@@ -223,12 +223,12 @@ multiversion! {
     /// +0, and the entries are added onto the input in `(i, l, m)` order. Entries go two at a
     /// time into `scratch` (`[2, n]`), sharing the loads of `grad`.
     fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, scratch: &mut [f32], grad_input: &mut [f32]) {
-        let ConvShape { c_in, c_out, height, width, k } = shape;
+        let ConvShape { c_in, c_out, k, .. } = shape;
         let n = shape.positions();
         let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
         let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * k * k + lm];
         let mut add_row = |i: usize, lm: usize, row: &[f32]| {
-            let start = (i * height + lm / k) * width + lm % k;
+            let start = shape.run_start(i * k * k + lm);
             for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
                 *g += v;
             }
@@ -276,10 +276,10 @@ multiversion! {
     /// [`GEMM_DEPTH`] positions, one fused multiply-add after another from +0, then the block's
     /// sum added to the gradient. Output maps go eight to a register, taps [`TAPS`] at a time.
     fn correlate_weight_grad(input: &[f32], shape: ConvShape, grad_t: &[f32], square: bool, grad_weight: &mut [f32]) {
-        let ConvShape { c_in, c_out, height, width, k } = shape;
+        let ConvShape { c_in, c_out, k, .. } = shape;
         let (n, taps) = (shape.positions(), c_in * k * k);
         let lanes = grad_t.len() / n;
-        let offset = |r: usize| (r / (k * k) * height + r / k % k) * width + r % k;
+        let offset = |r: usize| shape.run_start(r);
         for lane in (0..lanes).step_by(8) {
             for first in (0..taps).step_by(TAPS) {
                 // a short last group repeats its last tap, whose sums are then not used
@@ -366,7 +366,7 @@ mod tests {
     use super::*;
     use crate::testing::uniform;
     use approx::assert_abs_diff_eq;
-    use ndarray::Array2;
+    use ndarray::{Array2, Array3};
 
     #[test]
     fn exp_is_within_2_ulp() {
@@ -419,45 +419,47 @@ mod tests {
         ]
     }
 
-    /// The weights of `shape` with missing kernels zero, as the `[C_out, C_in·K·K]` matrix.
-    fn masked_weight(shape: ConvShape, table: Option<&[bool]>, seed: u64) -> Array2<f32> {
+    /// Seeded weights `[C_out, C_in·K·K]` of `shape`, as stored (any value in missing kernels)
+    /// and as the products read them (missing kernels zero).
+    fn weights(shape: ConvShape, table: Option<&[bool]>, seed: u64) -> (Array2<f32>, Array2<f32>) {
         let ConvShape { c_in, c_out, k, .. } = shape;
-        let mut weight = uniform((c_out, c_in * k * k), seed);
-        for ((p, r), w) in weight.indexed_iter_mut() {
+        let stored = uniform((c_out, c_in * k * k), seed);
+        let mut masked = stored.clone();
+        for ((p, r), w) in masked.indexed_iter_mut() {
             if table.is_some_and(|t| !t[p * c_in + r / (k * k)]) {
                 *w = 0.0;
             }
         }
-        weight
+        (stored, masked)
+    }
+
+    /// A seeded input `[C_in, H, W]` of `shape` and its windows `[C_in·K·K, N]` (`im2col`).
+    fn input_and_windows(shape: ConvShape, seed: u64) -> (Array3<f32>, Array2<f32>) {
+        let ConvShape {
+            c_in,
+            height,
+            width,
+            k,
+            ..
+        } = shape;
+        let input = uniform((c_in, height, width), seed);
+        let mut cols = Array2::zeros((c_in * k * k, shape.positions()));
+        crate::layers::window::im2col(input.view(), k, cols.view_mut());
+        (input, cols)
     }
 
     #[test]
     fn correlate_gives_the_sums_of_im2col_and_a_product() {
         for (shape, table) in conv_shapes() {
-            let ConvShape {
-                c_in,
-                c_out,
-                height,
-                width,
-                k,
-            } = shape;
             let n = shape.positions();
-            let input = uniform((c_in, height, width), 1);
-            // the stored weights of missing kernels are read as zero, whatever they hold
-            let weight = uniform((c_out, c_in * k * k), 2);
-            let masked = masked_weight(shape, table.as_deref(), 2);
-            let mut cols = Array2::zeros((c_in * k * k, n));
-            crate::layers::window::im2col(input.view(), k, cols.view_mut());
-            let mut expected = Array2::zeros((c_out, n));
+            let (input, cols) = input_and_windows(shape, 1);
+            let (stored, masked) = weights(shape, table.as_deref(), 2);
+            let mut expected = Array2::zeros((shape.c_out, n));
             matmul(masked.view(), cols.view(), 0.0, expected.view_mut());
-            let taps = shape.taps(weight.as_slice().unwrap(), table.as_deref());
-            let mut sums = Array2::zeros((c_out, n));
-            correlate(
-                input.as_slice().unwrap(),
-                n,
-                &taps,
-                sums.as_slice_mut().unwrap(),
-            );
+            let taps = shape.taps(stored.as_slice().unwrap(), table.as_deref());
+            let mut sums = Array2::zeros((shape.c_out, n));
+            let (x, out) = (input.as_slice().unwrap(), sums.as_slice_mut().unwrap());
+            correlate(x, n, &taps, out);
             assert_same_sums(sums.as_slice().unwrap(), expected.as_slice().unwrap());
         }
     }
@@ -474,23 +476,17 @@ mod tests {
             } = shape;
             let n = shape.positions();
             let grad = uniform((c_out, n), 3);
-            let weight = masked_weight(shape, table.as_deref(), 4);
+            let (_, masked) = weights(shape, table.as_deref(), 4);
             let start = uniform((c_in, height, width), 5);
             let mut cols = Array2::zeros((c_in * k * k, n));
-            matmul(weight.t(), grad.view(), 0.0, cols.view_mut());
+            matmul(masked.t(), grad.view(), 0.0, cols.view_mut());
             let mut expected = start.clone();
             crate::layers::window::col2im_add(cols.view(), k, expected.view_mut());
-            let mut got = start.clone();
+            let mut got = start;
             let mut scratch = vec![0.0; 2 * n];
-            let (g, w) = (grad.as_slice().unwrap(), weight.as_slice().unwrap());
-            correlate_adjoint(
-                g,
-                shape,
-                w,
-                table.as_deref(),
-                &mut scratch,
-                got.as_slice_mut().unwrap(),
-            );
+            let (g, w) = (grad.as_slice().unwrap(), masked.as_slice().unwrap());
+            let out = got.as_slice_mut().unwrap();
+            correlate_adjoint(g, shape, w, table.as_deref(), &mut scratch, out);
             assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
         }
     }
@@ -498,26 +494,19 @@ mod tests {
     #[test]
     fn correlate_weight_grad_adds_the_product_with_the_windows() {
         for (shape, _) in conv_shapes() {
-            let ConvShape {
-                c_in,
-                c_out,
-                height,
-                width,
-                k,
-            } = shape;
-            let n = shape.positions();
-            let input = uniform((c_in, height, width), 6);
+            let (c_out, n) = (shape.c_out, shape.positions());
+            let (input, cols) = input_and_windows(shape, 6);
             let grad = uniform((c_out, n), 7);
             let lanes = c_out.div_ceil(8) * 8;
             let mut grad_t = Array2::zeros((n, lanes));
             grad_t.slice_mut(ndarray::s![.., ..c_out]).assign(&grad.t());
             for square in [false, true] {
-                let mut cols = Array2::zeros((c_in * k * k, n));
-                crate::layers::window::im2col(input.view(), k, cols.view_mut());
-                if square {
-                    cols.mapv_inplace(|x| x * x);
-                }
-                let start = uniform((c_out, c_in * k * k), 8);
+                let cols = if square {
+                    cols.mapv(|x| x * x)
+                } else {
+                    cols.clone()
+                };
+                let start = uniform((c_out, cols.nrows()), 8);
                 let mut expected = start.clone();
                 matmul(grad.view(), cols.t(), 1.0, expected.view_mut());
                 let mut got = start;

@@ -209,15 +209,33 @@ impl Conv {
         (shape.positions() > 1).then(|| shape.taps(weight, flat_table(&self.connections)))
     }
 
+    /// The sums of `input` `[B, C_in, H, W]` through the kernels and activation, `[B, C_out,
+    /// OH, OW]`, one sample at a time ([`Conv::forward_sample`]); the weight matrix is built
+    /// only for the matrix-vector product it serves.
+    fn compute(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (out_shape, [_, _, n]) = self.shapes(&input)?;
+        let (_, _, height, width) = input.dim();
+        let taps = self.taps(height, width);
+        let weight = taps
+            .is_none()
+            .then(|| Self::weight_matrix(&self.weight.value, self.connections.as_ref()));
+        let mut sums = Array2::zeros((out_shape[1], n));
+        let mut output = Array4::zeros(out_shape);
+        for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
+            self.forward_sample(weight.as_ref(), taps.as_ref(), x, sums.view_mut(), y);
+        }
+        Ok(output)
+    }
+
     /// One sample: `sums` `[C_out, N]` ← the correlation of `input` `[C_in, H, W]` with the
     /// kernels, then `output` `[C_out, OH, OW]` ← f(sums at the valid positions + bias).
     ///
     /// With `taps` ([`Conv::taps`]), a direct convolution ([`correlate`]); without, a single
-    /// output position (C5): one matrix-vector product of `weight` `[C_out, C_in·K·K]` with
-    /// the flat input, which is then its only window.
+    /// output position (C5): one matrix-vector product of `weight` `[C_out, C_in·K·K]` (given
+    /// then) with the flat input, which is then its only window.
     fn forward_sample(
         &self,
-        weight: ArrayView2<f32>,
+        weight: Option<&CowArray<f32, Ix2>>,
         taps: Option<&Taps>,
         input: ArrayView3<f32>,
         mut sums: ArrayViewMut2<f32>,
@@ -233,7 +251,8 @@ impl Conv {
             }
             None => {
                 let column = ArrayView2::from_shape((flat.len(), 1), flat).expect("one window");
-                matmul(weight, column, 0.0, sums.view_mut());
+                let weight = weight.expect("built where there are no taps");
+                matmul(weight.view(), column, 0.0, sums.view_mut());
             }
         }
         let (_, oh, ow) = output.dim();
@@ -392,15 +411,7 @@ impl Layer for Conv {
     }
 
     fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (out_shape, [_, _, n]) = self.shapes(&input)?;
-        let mut sums = Array2::zeros((out_shape[1], n));
-        let mut output = Array4::zeros(out_shape);
-        let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
-        let (_, _, height, width) = input.dim();
-        let taps = self.taps(height, width);
-        for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
-            self.forward_sample(weight.view(), taps.as_ref(), x, sums.view_mut(), y);
-        }
+        let output = self.compute(input)?;
         // kept for the weight gradient
         self.input = input.as_standard_layout().into_owned();
         self.output.clone_from(&output);
@@ -432,16 +443,7 @@ impl Layer for Conv {
     }
 
     fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (out_shape, [_, _, n]) = self.shapes(&input)?;
-        let mut sums = Array2::zeros((out_shape[1], n));
-        let mut output = Array4::zeros(out_shape);
-        let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
-        let (_, _, height, width) = input.dim();
-        let taps = self.taps(height, width);
-        for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
-            self.forward_sample(weight.view(), taps.as_ref(), x, sums.view_mut(), y);
-        }
-        Ok(output)
+        self.compute(input)
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {

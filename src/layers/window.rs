@@ -38,6 +38,11 @@ impl ConvShape {
         positions(self.height, self.width, self.k)
     }
 
+    /// Start of the run of window entry `r = (i·K + l)·K + m` in the flat input.
+    pub fn run_start(&self, r: usize) -> usize {
+        run_start(r, self.k, self.height, self.width)
+    }
+
     /// The taps of every output map of `weight` `[c_out, c_in, k, k]`, maps two at a time.
     pub fn taps(self, weight: &[f32], connected: Option<&[bool]>) -> Taps {
         let pairs = (0..self.c_out / 2)
@@ -95,7 +100,6 @@ pub(crate) struct Taps {
 }
 
 /// Start of the run of window entry `row = (c·K + l)·K + m` in the flat input.
-#[cfg(test)]
 fn run_start(row: usize, k: usize, height: usize, width: usize) -> usize {
     let (c, l, m) = (row / (k * k), row / k % k, row % k);
     (c * height + l) * width + m
