@@ -4,51 +4,104 @@
 //! centred by centre of mass in a 28x28 field, white ink on black. [`to_mnist`] does the same
 //! to any photo or scan, so the network sees what it was trained on.
 
+use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, GrayImage, ImageReader, Limits, imageops};
+use image::{
+    DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits,
+    imageops,
+};
 use ndarray::Array2;
 
 use crate::data::mnist::SIDE;
+use crate::io::read_limited;
 use crate::{Error, Result};
 
-/// The largest picture accepted, in pixels on a side: bounds the memory decoding may take
-/// (a 8192 x 8192 RGBA image is 256 MiB).
+/// The largest picture accepted, in pixels on a side.
 pub const MAX_SIDE: u32 = 8192;
+/// The largest picture file read, 32 MiB (a 50-megapixel JPEG is about 20 MB).
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
+/// The most the decoder may allocate, 64 MiB: a 21-megapixel RGB photo, or a 16-megapixel
+/// RGBA one. Together with [`MAX_FILE_BYTES`] this bounds the memory a picture can take.
+pub const MAX_DECODE_BYTES: u64 = 64 << 20;
+/// The picture is looked at with its longer side at most this long (larger ones are averaged
+/// down by a whole factor first), which bounds the working memory after decoding.
+const WORK_SIDE: u32 = 1024;
 /// The side of the box the digit is scaled to fit.
 const BOX: u32 = 20;
 /// A pixel at least this bright (after inverting a light background) is ink.
 const INK: u8 = 64;
+/// The ink must span at least this many pixels of the working picture ...
+const MIN_INK_SIDE: u32 = 6;
+/// ... and at least this fraction of its longer side, or it is a speck, not a digit.
+const MIN_INK_FRACTION: f32 = 1.0 / 25.0;
 
-/// Decodes a PNG, JPEG or PNM file, refusing pictures over [`MAX_SIDE`] on a side.
+/// Decodes a PNG, JPEG or PNM file of at most [`MAX_FILE_BYTES`] (see [`decode_image`]).
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be read, [`Error::Image`] when it cannot be decoded or
-/// is too large.
+/// [`Error::Io`] when the file cannot be read, [`Error::TooLarge`] when it is larger than
+/// [`MAX_FILE_BYTES`], and the errors of [`decode_image`].
 pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
     let path = path.as_ref();
+    let bytes = read_limited(path, MAX_FILE_BYTES, "a picture")?;
+    decode_image(&bytes, &path.display().to_string())
+}
+
+/// Decodes the bytes of a PNG, JPEG or PNM picture, turned upright by its EXIF orientation
+/// (as a phone stores a photo taken sideways). `source_name` names it in errors.
+///
+/// # Errors
+/// [`Error::Image`] when the bytes are not a picture of a supported format, do not decode
+/// completely (a truncated file), are over [`MAX_SIDE`] on a side, or would take more than
+/// [`MAX_DECODE_BYTES`] to decode.
+pub fn decode_image(bytes: &[u8], source_name: &str) -> Result<DynamicImage> {
     let bad = |reason: String| Error::Image {
-        source_name: path.display().to_string(),
+        source_name: source_name.into(),
         reason,
     };
-    let mut reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+    let format = image::guess_format(bytes).map_err(|e| bad(e.to_string()))?;
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(bad(
+            "the JPEG ends before its last scan does (a truncated file)".into(),
+        ));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    reader.decode().map_err(|e| bad(e.to_string()))
+    let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    if decoder.total_bytes() > MAX_DECODE_BYTES {
+        let (w, h) = decoder.dimensions();
+        return Err(bad(format!(
+            "a {w}x{h} {:?} picture takes {} bytes to decode, more than the limit of {MAX_DECODE_BYTES}",
+            decoder.color_type(),
+            decoder.total_bytes()
+        )));
+    }
+    let orientation = decoder.orientation().map_err(|e| bad(e.to_string()))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Whether a JPEG's end-of-image marker follows its last start-of-scan. Entropy-coded data
+/// never holds a marker, so a file cut anywhere in or before its last scan lacks one (an
+/// embedded thumbnail's markers come before the main image's).
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|m| m == [0xff, 0xda]);
+    last_scan.is_some_and(|at| bytes[at..].windows(2).any(|m| m == [0xff, 0xd9]))
 }
 
 /// The digit in `image` as MNIST would have it: `[28, 28]`, white ink (255) on black (0).
 ///
-/// Grayscale (a transparent pixel counts as white paper), inverted when the border is lighter
-/// than mid-grey, stretched so that the paper is black and the strongest stroke white, cropped
-/// to the ink, scaled so that its longer side is 20 pixels, and placed
+/// Grayscale (a transparent pixel counts as white paper), averaged down to at most 1024
+/// pixels on a side; then the paper is found before the ink: the picture's two levels are
+/// split by Otsu's threshold, and a large light page on a darker surround (a sheet on a desk)
+/// becomes the paper, its surround painted over with it. Ink is what differs from the paper
+/// (the picture is inverted when the paper is light), stretched so that the paper is black and
+/// the strongest stroke white, cropped, scaled so that its longer side is 20 pixels, and placed
 /// so that its centre of mass is at the centre of the 28x28 field.
 ///
 /// ```
@@ -63,45 +116,57 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
 /// ```
 ///
 /// # Errors
-/// [`Error::Image`] naming `source_name` when the image is empty or has no ink.
+/// [`Error::Image`] naming `source_name` when the image is empty, has no ink, or has too
+/// little ink to be a digit (a speck: less than 1/25 of the picture's longer side).
 pub fn to_mnist(image: &DynamicImage, source_name: &str) -> Result<Array2<u8>> {
-    let bad = |reason: &str| Error::Image {
+    let bad = |reason: String| Error::Image {
         source_name: source_name.into(),
-        reason: reason.into(),
+        reason,
     };
     if image.width() == 0 || image.height() == 0 {
-        return Err(bad("the image is empty"));
+        return Err(bad("the image is empty".into()));
     }
-    let gray = on_white_paper(image);
+    let mut gray = grayscale(image);
+    let Some(threshold) = otsu(&gray) else {
+        return Err(bad("no digit found: the image is blank".into()));
+    };
+    let mut light = border_is_light(&gray, threshold);
+    if !light && cover_surround(&mut gray, threshold) {
+        light = true;
+    }
     let (w, h) = gray.dimensions();
-    let border = gray
-        .enumerate_pixels()
-        .filter(|(x, y, _)| *x == 0 || *y == 0 || *x == w - 1 || *y == h - 1);
-    let (sum, count) = border.fold((0u64, 0u64), |(s, n), (_, _, p)| {
-        (s + u64::from(p[0]), n + 1)
+    let (sum, count) = border(w, h).fold((0u64, 0u64), |(s, n), (x, y)| {
+        (s + u64::from(gray.get_pixel(x, y)[0]), n + 1)
     });
-    let light = sum > 128 * count;
     // ink is what differs from the paper: invert a light background, then stretch the range
     // from the paper's level to the darkest stroke onto 0..=255 (grey paper becomes black)
     let ink_level = |p: u8| if light { 255 - p } else { p };
-    let paper = ink_level((sum / count.max(1)) as u8);
+    let paper = ink_level((sum / count) as u8);
     let darkest = gray.pixels().map(|p| ink_level(p[0])).max().unwrap_or(0);
     if darkest <= paper {
-        return Err(bad("no ink found: the image is blank"));
+        return Err(bad("no digit found: the image is blank".into()));
     }
     let range = f32::from(darkest - paper);
-    let ink = GrayImage::from_fn(w, h, |x, y| {
-        let above_paper = f32::from(ink_level(gray.get_pixel(x, y)[0]).saturating_sub(paper));
-        image::Luma([(above_paper * 255.0 / range).round() as u8])
-    });
+    for p in gray.pixels_mut() {
+        let above_paper = f32::from(ink_level(p[0]).saturating_sub(paper));
+        p[0] = (above_paper * 255.0 / range).round() as u8;
+    }
+    let ink = gray;
     let inked = ink.enumerate_pixels().filter(|(_, _, p)| p[0] >= INK);
     let (x0, y0, x1, y1) = inked.fold((u32::MAX, u32::MAX, 0, 0), |(x0, y0, x1, y1), (x, y, _)| {
         (x0.min(x), y0.min(y), x1.max(x), y1.max(y))
     });
     if x0 > x1 {
-        return Err(bad("no ink found: the image is blank"));
+        return Err(bad("no digit found: the image is blank".into()));
     }
-    let crop = imageops::crop_imm(&ink, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    let (ink_w, ink_h) = (x1 - x0 + 1, y1 - y0 + 1);
+    let least = (MIN_INK_FRACTION * w.max(h) as f32).max(MIN_INK_SIDE as f32);
+    if (ink_w.max(ink_h) as f32) < least {
+        return Err(bad(format!(
+            "no digit found: the only ink is a {ink_w}x{ink_h} speck in a {w}x{h} picture"
+        )));
+    }
+    let crop = imageops::crop_imm(&ink, x0, y0, ink_w, ink_h).to_image();
     let scale = BOX as f64 / f64::from(crop.width().max(crop.height()));
     let size = |side: u32| ((f64::from(side) * scale).round() as u32).clamp(1, BOX);
     let boxed = imageops::resize(
@@ -129,20 +194,171 @@ pub fn to_mnist(image: &DynamicImage, source_name: &str) -> Result<Array2<u8>> {
     Ok(out)
 }
 
-/// Grayscale, with every transparent pixel blended onto white.
-fn on_white_paper(image: &DynamicImage) -> GrayImage {
-    let la = image.to_luma_alpha8();
-    GrayImage::from_fn(la.width(), la.height(), |x, y| {
-        let [l, a] = la.get_pixel(x, y).0;
-        let blended = (u32::from(l) * u32::from(a) + 255 * (255 - u32::from(a))) / 255;
-        image::Luma([blended as u8])
+/// Grayscale (Rec. 709 luma, as `image` computes it), every transparent pixel blended onto
+/// white, and averaged over whole `f x f` blocks so that the longer side is at most
+/// [`WORK_SIDE`]: one pass over the picture, no full-size copy.
+fn grayscale(image: &DynamicImage) -> GrayImage {
+    let (w, h) = image.dimensions();
+    let f = w.max(h).div_ceil(WORK_SIDE);
+    let (sw, sh) = (w.div_ceil(f), h.div_ceil(f));
+    let mut sums = vec![0u32; (sw * sh) as usize];
+    for (x, y, p) in image.pixels() {
+        let [r, g, b, a] = p.0.map(u32::from);
+        let luma = (2126 * r + 7152 * g + 722 * b) / 10_000;
+        sums[((y / f) * sw + x / f) as usize] += (luma * a + 255 * (255 - a)) / 255;
+    }
+    GrayImage::from_fn(sw, sh, |x, y| {
+        let covered = |at: u32, side: u32| (side - at * f).min(f);
+        let n = covered(x, w) * covered(y, h);
+        image::Luma([(sums[(y * sw + x) as usize] / n) as u8])
     })
+}
+
+/// Otsu's threshold: the level `t` that best splits the pixels into `<= t` and `> t` (the
+/// largest between-class variance); `None` when every pixel has one level.
+fn otsu(gray: &GrayImage) -> Option<u8> {
+    let mut histogram = [0u64; 256];
+    gray.pixels()
+        .for_each(|p| histogram[usize::from(p[0])] += 1);
+    let total: u64 = histogram.iter().sum();
+    let sum: f64 = (0..256).map(|i| i as f64 * histogram[i] as f64).sum();
+    let (mut below, mut below_sum, mut best) = (0u64, 0.0, None);
+    let mut best_variance = -1.0;
+    for (t, &count) in histogram.iter().enumerate().take(255) {
+        below += count;
+        below_sum += t as f64 * count as f64;
+        let above = total - below;
+        if below == 0 || above == 0 {
+            continue;
+        }
+        let (mean_below, mean_above) = (below_sum / below as f64, (sum - below_sum) / above as f64);
+        let variance = below as f64 * above as f64 * (mean_below - mean_above).powi(2);
+        if variance > best_variance {
+            (best_variance, best) = (variance, Some(t as u8));
+        }
+    }
+    best
+}
+
+/// The border pixels of a `w x h` picture, each once.
+fn border(w: u32, h: u32) -> impl Iterator<Item = (u32, u32)> {
+    (0..h).flat_map(move |y| {
+        let every = y == 0 || y == h - 1;
+        let xs: Box<dyn Iterator<Item = u32>> = if every || w < 2 {
+            Box::new(0..w)
+        } else {
+            Box::new([0, w - 1].into_iter())
+        };
+        xs.map(move |x| (x, y))
+    })
+}
+
+/// Whether most border pixels are above `threshold`.
+fn border_is_light(gray: &GrayImage, threshold: u8) -> bool {
+    let (w, h) = gray.dimensions();
+    let (light, count) = border(w, h).fold((0, 0), |(l, n), (x, y)| {
+        (l + usize::from(gray.get_pixel(x, y)[0] > threshold), n + 1)
+    });
+    2 * light > count
+}
+
+/// Finds a page on a dark surround (a sheet of paper photographed on a desk) and paints the
+/// surround with the page's level, so that the page becomes the paper; returns whether it did.
+///
+/// The surround is the dark pixels connected to the border. What it encloses is a page when
+/// it covers at least a quarter of the picture, is at least 80 % light (the ink on a page is
+/// sparse; a light-on-dark digit's holes are not), and is broad: its largest inscribed disc
+/// has a radius of at least a quarter of its longer side (a stroke's is far smaller).
+fn cover_surround(gray: &mut GrayImage, threshold: u8) -> bool {
+    let (w, h) = gray.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    let dark = |p: u8| p <= threshold;
+    // flood fill from the border through dark pixels, 4-connected
+    let mut outside = vec![false; wu * hu];
+    let mut stack: Vec<(u32, u32)> = border(w, h)
+        .filter(|&(x, y)| dark(gray.get_pixel(x, y)[0]))
+        .collect();
+    while let Some((x, y)) = stack.pop() {
+        let i = y as usize * wu + x as usize;
+        if outside[i] || !dark(gray.get_pixel(x, y)[0]) {
+            continue;
+        }
+        outside[i] = true;
+        if x > 0 {
+            stack.push((x - 1, y));
+        }
+        if x + 1 < w {
+            stack.push((x + 1, y));
+        }
+        if y > 0 {
+            stack.push((x, y - 1));
+        }
+        if y + 1 < h {
+            stack.push((x, y + 1));
+        }
+    }
+    let inside: Vec<usize> = (0..wu * hu).filter(|&i| !outside[i]).collect();
+    let light: Vec<u8> = inside
+        .iter()
+        .map(|&i| gray.as_raw()[i])
+        .filter(|&p| !dark(p))
+        .collect();
+    if 4 * inside.len() < wu * hu || 5 * light.len() < 4 * inside.len() {
+        return false;
+    }
+    let (x0, x1) = (
+        inside.iter().map(|i| i % wu).min(),
+        inside.iter().map(|i| i % wu).max(),
+    );
+    let (y0, y1) = (
+        inside.first().map(|i| i / wu),
+        inside.last().map(|i| i / wu),
+    );
+    let (Some(x0), Some(x1), Some(y0), Some(y1)) = (x0, x1, y0, y1) else {
+        return false;
+    };
+    let longer = (x1 - x0 + 1).max(y1 - y0 + 1);
+    if 4 * inscribed_radius(&outside, wu, hu) < longer {
+        return false;
+    }
+    let level = (light.iter().map(|&p| u64::from(p)).sum::<u64>() / light.len() as u64) as u8;
+    for (p, &out) in gray.iter_mut().zip(&outside) {
+        if out {
+            *p = level;
+        }
+    }
+    true
+}
+
+/// The radius of the largest disc inside the region where `outside` is false (picture edges
+/// count as outside), by a two-pass city-block distance transform.
+fn inscribed_radius(outside: &[bool], w: usize, h: usize) -> usize {
+    let far = w + h;
+    let mut d: Vec<usize> = outside.iter().map(|&o| if o { 0 } else { far }).collect();
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let up = if y > 0 { d[i - w] } else { 0 };
+            let left = if x > 0 { d[i - 1] } else { 0 };
+            d[i] = d[i].min(up + 1).min(left + 1);
+        }
+    }
+    for y in (0..h).rev() {
+        for x in (0..w).rev() {
+            let i = y * w + x;
+            let down = if y + 1 < h { d[i + w] } else { 0 };
+            let right = if x + 1 < w { d[i + 1] } else { 0 };
+            d[i] = d[i].min(down + 1).min(right + 1);
+        }
+    }
+    d.into_iter().max().unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use image::{Luma, LumaA, Rgb, RgbImage};
+    use std::io::Cursor;
 
     #[test]
     fn dark_and_light_backgrounds_give_the_same_digit() {
@@ -183,7 +399,7 @@ mod tests {
             to_mnist(&blank, "blank")
                 .unwrap_err()
                 .to_string()
-                .contains("no ink")
+                .contains("no digit found")
         );
         assert!(to_mnist(&DynamicImage::new_luma8(0, 5), "empty").is_err());
         assert!(matches!(
@@ -200,5 +416,102 @@ mod tests {
         let err = load_image(&path).unwrap_err().to_string();
         assert!(err.contains("limit"), "{err}");
         std::fs::remove_file(path).unwrap();
+    }
+
+    /// A 100 x 140 picture of a dark vertical bar (a "1") on light paper.
+    fn one_on_paper() -> GrayImage {
+        GrayImage::from_fn(100, 140, |x, y| {
+            let ink = (45..57).contains(&x) && (20..120).contains(&y);
+            Luma([if ink { 20 } else { 230 }])
+        })
+    }
+
+    fn jpeg(image: &GrayImage) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+            .encode_image(image)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn truncated_pictures_are_errors() {
+        let image = one_on_paper();
+        let mut png = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        for bytes in [jpeg(&image), png] {
+            decode_image(&bytes, "whole").unwrap();
+            for percent in (30..=95).step_by(5) {
+                let cut = &bytes[..bytes.len() * percent / 100];
+                let err = decode_image(cut, "cut").unwrap_err();
+                assert!(matches!(err, Error::Image { .. }), "{percent} %: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn exif_orientation_turns_the_picture_upright() {
+        // stored 140 wide and 100 high, with orientation 6: shown turned 90° clockwise
+        let stored = imageops::rotate270(&one_on_paper());
+        let mut bytes = jpeg(&stored);
+        // APP1 "Exif", a big-endian TIFF header and one IFD entry: tag 0x0112, SHORT, 1, value 6
+        let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0".to_vec();
+        tiff.extend([0, 0, 0, 0]);
+        let mut app1 = vec![0xff, 0xe1];
+        app1.extend(((2 + 6 + tiff.len()) as u16).to_be_bytes());
+        app1.extend(b"Exif\0\0");
+        app1.extend(tiff);
+        bytes.splice(2..2, app1);
+        let upright = decode_image(&bytes, "sideways").unwrap();
+        assert_eq!(upright.dimensions(), (100, 140));
+        let digit = to_mnist(&upright, "sideways").unwrap();
+        // an upright bar: 20 rows tall in the middle column
+        assert_eq!((0..28).filter(|&r| digit[[r, 14]] > 128).count(), 20);
+    }
+
+    #[test]
+    fn a_page_on_a_dark_desk_is_the_paper() {
+        let page = one_on_paper();
+        // the page in the middle of a dark desk twice its size
+        let desk = GrayImage::from_fn(200, 240, |x, y| {
+            let on_page = (50..150).contains(&x) && (50..190).contains(&y);
+            Luma([if on_page {
+                page.get_pixel(x - 50, y - 50)[0]
+            } else {
+                35
+            }])
+        });
+        let alone = to_mnist(&DynamicImage::ImageLuma8(page), "page").unwrap();
+        let on_desk = to_mnist(&DynamicImage::ImageLuma8(desk), "desk").unwrap();
+        assert_eq!(on_desk, alone);
+    }
+
+    #[test]
+    fn a_speck_is_no_digit() {
+        let speck = GrayImage::from_fn(600, 800, |x, y| {
+            Luma([if (300..305).contains(&x) && (400..404).contains(&y) {
+                0
+            } else {
+                240
+            }])
+        });
+        let err = to_mnist(&DynamicImage::ImageLuma8(speck), "speck")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no digit found") && err.contains("5x4 speck"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn large_pictures_are_averaged_down_to_the_same_digit() {
+        let small = one_on_paper();
+        let large = imageops::resize(&small, 1000, 1400, imageops::FilterType::Nearest);
+        let a = to_mnist(&DynamicImage::ImageLuma8(small), "small").unwrap();
+        let b = to_mnist(&DynamicImage::ImageLuma8(large), "large").unwrap();
+        assert_eq!(a, b);
     }
 }

@@ -48,6 +48,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file, or a stream inside it, holds more bytes than the crate reads for its kind.
+    #[error("{}: larger than {limit} bytes, the most read for {what}", .path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What kind of file, e.g. `"a model file"`.
+        what: &'static str,
+        /// The bound, in bytes.
+        limit: u64,
+    },
     /// An IDX file is malformed: bad magic number, bad dimensions, truncated, or inconsistent.
     #[error("{}: {reason}", .path.display())]
     Idx {

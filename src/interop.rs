@@ -14,15 +14,17 @@
 //! same names (C3's missing connections are zero kernels, the prototypes are ±1);
 //! [`Preset::Modern`] has `conv1`, `conv2`, `conv3`, `fc1` `[84, 120]` and
 //! `fc2` `[10, 84]`, as the usual PyTorch LeNet-5. The header's metadata names the preset
-//! (`"architecture"`); a file without it is read as the report's network.
+//! (`"architecture"`); loading recognises the preset from the tensors themselves, and refuses
+//! a file whose metadata says otherwise.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::io::write_atomic;
-use crate::{Error, Layer, LeNet5, Preset, RbfOutput, Result};
+use crate::io::{MAX_MODEL_FILE, check_finite, model_error, read_limited, write_atomic};
+use crate::layers::rbf_output::{CLASSES, GLYPH_HEIGHT, GLYPH_WIDTH};
+use crate::{C3_CONNECTIONS, Layer, LeNet5, Preset, RbfOutput, Result};
 
 /// PyTorch-style names of the seven layers of the report's and LeCun's LeNet-5, in order.
 pub const LAYER_NAMES: [&str; 7] = ["conv1", "s2", "conv2", "s4", "conv3", "fc", "rbf"];
@@ -77,29 +79,27 @@ fn tensors(net: &LeNet5) -> Vec<(String, Vec<usize>, Vec<u8>)> {
 const ARCHITECTURE_KEY: &str = "architecture";
 
 /// The safetensors bytes of `(name, shape, little-endian F32 bytes)` tensors, with the
-/// preset's architecture name in the metadata.
-fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], preset: Preset) -> Vec<u8> {
+/// preset's architecture name in the metadata when there is one.
+fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], preset: Option<Preset>) -> Vec<u8> {
     let views = tensors.iter().map(|(name, shape, bytes)| {
         let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match");
         (name.as_str(), view)
     });
-    let metadata = HashMap::from([(
-        ARCHITECTURE_KEY.to_string(),
-        preset.architecture().to_string(),
-    )]);
-    safetensors::serialize(views, Some(metadata)).expect("serialising to memory cannot fail")
+    let metadata = preset
+        .map(|p| HashMap::from([(ARCHITECTURE_KEY.to_string(), p.architecture().to_string())]));
+    safetensors::serialize(views, metadata).expect("serialising to memory cannot fail")
 }
 
 impl LeNet5 {
     /// The parameters as safetensors bytes, with PyTorch's names and layouts (see [`crate::interop`]).
     pub fn to_safetensors(&self) -> Vec<u8> {
-        serialize(&tensors(self), self.preset())
+        serialize(&tensors(self), Some(self.preset()))
     }
 
     /// Writes [`LeNet5::to_safetensors`] to `path`, atomically.
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be written; a previous file is left intact.
+    /// [`Error::Io`](crate::Error::Io) when the file cannot be written; a previous file is left intact.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
         write_atomic(path.as_ref(), &self.to_safetensors())
     }
@@ -108,60 +108,132 @@ impl LeNet5 {
     /// writes it (for example by PyTorch's `safetensors.torch.save_file`). `source_name` names
     /// the bytes in errors.
     ///
+    /// The preset is recognised from the tensors: `fc1`/`fc2` are the modern network's; the
+    /// report's and LeCun's share their names and differ in `rbf.weight` (0/1 or ±1 codes) or,
+    /// without it, in C3's kernels (LeCun's missing connections are zero). The `architecture`
+    /// metadata, when present, must name the same preset.
+    ///
     /// # Errors
-    /// [`Error::Model`] when the bytes are not safetensors, or a tensor is missing, not `F32`,
-    /// or of another shape.
+    /// [`Error::Model`](crate::Error::Model) when the bytes are not safetensors, a tensor is missing, not `F32`, of
+    /// another shape or holds a NaN or infinite value, the tensors fit no preset, or the
+    /// metadata names another preset than the tensors.
     pub fn from_safetensors(bytes: &[u8], source_name: &str) -> Result<Self> {
-        let bad = |reason: String| Error::Model {
-            source_name: source_name.into(),
-            reason,
-        };
+        let bad = |reason: String| model_error(source_name, reason);
         let file = SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let architecture = header
+        let preset = recognise(&file).map_err(bad)?;
+        let named = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get(ARCHITECTURE_KEY).cloned());
-        let preset = match architecture {
-            None => Preset::Report,
-            Some(name) => Preset::from_architecture(&name)
-                .ok_or_else(|| bad(format!("unknown architecture {name:?}")))?,
-        };
-        let mut net = LeNet5::from_preset(preset, crate::DEFAULT_SEED);
-        let shapes: Vec<Vec<usize>> = net.params().iter().map(|p| p.shape.to_vec()).collect();
-        let names: Vec<String> = tensors(&net).into_iter().map(|(name, _, _)| name).collect();
-        for ((p, name), shape) in net.params_mut().into_iter().zip(&names).zip(&shapes) {
-            let tensor = file
-                .tensor(name)
-                .map_err(|_| bad(format!("no tensor {name:?}")))?;
-            if tensor.dtype() != Dtype::F32 || tensor.shape() != shape.as_slice() {
+        if let Some(name) = named {
+            let said = Preset::from_architecture(&name)
+                .ok_or_else(|| bad(format!("unknown architecture {name:?}")))?;
+            if said != preset {
                 return Err(bad(format!(
-                    "{name} is {:?} {:?}, expected F32 {shape:?}",
-                    tensor.dtype(),
-                    tensor.shape()
+                    "the metadata says {name:?} but the tensors are {:?}'s",
+                    preset.architecture()
                 )));
             }
-            for (v, b) in p.value.iter_mut().zip(tensor.data().chunks_exact(4)) {
-                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        let mut net = LeNet5::from_preset(preset, crate::DEFAULT_SEED);
+        // the trainable tensors come first; the fixed codes, when there are any, last
+        let expected = tensors(&net);
+        let (trainable, fixed) = expected.split_at(net.params().len());
+        let mut values = Vec::with_capacity(trainable.len());
+        for (name, shape, _) in trainable {
+            values.push(read_f32(&file, name, shape).map_err(bad)?);
+        }
+        for (name, shape, bytes) in fixed {
+            if file.tensor(name).is_ok()
+                && read_f32(&file, name, shape).map_err(bad)? != f32s(bytes)
+            {
+                return Err(bad(format!(
+                    "{name} differs from the network's fixed codes"
+                )));
             }
+        }
+        for (p, v) in net.params_mut().into_iter().zip(&values) {
+            p.value.copy_from_slice(v);
         }
         Ok(net)
     }
 
-    /// [`LeNet5::from_safetensors`] on the bytes of `path`.
+    /// [`LeNet5::from_safetensors`] on the bytes of `path`, read up to [`MAX_MODEL_FILE`].
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read, and the errors of [`LeNet5::from_safetensors`].
+    /// [`Error::Io`](crate::Error::Io) when the file cannot be read, [`Error::TooLarge`](crate::Error::TooLarge) when it is larger, and
+    /// the errors of [`LeNet5::from_safetensors`].
     pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
+        let bytes = read_limited(path, MAX_MODEL_FILE, "a safetensors file")?;
         Self::from_safetensors(&bytes, &path.display().to_string())
     }
+}
+
+/// The values of the `F32` tensor `name`, which must have `shape` and be finite.
+fn read_f32(
+    file: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> std::result::Result<Vec<f32>, String> {
+    let tensor = file
+        .tensor(name)
+        .map_err(|_| format!("no tensor {name:?}"))?;
+    if tensor.dtype() != Dtype::F32 || tensor.shape() != shape {
+        return Err(format!(
+            "{name} is {:?} {:?}, expected F32 {shape:?}",
+            tensor.dtype(),
+            tensor.shape()
+        ));
+    }
+    let values = f32s(tensor.data());
+    check_finite(name, &values)?;
+    Ok(values)
+}
+
+/// Little-endian `F32` bytes as values.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The preset whose tensors `file` holds.
+fn recognise(file: &SafeTensors<'_>) -> std::result::Result<Preset, String> {
+    let has = |name: &str| file.tensor(name).is_ok();
+    if has("fc1.weight") || has("fc2.weight") {
+        return Ok(Preset::Modern);
+    }
+    if !has("fc.weight") {
+        return Err("neither fc.weight nor fc1.weight: not a LeNet-5 of this crate".into());
+    }
+    if has("rbf.weight") {
+        let shape = [CLASSES, GLYPH_WIDTH * GLYPH_HEIGHT];
+        let codes = read_f32(file, "rbf.weight", &shape)?;
+        return [Preset::Report, Preset::LeCun1998]
+            .into_iter()
+            .find(|&p| {
+                layout(p)
+                    .1
+                    .is_some_and(|r| r.weight().as_slice() == Some(&codes[..]))
+            })
+            .ok_or_else(|| "rbf.weight holds neither preset's codes".into());
+    }
+    // without the codes: LeCun's C3 keeps the kernels of missing connections at zero
+    let c3 = read_f32(file, "conv2.weight", &[16, 6, 5, 5])?;
+    let missing_are_zero = c3
+        .chunks_exact(25)
+        .enumerate()
+        .all(|(k, kernel)| C3_CONNECTIONS[k / 6][k % 6] || kernel.iter().all(|&w| w == 0.0));
+    Ok(if missing_are_zero {
+        Preset::LeCun1998
+    } else {
+        Preset::Report
+    })
 }
 
 #[cfg(test)]
@@ -193,11 +265,13 @@ mod tests {
         let net = LeNet5::with_seed(6);
         let mut t = tensors(&net);
         t.retain(|(name, _, _)| name != "s4.coef");
-        let err = LeNet5::from_safetensors(&serialize(&t, Preset::Report), "mem").unwrap_err();
+        let err =
+            LeNet5::from_safetensors(&serialize(&t, Some(Preset::Report)), "mem").unwrap_err();
         assert!(err.to_string().contains("s4.coef"), "{err}");
         let mut t = tensors(&net);
         t[0].1 = vec![6, 25];
-        let err = LeNet5::from_safetensors(&serialize(&t, Preset::Report), "mem").unwrap_err();
+        let err =
+            LeNet5::from_safetensors(&serialize(&t, Some(Preset::Report)), "mem").unwrap_err();
         assert!(err.to_string().contains("conv1.weight"), "{err}");
     }
 
@@ -221,5 +295,62 @@ mod tests {
             .shape()
             .to_vec();
         assert_eq!(modern, [10, 84]);
+    }
+
+    #[test]
+    fn the_preset_comes_from_the_tensors_and_must_agree_with_the_metadata() {
+        for preset in Preset::ALL {
+            let net = LeNet5::from_preset(preset, 5);
+            let all = tensors(&net);
+            // PyTorch's save_file writes no metadata, and may leave out the fixed codes
+            let without_codes: Vec<_> = all
+                .iter()
+                .filter(|(name, _, _)| name != "rbf.weight")
+                .cloned()
+                .collect();
+            for t in [&all, &without_codes] {
+                let back = LeNet5::from_safetensors(&serialize(t, None), "mem").unwrap();
+                assert_eq!(back.preset(), preset);
+                assert_eq!(values(&back), values(&net));
+            }
+            for other in Preset::ALL.into_iter().filter(|&p| p != preset) {
+                let err = LeNet5::from_safetensors(&serialize(&all, Some(other)), "mem")
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("the metadata says"), "{err}");
+            }
+        }
+        // the report's tensors with LeCun's ±1 codes fit no preset
+        let mut t = tensors(&LeNet5::with_seed(1));
+        let codes = RbfOutput::digits().bipolar();
+        let last = t.len() - 1;
+        t[last].2 = codes
+            .weight()
+            .iter()
+            .map(|w| w * 0.5)
+            .flat_map(f32::to_le_bytes)
+            .collect();
+        let err = LeNet5::from_safetensors(&serialize(&t, None), "mem").unwrap_err();
+        assert!(err.to_string().contains("neither preset's codes"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_values_and_oversized_files_are_refused() {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut t = tensors(&LeNet5::with_seed(1));
+            t[2].2[4..8].copy_from_slice(&bad.to_le_bytes());
+            let err = LeNet5::from_safetensors(&serialize(&t, None), "mem")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("\"s2.coef\" holds {bad} at index 1")),
+                "{err}"
+            );
+        }
+        #[cfg(unix)]
+        assert!(matches!(
+            LeNet5::load_safetensors("/dev/zero"),
+            Err(crate::Error::TooLarge { .. })
+        ));
     }
 }

@@ -1,38 +1,65 @@
-//! Saving and loading a network's parameters.
+//! Files: the model format, atomic writes and bounded reads.
 //!
 //! A model file is
 //!
 //! | bytes | content |
 //! |---|---|
 //! | 8 | magic `LENET5\0M` |
-//! | 4 | format version, little-endian `u32` (now 1) |
+//! | 4 | format version, little-endian `u32` (now 2; 1 is still read) |
 //! | 8 | payload length, little-endian `u64` |
 //! | 4 | CRC-32 of the payload, little-endian `u32` |
-//! | n | payload: bincode 2 (standard config) of the architecture name and every parameter's name, shape and values |
+//! | n | payload: bincode 2 (standard config) of the architecture name, each layer's [`LayerConfig`] (version 2 only) and every parameter's name, shape and values |
 //!
-//! Saving writes a temporary file beside the target and renames it over the target, so a save
-//! that fails leaves any previous file as it was. Loading checks every field and returns
-//! [`Error::Model`] for a truncated, corrupted, other-version or other-architecture file.
+//! Loading checks every field and returns [`Error::Model`] for a truncated, corrupted,
+//! other-version or other-architecture file, for a file whose layers differ from the network's
+//! in kind, size, activation or fixed values (version 2), and for NaN or infinite values.
+//! Version 1 files carry no layer configs: they load into any network with the same
+//! architecture name and parameter shapes.
+//!
+//! # Saving
+//! [`write_atomic`] writes a temporary file with a name of its own beside the target (so saves
+//! running at once, in threads or processes, never share one), flushes it to disk, gives it the
+//! permissions of the file it replaces, and renames it over the target. At every moment the
+//! path holds one whole file, the old or a new one; when saves to one path race, the last
+//! rename wins, and each `Ok` means that save's bytes were renamed into place. A failed save
+//! removes its own temporary file and nothing else.
+//!
+//! A symbolic link at the path is followed: the file it points to is replaced and the link
+//! stays. A hard link is not: the path gets a new file, and the other names of the old file
+//! keep the old contents.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::layer::LayerConfig;
 use crate::{Error, Result, Sequential};
 
 /// The first bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"LENET5\0M";
-/// The format version this crate writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this crate writes.
+pub const VERSION: u32 = 2;
 /// Magic, version, payload length and checksum.
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 /// The largest payload read, 64 MiB (LeNet-5's is 250 kB): a corrupt length cannot make
 /// loading allocate without bound.
 pub const MAX_PAYLOAD: usize = 64 << 20;
+/// The largest model file read.
+pub const MAX_MODEL_FILE: u64 = (HEADER_LEN + MAX_PAYLOAD) as u64;
 
+/// The payload of a version 2 file.
 #[derive(Serialize, Deserialize)]
 struct Payload {
+    architecture: String,
+    layers: Vec<LayerConfig>,
+    params: Vec<Tensor>,
+}
+
+/// The payload of a version 1 file: no layer configs.
+#[derive(Deserialize)]
+struct PayloadV1 {
     architecture: String,
     params: Vec<Tensor>,
 }
@@ -44,7 +71,7 @@ struct Tensor {
     values: Vec<f32>,
 }
 
-/// The model file bytes of `net`'s parameters, tagged with `architecture`.
+/// The model file bytes of `net`: its layers' configs and parameters, tagged with `architecture`.
 pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
     let params = net
         .named_params()
@@ -57,6 +84,7 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
         .collect();
     let payload = Payload {
         architecture: architecture.into(),
+        layers: net.configs(),
         params,
     };
     let payload = bincode::serde::encode_to_vec(&payload, bincode::config::standard())
@@ -70,13 +98,15 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
     bytes
 }
 
-/// Loads the parameters in `bytes` into `net`, which must have the same `architecture` and
-/// parameter shapes. `source_name` names the bytes in errors. `net` is changed only on success.
+/// Loads the parameters in `bytes` into `net`, which must have the same `architecture`,
+/// layers (version 2) and parameter shapes. `source_name` names the bytes in errors. `net` is
+/// changed only on success.
 ///
 /// # Errors
 /// [`Error::Model`] saying what is wrong: bad magic, another version, a length or checksum
-/// that does not match, an undecodable payload, another architecture, or a parameter whose
-/// name or shape differs from `net`'s.
+/// that does not match, an undecodable payload, another architecture, a layer whose kind,
+/// sizes, activation or fixed values differ from `net`'s, a parameter whose name or shape
+/// differs, or a value that is NaN or infinite.
 pub fn load_bytes(
     net: &mut Sequential,
     architecture: &str,
@@ -90,6 +120,9 @@ pub fn load_bytes(
             "a {:?} model, expected {architecture:?}",
             decoded.architecture
         )));
+    }
+    if let Some(layers) = &decoded.layers {
+        check_layers(&net.configs(), layers).map_err(bad)?;
     }
     check_params(net, &decoded.params).map_err(bad)?;
     for ((_, p), tensor) in net.named_params_mut().into_iter().zip(decoded.params) {
@@ -107,15 +140,22 @@ pub fn architecture_of(bytes: &[u8], source_name: &str) -> Result<String> {
 }
 
 /// [`Error::Model`] for the file `source_name`.
-fn model_error(source_name: &str, reason: String) -> Error {
+pub(crate) fn model_error(source_name: &str, reason: String) -> Error {
     Error::Model {
         source_name: source_name.into(),
         reason,
     }
 }
 
+/// A decoded payload of either version; `layers` is `None` for version 1.
+struct Decoded {
+    architecture: String,
+    layers: Option<Vec<LayerConfig>>,
+    params: Vec<Tensor>,
+}
+
 /// The payload of the model file `bytes`, after checking its header and checksum.
-fn decode(bytes: &[u8], source_name: &str) -> Result<Payload> {
+fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
     let bad = |reason| model_error(source_name, reason);
     let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(bad(format!(
@@ -128,9 +168,9 @@ fn decode(bytes: &[u8], source_name: &str) -> Result<Payload> {
         return Err(bad("not a lenet5 model file (bad magic)".into()));
     }
     let version = u32::from_le_bytes(field(8..12).try_into().expect("4 bytes"));
-    if version != VERSION {
+    if version != 1 && version != VERSION {
         return Err(bad(format!(
-            "format version {version} is not supported (this crate reads {VERSION})"
+            "format version {version} is not supported (this crate reads 1 and {VERSION})"
         )));
     }
     let len = u64::from_le_bytes(field(12..20).try_into().expect("8 bytes"));
@@ -144,19 +184,66 @@ fn decode(bytes: &[u8], source_name: &str) -> Result<Payload> {
     if crc != crc32fast::hash(payload) {
         return Err(bad("checksum mismatch: the file is corrupted".into()));
     }
-    let config = bincode::config::standard().with_limit::<MAX_PAYLOAD>();
-    let (decoded, used): (Payload, usize) = bincode::serde::decode_from_slice(payload, config)
-        .map_err(|e| bad(format!("undecodable payload: {e}")))?;
-    if used != payload.len() {
-        return Err(bad(format!(
+    let decoded = if version == 1 {
+        let (v1, used) = decode_payload::<PayloadV1>(payload).map_err(bad)?;
+        let decoded = Decoded {
+            architecture: v1.architecture,
+            layers: None,
+            params: v1.params,
+        };
+        (decoded, used)
+    } else {
+        let (v2, used) = decode_payload::<Payload>(payload).map_err(bad)?;
+        let decoded = Decoded {
+            architecture: v2.architecture,
+            layers: Some(v2.layers),
+            params: v2.params,
+        };
+        (decoded, used)
+    };
+    match decoded {
+        (decoded, used) if used == payload.len() => Ok(decoded),
+        (_, used) => Err(bad(format!(
             "{} bytes after the payload",
             payload.len() - used
-        )));
+        ))),
     }
-    Ok(decoded)
 }
 
-/// That `tensors` match `net`'s parameters one for one, in name, shape and length.
+/// `T` decoded from `payload` with a size limit, and the bytes it used.
+fn decode_payload<T: serde::de::DeserializeOwned>(
+    payload: &[u8],
+) -> std::result::Result<(T, usize), String> {
+    let config = bincode::config::standard().with_limit::<MAX_PAYLOAD>();
+    bincode::serde::decode_from_slice(payload, config)
+        .map_err(|e| format!("undecodable payload: {e}"))
+}
+
+/// That the file's layers `saved` are the network's `layers`, one for one.
+fn check_layers(layers: &[LayerConfig], saved: &[LayerConfig]) -> std::result::Result<(), String> {
+    if let Some(i) = (0..layers.len().min(saved.len())).find(|&i| layers[i] != saved[i]) {
+        let (file, net) = (&saved[i], &layers[i]);
+        let fixed = if file.to_string() == net.to_string() {
+            " (their fixed values or connection tables differ)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "layer {i} is {file} in the file, {net} in the network{fixed}"
+        ));
+    }
+    if layers.len() != saved.len() {
+        return Err(format!(
+            "the file has {} layers, the network {}",
+            saved.len(),
+            layers.len()
+        ));
+    }
+    Ok(())
+}
+
+/// That `tensors` match `net`'s parameters one for one, in name, shape and length, and hold
+/// only finite values.
 fn check_params(net: &Sequential, tensors: &[Tensor]) -> std::result::Result<(), String> {
     let params = net.named_params();
     if params.len() != tensors.len() {
@@ -176,12 +263,23 @@ fn check_params(net: &Sequential, tensors: &[Tensor]) -> std::result::Result<(),
                 p.shape
             ));
         }
+        check_finite(&t.name, &t.values)?;
     }
     Ok(())
 }
 
-/// Saves `net`'s parameters to `path` atomically: a temporary file in the same directory,
-/// flushed to disk, then renamed over `path`.
+/// That every value of the parameter `name` is finite.
+pub(crate) fn check_finite(name: &str, values: &[f32]) -> std::result::Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!(
+            "parameter {name:?} holds {} at index {i}",
+            values[i]
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Saves `net`'s layers and parameters to `path` atomically (see [Saving](self#saving)).
 ///
 /// # Errors
 /// [`Error::Io`] naming the file when writing or renaming fails; the temporary file is removed
@@ -190,41 +288,128 @@ pub fn save(net: &Sequential, architecture: &str, path: impl AsRef<Path>) -> Res
     write_atomic(path.as_ref(), &to_bytes(net, architecture))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a temporary file of its own and a rename (see
+/// [Saving](self#saving)).
+///
+/// # Errors
+/// [`Error::Io`] naming `path` when any step fails; the temporary file is then removed and
+/// `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |file| file.write_all(bytes))
 }
 
-/// Runs `write` on a temporary file beside `path`, then flushes it and renames it to `path`.
-/// On any error the temporary file is removed and `path` is left as it was.
+/// Checks that a file can be created in the directory of `path` (and that `path` is not a
+/// directory), by creating and removing a temporary file there: a long run calls it before
+/// it starts, so that its result is not lost at the end.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` when the directory is missing or not writable, or `path` is a
+/// directory.
+pub fn check_writable(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let target = resolve(path).map_err(|source| io_error(path, source))?;
+    if target.is_dir() {
+        return Err(io_error(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+        ));
+    }
+    let (tmp, file) = create_temporary(&target).map_err(|source| io_error(path, source))?;
+    drop(file);
+    std::fs::remove_file(&tmp).map_err(|source| io_error(path, source))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// Runs `write` on a temporary file beside `path` (beside the file a symlink at `path` points
+/// to), then flushes it, gives it the old file's permissions and renames it into place. On
+/// any error the temporary file is removed and `path` is left as it was.
 fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let target = resolve(path).map_err(|source| io_error(path, source))?;
+    let (tmp, mut file) = create_temporary(&target).map_err(|source| io_error(path, source))?;
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        if let Ok(old) = std::fs::metadata(&target) {
+            file.set_permissions(old.permissions())?;
+        }
         write(&mut file)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        drop(file);
+        std::fs::rename(&tmp, &target)?;
+        sync_dir(&target);
+        Ok(())
     })();
     result.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        io_error(path, source)
     })
 }
 
-/// Loads parameters saved by [`save`] into `net`.
+/// `path`, or the file it points to when it is a symbolic link (even a dangling one).
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let mut target = path.to_path_buf();
+    // a bounded walk: a cycle of links ends in an error, not a loop
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&target)?;
+                target = match target.parent() {
+                    Some(dir) => dir.join(link),
+                    None => link,
+                };
+            }
+            _ => return Ok(target),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+/// Saves in flight in this process, so that two threads never pick the same temporary name.
+static SAVES: AtomicU64 = AtomicU64::new(0);
+
+/// A new file `.NAME.PID-N.tmp` beside `target`, created exclusively.
+fn create_temporary(target: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    loop {
+        let n = SAVES.fetch_add(1, Ordering::Relaxed);
+        let tmp = target.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            // left by a process that had this pid before: take the next number
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Flushes the directory entry of a rename to disk, where the platform allows it.
+fn sync_dir(target: &Path) {
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+}
+
+/// Loads layers and parameters saved by [`save`] into `net`.
 ///
 /// # Errors
-/// [`Error::Io`] when the file cannot be read, and the errors of [`load_bytes`].
+/// [`Error::Io`] when the file cannot be read, [`Error::TooLarge`] for a file larger than
+/// [`MAX_MODEL_FILE`], and the errors of [`load_bytes`].
 pub fn load(net: &mut Sequential, architecture: &str, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     load_bytes(net, architecture, &read(path)?, &path.display().to_string())
@@ -233,28 +418,44 @@ pub fn load(net: &mut Sequential, architecture: &str, path: impl AsRef<Path>) ->
 /// The bytes of the model file `path`, refusing more than a model file can hold.
 ///
 /// # Errors
-/// [`Error::Io`] when it cannot be read, [`Error::Model`] when it is too large.
+/// [`Error::Io`] when it cannot be read, [`Error::TooLarge`] when it is too large.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
-    read_bounded(path, (HEADER_LEN + MAX_PAYLOAD) as u64)
+    read_limited(path, MAX_MODEL_FILE, "a model file")
 }
 
-/// The bytes of `path`, or [`Error::Model`] when it holds more than `limit`.
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let io_error = |source| Error::Io {
-        path: path.into(),
-        source,
-    };
+/// The bytes of `path`, reading at most `limit + 1` of them: [`Error::TooLarge`] when it holds
+/// more than `limit` (a device such as `/dev/zero` included).
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read, [`Error::TooLarge`] when it is too large.
+pub fn read_limited(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path).map_err(|source| io_error(path, source))?;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(io_error)?
+    if let Ok(m) = file.metadata() {
+        if m.is_dir() {
+            return Err(io_error(
+                path,
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+            ));
+        }
+        if m.len() > limit {
+            return Err(Error::TooLarge {
+                path: path.into(),
+                what,
+                limit,
+            });
+        }
+        bytes.reserve_exact(m.len() as usize);
+    }
+    (&mut file)
         .take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(io_error)?;
+        .map_err(|source| io_error(path, source))?;
     if bytes.len() as u64 > limit {
-        return Err(Error::Model {
-            source_name: path.display().to_string(),
-            reason: format!("larger than {limit} bytes"),
+        return Err(Error::TooLarge {
+            path: path.into(),
+            what,
+            limit,
         });
     }
     Ok(bytes)
@@ -305,8 +506,7 @@ mod tests {
 
     #[test]
     fn a_failed_save_leaves_the_previous_file_and_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("lenet5-io-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("failed");
         let path = dir.join("model.bin");
         save(LeNet5::with_seed(1).network(), ARCH, &path).unwrap();
         let before = std::fs::read(&path).unwrap();
@@ -356,5 +556,211 @@ mod tests {
             assert!(err.contains(word), "{err} should mention {word}");
         }
         assert_eq!(values(net.network()), before);
+    }
+
+    /// A fresh directory for one test.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lenet5-io-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn file_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A small stack of `maps` output maps, so that stacks of other sizes write files of other
+    /// lengths.
+    fn small(maps: usize, activation: crate::Activation) -> Sequential {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(maps as u64);
+        Sequential::new([1, 4, 4])
+            .add(
+                crate::Conv::new(1, maps, 3, &mut rng)
+                    .unwrap()
+                    .with_activation(activation),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn concurrent_saves_to_one_path_each_leave_a_whole_model() {
+        let dir = temp_dir("concurrent");
+        let path = dir.join("model.bin");
+        let nets: Vec<Sequential> = (1..=6)
+            .map(|maps| small(maps, crate::Activation::Sigmoid))
+            .collect();
+        let files: Vec<Vec<u8>> = nets.iter().map(|n| to_bytes(n, ARCH)).collect();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // a reader that must only ever see one whole model file, or none yet
+            let reader = scope.spawn(|| {
+                let mut seen = 0;
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        assert!(files.contains(&bytes), "a partial or mixed file");
+                        seen += 1;
+                    }
+                }
+                seen
+            });
+            let savers: Vec<_> = nets
+                .iter()
+                .map(|net| {
+                    scope.spawn(|| {
+                        for _ in 0..30 {
+                            save(net, ARCH, &path).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            savers.into_iter().for_each(|s| s.join().unwrap());
+            done.store(true, Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        assert!(files.contains(&std::fs::read(&path).unwrap()));
+        assert_eq!(file_names(&dir), ["model.bin"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn saving_keeps_permissions_and_follows_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("links");
+        let (real, link) = (dir.join("real.bin"), dir.join("link.bin"));
+        let net = small(2, crate::Activation::Sigmoid);
+        save(&net, ARCH, &real).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink("real.bin", &link).unwrap();
+        let other = small(3, crate::Activation::Sigmoid);
+        save(&other, ARCH, &link).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), to_bytes(&other, ARCH));
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // a hard link keeps the old contents under its other name
+        let hard = dir.join("hard.bin");
+        std::fs::hard_link(&real, &hard).unwrap();
+        save(&net, ARCH, &real).unwrap();
+        assert_eq!(std::fs::read(&hard).unwrap(), to_bytes(&other, ARCH));
+        assert_eq!(std::fs::read(&real).unwrap(), to_bytes(&net, ARCH));
+        assert_eq!(file_names(&dir), ["hard.bin", "link.bin", "real.bin"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_writable_refuses_missing_directories_and_directories() {
+        let dir = temp_dir("writable");
+        check_writable(dir.join("model.bin")).unwrap();
+        assert!(file_names(&dir).is_empty());
+        for bad in [dir.join("missing/model.bin"), dir.clone()] {
+            assert!(
+                matches!(check_writable(&bad), Err(Error::Io { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(!dir.join("missing").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn weights_load_only_into_the_layers_they_were_saved_from() {
+        let bytes = to_bytes(&small(2, crate::Activation::Sigmoid), ARCH);
+        let mut relu = small(2, crate::Activation::Relu);
+        let err = load_bytes(&mut relu, ARCH, &bytes, "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer 0 is Conv 1->2 3x3 Sigmoid in the file, Conv 1->2 3x3 Relu"),
+            "{err}"
+        );
+        let table = ndarray::array![[true], [true]]; // the same sums, but a table
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(2);
+        let conv = crate::Conv::new(1, 2, 3, &mut rng).unwrap();
+        let mut masked = Sequential::new([1, 4, 4])
+            .add(conv.with_connections(table).unwrap())
+            .unwrap();
+        let err = load_bytes(&mut masked, ARCH, &bytes, "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("connection table"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_values_are_refused() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut net = small(2, crate::Activation::Sigmoid);
+            net.named_params_mut()[1].1.value[1] = bad;
+            let bytes = to_bytes(&net, ARCH);
+            let mut target = small(2, crate::Activation::Sigmoid);
+            let before = values(&target);
+            let err = load_bytes(&mut target, ARCH, &bytes, "mem")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("\"layers.0.bias\" holds {bad} at index 1")),
+                "{err}"
+            );
+            assert_eq!(values(&target), before);
+        }
+    }
+
+    #[test]
+    fn version_1_files_still_load() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            architecture: &'a str,
+            params: Vec<Tensor>,
+        }
+        let net = small(2, crate::Activation::Sigmoid);
+        let params = net
+            .named_params()
+            .into_iter()
+            .map(|(name, p)| Tensor {
+                name,
+                shape: p.shape.to_vec(),
+                values: p.value.to_vec(),
+            })
+            .collect();
+        let v1 = V1 {
+            architecture: ARCH,
+            params,
+        };
+        let payload = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend((payload.len() as u64).to_le_bytes());
+        bytes.extend(crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend(payload);
+        let mut other = small(2, crate::Activation::Relu);
+        load_bytes(&mut other, ARCH, &bytes, "mem").unwrap();
+        assert_eq!(values(&other), values(&net));
+    }
+
+    #[test]
+    fn reads_are_bounded() {
+        let dir = temp_dir("bounded");
+        let path = dir.join("big");
+        std::fs::write(&path, vec![0u8; 100]).unwrap();
+        assert_eq!(read_limited(&path, 100, "a test").unwrap().len(), 100);
+        let err = read_limited(&path, 99, "a test").unwrap_err();
+        assert!(matches!(err, Error::TooLarge { limit: 99, .. }), "{err}");
+        #[cfg(unix)]
+        assert!(matches!(
+            read_limited(Path::new("/dev/zero"), 1000, "a test"),
+            Err(Error::TooLarge { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,9 +4,12 @@
 //! `B` batch size, `C` channels, `H` height, `W` width, `K` kernel side.
 //! Every array that flows between layers is 4-D `[B, C, H, W]`; a vector is `[B, n, 1, 1]`.
 
-use ndarray::{Array, Array4, ArrayView4, Dimension};
+use std::fmt;
 
-use crate::{Error, Result};
+use ndarray::{Array, Array4, ArrayView4, Dimension};
+use serde::{Deserialize, Serialize};
+
+use crate::{Activation, Error, Result};
 
 /// A trainable array and the gradient summed into it since the last optimiser step.
 ///
@@ -155,6 +158,112 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
     /// holds some at zero (a [`Conv`](crate::Conv) with a connection table).
     fn param_count(&self) -> usize {
         self.params().iter().map(|p| p.value.len()).sum()
+    }
+
+    /// What the layer is, without its trained values: model files record it, so that saved
+    /// weights load only into a layer of the same kind, sizes and activation. A layer of the
+    /// user's own is [`LayerConfig::Other`] with its name (the default).
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Other {
+            name: self.name().into(),
+        }
+    }
+}
+
+/// What a layer is, without its trained values: its kind, sizes, activation and fixed values.
+///
+/// Two layers with equal configs take the same parameters with the same meaning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum LayerConfig {
+    /// A [`Conv`](crate::Conv).
+    Conv {
+        /// `C_in`.
+        in_channels: usize,
+        /// `C_out`.
+        out_channels: usize,
+        /// `K`.
+        kernel: usize,
+        /// The activation after the sum.
+        activation: Activation,
+        /// The connection table `[C_out, C_in]`, row-major; `None` when fully connected.
+        connections: Option<Vec<bool>>,
+    },
+    /// A [`Subsampling`](crate::Subsampling).
+    Subsampling {
+        /// `C`.
+        channels: usize,
+        /// `K`.
+        kernel: usize,
+        /// The activation after the scaled sum.
+        activation: Activation,
+    },
+    /// A [`Connect`](crate::Connect).
+    Connect {
+        /// Inputs (`C·H·W` of the layer before).
+        inputs: usize,
+        /// Outputs.
+        outputs: usize,
+        /// The activation after the sum.
+        activation: Activation,
+    },
+    /// A [`RbfOutput`](crate::RbfOutput) and its fixed prototypes.
+    RbfOutput {
+        /// Classes.
+        classes: usize,
+        /// Inputs.
+        inputs: usize,
+        /// The prototypes `[classes, inputs]`, row-major.
+        prototypes: Vec<f32>,
+    },
+    /// A [`MaxPool`](crate::MaxPool).
+    MaxPool {
+        /// `K`.
+        kernel: usize,
+    },
+    /// Any other layer, known by its [`Layer::name`].
+    Other {
+        /// The layer's name.
+        name: String,
+    },
+}
+
+/// A short description: kind, sizes and activation (`Conv 6->16 5x5 Sigmoid`).
+impl fmt::Display for LayerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerConfig::Conv {
+                in_channels,
+                out_channels,
+                kernel,
+                activation,
+                connections,
+            } => {
+                write!(
+                    f,
+                    "Conv {in_channels}->{out_channels} {kernel}x{kernel} {activation:?}"
+                )?;
+                if connections.is_some() {
+                    write!(f, " with a connection table")?;
+                }
+                Ok(())
+            }
+            LayerConfig::Subsampling {
+                channels,
+                kernel,
+                activation,
+            } => write!(f, "Subsampling {channels} {kernel}x{kernel} {activation:?}"),
+            LayerConfig::Connect {
+                inputs,
+                outputs,
+                activation,
+            } => write!(f, "Connect {inputs}->{outputs} {activation:?}"),
+            LayerConfig::RbfOutput {
+                classes, inputs, ..
+            } => write!(f, "RbfOutput {inputs}->{classes}"),
+            LayerConfig::MaxPool { kernel } => write!(f, "MaxPool {kernel}x{kernel}"),
+            LayerConfig::Other { name } => write!(f, "{name}"),
+        }
     }
 }
 

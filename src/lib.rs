@@ -38,7 +38,7 @@ pub mod train;
 
 pub use data::mnist::{Dataset, Encoding, Split};
 pub use error::{Error, Result};
-pub use layer::{Layer, Param, ParamMut, ParamRef};
+pub use layer::{Layer, LayerConfig, Param, ParamMut, ParamRef};
 pub use layers::Init;
 pub use layers::activation::Activation;
 pub use layers::connect::Connect;

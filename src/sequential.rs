@@ -4,7 +4,7 @@ use std::fmt;
 
 use ndarray::{Array4, ArrayView4};
 
-use crate::layer::{Layer, ParamMut, ParamRef, chw};
+use crate::layer::{Layer, LayerConfig, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
 /// A stack of layers, each fed the previous one's output.
@@ -75,6 +75,11 @@ impl Sequential {
     /// The layers, first to last.
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers
+    }
+
+    /// Each layer's [`LayerConfig`], first to last: what model files record of the stack.
+    pub fn configs(&self) -> Vec<LayerConfig> {
+        self.layers.iter().map(|l| l.config()).collect()
     }
 
     /// Every parameter as `("layers.{index}.{name}", param)`, in a fixed order: the names

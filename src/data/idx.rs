@@ -1,13 +1,13 @@
 //! The IDX file format of MNIST: a 4-byte magic number `[0, 0, type, dims]`, `dims` big-endian
 //! `u32` sizes, then the values. Only unsigned bytes (type `0x08`) are read. Files may be gzipped.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::{Error, Result};
 
-/// The largest decompressed IDX file read, 1 GiB: MNIST's largest is 47 MB. Bounds the memory
-/// a corrupt or hostile gzip stream can make the reader take.
+/// The largest IDX body read, 1 GiB: MNIST's largest is 47 MB. A header that claims more is
+/// refused before anything is decompressed or allocated for the body.
 pub const MAX_IDX_BYTES: u64 = 1 << 30;
 
 /// The IDX type code of unsigned bytes.
@@ -23,11 +23,13 @@ pub struct Idx {
 }
 
 impl Idx {
-    /// Reads an IDX file, raw or gzipped (recognised by its first two bytes, `1f 8b`).
+    /// Reads an IDX file, raw or gzipped (recognised by its first two bytes, `1f 8b`), as a
+    /// stream: the header first, checked against [`MAX_IDX_BYTES`], then exactly the body it
+    /// claims, into one buffer of that size (the file is never held twice).
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read; [`Error::Idx`] when it is not a valid
-    /// unsigned-byte IDX file, its gzip stream is corrupt, or it decompresses to more than
+    /// unsigned-byte IDX file, its gzip stream is corrupt, or its header claims more than
     /// [`MAX_IDX_BYTES`].
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
@@ -42,33 +44,55 @@ impl Idx {
                 reason: "is a directory, not an IDX file".into(),
             });
         }
-        let mut raw = Vec::new();
-        file.take(MAX_IDX_BYTES + 1)
-            .read_to_end(&mut raw)
-            .map_err(io_error)?;
-        let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut bytes = Vec::new();
-            flate2::read::MultiGzDecoder::new(raw.as_slice())
-                .take(MAX_IDX_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| Error::Idx {
-                    path: path.into(),
-                    reason: format!("corrupt gzip stream: {e}"),
-                })?;
-            bytes
+        let mut reader = BufReader::new(file);
+        let gzipped = reader
+            .fill_buf()
+            .map_err(io_error)?
+            .starts_with(&[0x1f, 0x8b]);
+        let result = if gzipped {
+            let gz = flate2::bufread::MultiGzDecoder::new(reader);
+            Self::from_stream(CorruptIfShort(gz), "gzip stream")
         } else {
-            raw
+            Self::from_stream(reader, "file")
         };
-        if bytes.len() as u64 > MAX_IDX_BYTES {
-            return Err(Error::Idx {
-                path: path.into(),
-                reason: format!("larger than {MAX_IDX_BYTES} bytes"),
-            });
-        }
-        Self::parse(&bytes).map_err(|reason| Error::Idx {
+        result.map_err(|reason| Error::Idx {
             path: path.into(),
             reason,
         })
+    }
+
+    /// Decodes an IDX stream; `what` names it in messages about read errors.
+    fn from_stream(mut r: impl Read, what: &str) -> std::result::Result<Self, String> {
+        let read_error = |e: std::io::Error| format!("corrupt or unreadable {what}: {e}");
+        let (dims, len) = header(&mut r).map_err(|e| match e {
+            HeaderError::Invalid(reason) => reason,
+            HeaderError::Io(e) => read_error(e),
+        })?;
+        if len as u64 > MAX_IDX_BYTES {
+            return Err(format!(
+                "header {dims:?} claims {len} bytes of data, more than the limit of {MAX_IDX_BYTES}"
+            ));
+        }
+        let mut data = Vec::new();
+        data.try_reserve_exact(len)
+            .map_err(|e| format!("cannot hold the {len} bytes header {dims:?} claims: {e}"))?;
+        (&mut r)
+            .take(len as u64)
+            .read_to_end(&mut data)
+            .map_err(read_error)?;
+        if data.len() < len {
+            return Err(format!(
+                "header {dims:?} needs {len} bytes of data but the file has {} (truncated)",
+                data.len()
+            ));
+        }
+        let mut more = [0u8; 1];
+        if r.read(&mut more).map_err(read_error)? > 0 {
+            return Err(format!(
+                "header {dims:?} needs {len} bytes of data but the file has more"
+            ));
+        }
+        Ok(Idx { dims, data })
     }
 
     /// Decodes the bytes of an (uncompressed) IDX file; the error says what is wrong.
@@ -77,51 +101,88 @@ impl Idx {
     /// A description of the first problem found: bad magic number, a type other than unsigned
     /// bytes, a header or body shorter than it claims, or bytes after the body.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let Some((magic, rest)) = bytes.split_first_chunk::<4>() else {
-            return Err(format!(
-                "{} bytes is too short for an IDX header",
-                bytes.len()
-            ));
-        };
-        let [0, 0, kind, ndims] = *magic else {
-            return Err(format!(
-                "bad magic number {magic:02x?}: an IDX file starts with 00 00"
-            ));
-        };
-        if kind != UBYTE {
-            return Err(format!(
-                "value type 0x{kind:02x} is not supported, only unsigned bytes (0x08)"
-            ));
-        }
-        let header_len = 4 * usize::from(ndims);
-        if rest.len() < header_len {
-            return Err(format!(
-                "header claims {ndims} dimensions but the file ends after {} bytes",
-                bytes.len()
-            ));
-        }
-        let (header, body) = rest.split_at(header_len);
-        let dims: Vec<usize> = header
-            .chunks_exact(4)
-            .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
-            .collect();
-        // checked: a hostile header can claim dimensions whose product overflows
-        let len = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        match len {
-            Some(len) if len == body.len() => Ok(Idx {
+        let mut body = bytes;
+        let (dims, len) = header(&mut body).map_err(|e| match e {
+            HeaderError::Invalid(reason) => reason,
+            HeaderError::Io(_) => format!("{} bytes is too short for an IDX header", bytes.len()),
+        })?;
+        match len.cmp(&body.len()) {
+            std::cmp::Ordering::Equal => Ok(Idx {
                 dims,
                 data: body.to_vec(),
             }),
-            Some(len) if len > body.len() => Err(format!(
+            std::cmp::Ordering::Greater => Err(format!(
                 "header {dims:?} needs {len} bytes of data but the file has {} (truncated)",
                 body.len()
             )),
-            Some(len) => Err(format!(
+            std::cmp::Ordering::Less => Err(format!(
                 "header {dims:?} needs {len} bytes of data but the file has {} more",
                 body.len() - len
             )),
-            None => Err(format!("header dimensions {dims:?} overflow")),
         }
+    }
+}
+
+/// A decompressor whose early end is a corrupt stream ([`std::io::ErrorKind::InvalidData`]),
+/// not the end of the data: a cut gzip file is reported as such, not as a short IDX file.
+struct CorruptIfShort<R>(R);
+
+impl<R: Read> Read for CorruptIfShort<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+            }
+            _ => e,
+        })
+    }
+}
+
+/// Why a header could not be read.
+enum HeaderError {
+    /// The bytes are there and wrong.
+    Invalid(String),
+    /// Reading failed (for a slice: it ended).
+    Io(std::io::Error),
+}
+
+/// The dimensions a header gives, and the body length they make, read from `r`.
+fn header(r: &mut impl Read) -> std::result::Result<(Vec<usize>, usize), HeaderError> {
+    let short = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            HeaderError::Invalid("the file is too short for an IDX header".into())
+        }
+        _ => HeaderError::Io(e),
+    };
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic).map_err(short)?;
+    let [0, 0, kind, ndims] = magic else {
+        return Err(HeaderError::Invalid(format!(
+            "bad magic number {magic:02x?}: an IDX file starts with 00 00"
+        )));
+    };
+    if kind != UBYTE {
+        return Err(HeaderError::Invalid(format!(
+            "value type 0x{kind:02x} is not supported, only unsigned bytes (0x08)"
+        )));
+    }
+    let mut sizes = vec![0u8; 4 * usize::from(ndims)];
+    r.read_exact(&mut sizes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => HeaderError::Invalid(format!(
+            "header claims {ndims} dimensions but the file ends before them"
+        )),
+        _ => HeaderError::Io(e),
+    })?;
+    let dims: Vec<usize> = sizes
+        .chunks_exact(4)
+        .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
+        .collect();
+    // checked: a hostile header can claim dimensions whose product overflows
+    match dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+        Some(len) => Ok((dims, len)),
+        None => Err(HeaderError::Invalid(format!(
+            "header dimensions {dims:?} overflow"
+        ))),
     }
 }
 
@@ -154,6 +215,7 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![], "too short"),
             (vec![0, 0, 8], "too short"),
+            (idx(&[u32::MAX, u32::MAX], &[]), "truncated"),
             (vec![1, 0, 8, 1, 0, 0, 0, 0], "magic"),
             (vec![0, 0, 0x0d, 1, 0, 0, 0, 0], "0x0d"),
             (vec![0, 0, 8, 3, 0, 0, 0, 1], "header claims 3"),
@@ -197,6 +259,28 @@ mod tests {
             Idx::read(&dir),
             Err(Error::Idx { .. }) | Err(Error::Io { .. })
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_header_claiming_too_much_is_refused_before_the_body_is_read() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("lenet5-idx-claim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 13 million 28x28 images claimed, 1 MB of zeros present
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&idx(&[13_000_000, 28, 28], &[])).unwrap();
+        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
+        std::fs::write(dir.join("claims.gz"), gz.finish().unwrap()).unwrap();
+        let err = Idx::read(dir.join("claims.gz")).unwrap_err().to_string();
+        assert!(
+            err.contains("claims 10192000000 bytes") && err.contains("limit"),
+            "{err}"
+        );
+        // a raw file with bytes after its body
+        std::fs::write(dir.join("long"), idx(&[2], &[1, 2, 3])).unwrap();
+        let err = Idx::read(dir.join("long")).unwrap_err().to_string();
+        assert!(err.contains("has more"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -24,7 +24,7 @@ use rand::Rng;
 use super::activation::Activation;
 use super::{Init, uniform_param};
 use crate::kernels::matmul;
-use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
+use crate::layer::{Layer, LayerConfig, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
 /// A fully connected layer from `inputs` to `outputs` values.
@@ -197,6 +197,15 @@ impl Layer for Connect {
 
     fn params(&self) -> Vec<ParamRef<'_>> {
         vec![self.weight.as_ref("weight"), self.bias.as_ref("bias")]
+    }
+
+    fn config(&self) -> LayerConfig {
+        let (outputs, inputs) = self.weight.value.dim();
+        LayerConfig::Connect {
+            inputs,
+            outputs,
+            activation: self.activation,
+        }
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {

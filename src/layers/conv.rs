@@ -30,7 +30,7 @@ use super::activation::Activation;
 use super::window::{ConvShape, Taps, positions};
 use super::{Init, uniform_param};
 use crate::kernels::{add_outer, correlate, correlate_adjoint, correlate_weight_grad, matmul};
-use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
+use crate::layer::{Layer, LayerConfig, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
 /// A 2-D convolution layer with `C_out` kernels of `C_in x K x K`, stride 1, no padding.
@@ -448,6 +448,20 @@ impl Layer for Conv {
 
     fn params(&self) -> Vec<ParamRef<'_>> {
         vec![self.weight.as_ref("weight"), self.bias.as_ref("bias")]
+    }
+
+    fn config(&self) -> LayerConfig {
+        let (out_channels, in_channels, kernel, _) = self.weight.value.dim();
+        LayerConfig::Conv {
+            in_channels,
+            out_channels,
+            kernel,
+            activation: self.activation,
+            connections: self
+                .connections
+                .as_ref()
+                .map(|t| t.iter().copied().collect()),
+        }
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {

@@ -17,7 +17,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use crate::layer::{Layer, check_grad_output, chw};
+use crate::layer::{Layer, LayerConfig, check_grad_output, chw};
 use crate::{Error, Result};
 
 /// `K x K` max pooling with stride `K`.
@@ -90,6 +90,12 @@ impl MaxPool {
 impl Layer for MaxPool {
     fn name(&self) -> &'static str {
         "MaxPool"
+    }
+
+    fn config(&self) -> LayerConfig {
+        LayerConfig::MaxPool {
+            kernel: self.kernel,
+        }
     }
 
     fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {

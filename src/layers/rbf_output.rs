@@ -23,7 +23,7 @@ use std::path::Path;
 use image::{DynamicImage, GrayImage};
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis};
 
-use crate::layer::{Layer, check_grad_output, chw};
+use crate::layer::{Layer, LayerConfig, check_grad_output, chw};
 use crate::{Error, Result};
 
 /// The shipped digit bitmap, `assets/rbf_digits.pbm`.
@@ -178,6 +178,15 @@ impl RbfOutput {
 impl Layer for RbfOutput {
     fn name(&self) -> &'static str {
         "RbfOutput"
+    }
+
+    fn config(&self) -> LayerConfig {
+        let (classes, inputs) = self.weight.dim();
+        LayerConfig::RbfOutput {
+            classes,
+            inputs,
+            prototypes: self.weight.iter().copied().collect(),
+        }
     }
 
     fn output_shape(&self, [c, h, w]: [usize; 3]) -> Result<[usize; 3]> {

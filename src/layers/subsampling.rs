@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::activation::Activation;
 use super::{Init, uniform_param};
-use crate::layer::{Layer, Param, ParamMut, ParamRef, chw};
+use crate::layer::{Layer, LayerConfig, Param, ParamMut, ParamRef, chw};
 use crate::{Error, Result};
 
 /// Trainable `K x K` sum-pooling with stride `K`, one coefficient and one bias per channel.
@@ -237,6 +237,14 @@ impl Layer for Subsampling {
 
     fn params(&self) -> Vec<ParamRef<'_>> {
         vec![self.coef.as_ref("coef"), self.bias.as_ref("bias")]
+    }
+
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Subsampling {
+            channels: self.coef.value.len(),
+            kernel: self.kernel,
+            activation: self.activation,
+        }
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
