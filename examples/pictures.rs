@@ -6,21 +6,27 @@
 use std::error::Error;
 use std::path::PathBuf;
 
+use clap::Parser;
 use lenet5::plot::{confusion_heat_map, map_grid};
 use lenet5::{Dataset, Layer, LeNet5, Split};
 
+/// Draws the shipped model's kernels, feature maps and confusion matrix.
+#[derive(Parser)]
+struct Args {
+    /// Directory with the MNIST test files, raw or .gz [default: $MNIST_DIR, else data/mnist]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Directory to write the pictures into
+    #[arg(long, value_name = "DIR", default_value = "docs/pictures")]
+    out: PathBuf,
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let mut data =
-        std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from);
-    let mut out = PathBuf::from("docs/pictures");
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--data" => data = args.next().ok_or("--data needs a directory")?.into(),
-            "--out" => out = args.next().ok_or("--out needs a directory")?.into(),
-            _ => return Err(format!("unknown argument {flag}; flags: --data --out").into()),
-        }
-    }
+    let args = Args::parse();
+    let data = args.data.unwrap_or_else(|| {
+        std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from)
+    });
+    let out = args.out;
     std::fs::create_dir_all(&out)?;
     let net = LeNet5::pretrained();
     let test = Dataset::load(&data, Split::Test)?;

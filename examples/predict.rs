@@ -5,26 +5,29 @@
 //! Any PNG, JPEG or PNM of one digit, any size and colour, dark on light or light on dark.
 
 use std::error::Error;
+use std::path::PathBuf;
 
+use clap::Parser;
 use lenet5::LeNet5;
 
+/// Classifies a picture of one digit.
+#[derive(Parser)]
+struct Args {
+    /// The picture: PNG, JPEG or PNM
+    picture: PathBuf,
+    /// A model file saved by this crate [default: the shipped model]
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mut picture, mut model) = (None, None);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--model" => model = Some(args.next().ok_or("--model needs a file")?),
-            _ if picture.is_none() => picture = Some(arg),
-            _ => return Err(format!("unexpected argument {arg}").into()),
-        }
-    }
-    let picture = picture.ok_or("usage: predict PICTURE [--model FILE]")?;
-    let net = match model {
+    let args = Args::parse();
+    let net = match &args.model {
         Some(path) => LeNet5::load(path)?,
         None => LeNet5::pretrained(),
     };
-    let image = lenet5::digit::load_image(&picture)?;
-    let prediction = net.classify_image(&image, &picture)?;
+    let image = lenet5::digit::load_image(&args.picture)?;
+    let prediction = net.classify_image(&image, &args.picture.display().to_string())?;
     println!("digit: {}", prediction.digit);
     for (digit, p) in prediction.probabilities.iter().enumerate() {
         println!("{digit}: {p:.4}");

@@ -3,44 +3,74 @@
 
 use std::error::Error;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use lenet5::data::Distortion;
 use lenet5::train::{Progress, evaluate};
 use lenet5::{Dataset, LeNet5, Preset, Split};
 
-/// Trains `preset` as the flags say:
-/// `[--data DIR] [--epochs N] [--seed S] [--out FILE] [--distort]`.
+/// The flags of the training examples.
+#[derive(Parser, Debug)]
+pub struct TrainArgs {
+    /// Directory with the four MNIST IDX files, raw or .gz [default: $MNIST_DIR, else data/mnist]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Epochs to train [default: the preset's]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    epochs: Option<u32>,
+    /// Seed of the initial weights and of training
+    #[arg(long, value_name = "S", default_value_t = lenet5::DEFAULT_SEED)]
+    seed: u64,
+    /// Where to save the model; its training curves go beside it, as NAME.curves.svg
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Train on randomly shifted, rotated, scaled and sheared images
+    #[arg(long)]
+    distort: bool,
+}
+
+/// `FILE.curves.svg` for the model `FILE.bin`: a name that can never be the model's own.
+fn curves_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+    out.with_file_name(format!("{stem}.curves.svg"))
+}
+
+/// Refuses to write over an existing file that is not a lenet5 model, and checks that `out`
+/// and its curves can be written, before any training.
+fn check_outputs(out: &Path, plot: &Path) -> Result<(), Box<dyn Error>> {
+    if let Ok(mut file) = std::fs::File::open(out) {
+        let mut magic = [0u8; 8];
+        let is_model =
+            std::io::Read::read_exact(&mut file, &mut magic).is_ok() && magic == lenet5::io::MAGIC;
+        if !is_model && out.is_file() {
+            return Err(format!(
+                "--out {}: the file exists and is not a lenet5 model; choose another name",
+                out.display()
+            )
+            .into());
+        }
+    }
+    for (flag, path) in [("--out", out), ("--out's curves", plot)] {
+        lenet5::io::check_writable(path).map_err(|e| format!("{flag}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Trains `preset` as the command line says; `default_out` is the model file without `--out`.
 ///
 /// The data directory is `--data`, else `$MNIST_DIR`, else `data/mnist`; files missing there
 /// are downloaded from the public mirrors and checked by SHA-256.
 pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let mut data =
-        std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from);
-    let (mut epochs, mut seed, mut out, mut distort) = (
-        None,
-        lenet5::DEFAULT_SEED,
-        PathBuf::from(default_out),
-        false,
-    );
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--data" => data = value()?.into(),
-            "--epochs" => epochs = Some(value()?.parse()?),
-            "--seed" => seed = value()?.parse()?,
-            "--out" => out = value()?.into(),
-            "--distort" => distort = true,
-            _ => {
-                return Err(format!(
-                    "unknown argument {flag}; flags: --data --epochs --seed --out --distort"
-                )
-                .into());
-            }
-        }
-    }
+    let args = TrainArgs::parse();
+    let data = args.data.unwrap_or_else(|| {
+        std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from)
+    });
+    let out = args.out.unwrap_or_else(|| PathBuf::from(default_out));
+    let plot = curves_path(&out);
+    check_outputs(&out, &plot)?;
+
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
         "{msg} {wide_bar} {pos}/{len}",
     )?);
@@ -60,12 +90,12 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
         Dataset::load(&data, Split::Test)?.with_encoding(preset.encoding()),
     );
 
-    let mut net = LeNet5::from_preset(preset, seed);
+    let mut net = LeNet5::from_preset(preset, args.seed);
     let mut trainer = preset
-        .trainer(seed)
-        .with_distortion(distort.then(Distortion::default));
-    if let Some(epochs) = epochs {
-        trainer = trainer.with_epochs(epochs);
+        .trainer(args.seed)
+        .with_distortion(args.distort.then(Distortion::default));
+    if let Some(epochs) = args.epochs {
+        trainer = trainer.with_epochs(epochs as usize);
     }
     let history = trainer.train(&mut net, &train, |progress| {
         match progress {
@@ -90,8 +120,10 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
     bar.finish_and_clear();
 
     net.save(&out)?;
-    let plot = out.with_extension("svg");
-    std::fs::write(&plot, lenet5::plot::training_curves_svg(&history))?;
+    lenet5::io::write_atomic(
+        &plot,
+        lenet5::plot::training_curves_svg(&history).as_bytes(),
+    )?;
     eprintln!("saved {} and {}", out.display(), plot.display());
     println!("test accuracy: {:.4}", evaluate(&net, &test)?.accuracy);
     Ok(())

@@ -43,16 +43,12 @@ pub const FILES: [(&str, &str); 4] = [
 const MAX_DOWNLOAD: u64 = 64 << 20;
 
 /// Downloads every MNIST file missing from `dir` (present as `name` or `name.gz` counts) into
-/// `dir/name.gz`, calling `progress(name, bytes so far, total if known)` as bytes arrive.
+/// `dir/name.gz`, creating `dir` only when a file has arrived, calling `progress(name, bytes so far, total if known)` as bytes arrive.
 ///
 /// # Errors
 /// [`Error::Io`] when `dir` cannot be created or written, [`Error::Download`] naming the file
 /// and what each mirror answered when no mirror gives a file with the right checksum.
 pub fn fetch_missing(dir: &Path, mut progress: impl FnMut(&str, u64, Option<u64>)) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.into(),
-        source,
-    })?;
     for (name, digest) in FILES {
         if dir.join(name).exists() || dir.join(format!("{name}.gz")).exists() {
             continue;
@@ -75,6 +71,11 @@ pub fn fetch_missing(dir: &Path, mut progress: impl FnMut(&str, u64, Option<u64>
                 reason: failures.join("; "),
             });
         };
+        // created only now, so that a mistyped directory is not made when nothing arrives
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.into(),
+            source,
+        })?;
         write_atomic(&dir.join(format!("{name}.gz")), &bytes)?;
     }
     Ok(())
@@ -108,12 +109,19 @@ fn fetch(
 /// # Errors
 /// Says whether the stream is corrupt or the digest differs.
 pub fn verify(gz: &[u8], digest: &str) -> std::result::Result<(), String> {
-    let mut bytes = Vec::new();
-    flate2::read::MultiGzDecoder::new(gz)
-        .take(MAX_IDX_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("corrupt gzip stream: {e}"))?;
-    let got: String = Sha256::digest(&bytes)
+    // hashed as it is decompressed, never held whole
+    let mut stream = flate2::read::MultiGzDecoder::new(gz).take(MAX_IDX_BYTES);
+    let (mut hasher, mut chunk) = (Sha256::new(), vec![0u8; 1 << 16]);
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("corrupt gzip stream: {e}")),
+        }
+    }
+    let got: String = hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
