@@ -26,7 +26,7 @@ fn synthetic(n: usize) -> Dataset {
 
 fn bench_step(c: &mut Criterion) {
     let data = synthetic(1);
-    let input = data.batch(0..1);
+    let input = data.batch(0..1).expect("one image");
     let mut net = LeNet5::new();
     let mut grad = Array4::zeros((1, 10, 1, 1));
     let mut group = c.benchmark_group("sgd_step");
@@ -34,10 +34,11 @@ fn bench_step(c: &mut Criterion) {
     group.bench_function("sample", |b| {
         b.iter(|| {
             let scores = net.forward(black_box(input.view())).unwrap();
-            softmax_cross_entropy(scores.as_slice().unwrap(), 3, grad.as_slice_mut().unwrap());
+            softmax_cross_entropy(scores.as_slice().unwrap(), 3, grad.as_slice_mut().unwrap())
+                .unwrap();
             net.backprop_params(grad.view()).unwrap();
             // a tiny rate keeps the weights (and so the work) as they are
-            GradientDescent.step(net.params_mut(), 1e-12);
+            GradientDescent.step(net.params_mut(), 1e-12).unwrap();
         })
     });
     group.finish();

@@ -32,13 +32,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let test = Dataset::load(&data, Split::Test)?;
 
     let c1 = net.network().params()[0].value.to_vec(); // conv1.weight [6, 1, 5, 5]
-    map_grid(ndarray::ArrayView3::from_shape((6, 5, 5), &c1)?, 6, 12)
+    map_grid(ndarray::ArrayView3::from_shape((6, 5, 5), &c1)?, 6, 12)?
         .save(out.join("kernels_c1.png"))?;
-    let maps = net.network().activations(test.batch(0..1).view())?;
-    map_grid(maps[0].index_axis(ndarray::Axis(0), 0), 6, 4).save(out.join("features_c1.png"))?;
-    map_grid(maps[2].index_axis(ndarray::Axis(0), 0), 8, 8).save(out.join("features_c3.png"))?;
+    let maps = net.network().activations(test.batch(0..1)?.view())?;
+    map_grid(maps[0].index_axis(ndarray::Axis(0), 0), 6, 4)?.save(out.join("features_c1.png"))?;
+    map_grid(maps[2].index_axis(ndarray::Axis(0), 0), 8, 8)?.save(out.join("features_c3.png"))?;
     let evaluation = lenet5::train::evaluate(&net, &test)?;
-    confusion_heat_map(evaluation.confusion.view(), 24).save(out.join("confusion.png"))?;
+    confusion_heat_map(evaluation.confusion.view(), 24)?.save(out.join("confusion.png"))?;
 
     println!(
         "test accuracy: {:.4}; confusion (rows: true digit, columns: predicted):",

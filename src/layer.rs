@@ -6,27 +6,55 @@
 
 use std::fmt;
 
-use ndarray::{Array, Array4, ArrayView4, Dimension};
+use ndarray::{Array, Array4, ArrayView, ArrayView4, ArrayViewMut, Dimension};
 use serde::{Deserialize, Serialize};
 
 use crate::{Activation, Error, Result};
 
 /// A trainable array and the gradient summed into it since the last optimiser step.
 ///
-/// `grad` always has the shape of `value`.
+/// Both are always in standard (row-major) layout and of one shape, so that optimisers and
+/// files can see them as flat slices: [`Param::new`] lays a value out so, and afterwards the
+/// arrays change only through views that cannot change their layout.
 #[derive(Debug, Clone)]
 pub struct Param<D: Dimension> {
     /// The parameter itself.
-    pub value: Array<f32, D>,
+    pub(crate) value: Array<f32, D>,
     /// dL/d(value), accumulated by [`Layer::backprop`], applied and cleared by an optimiser.
-    pub grad: Array<f32, D>,
+    pub(crate) grad: Array<f32, D>,
 }
 
 impl<D: Dimension> Param<D> {
-    /// A parameter with the given value and a zero gradient.
+    /// A parameter with the given value (copied into standard layout if it is not) and a zero
+    /// gradient.
     pub fn new(value: Array<f32, D>) -> Self {
+        let value = if value.is_standard_layout() {
+            value
+        } else {
+            value.as_standard_layout().into_owned()
+        };
         let grad = Array::zeros(value.raw_dim());
         Param { value, grad }
+    }
+
+    /// The value.
+    pub fn value(&self) -> ArrayView<'_, f32, D> {
+        self.value.view()
+    }
+
+    /// The value, to change in place.
+    pub fn value_mut(&mut self) -> ArrayViewMut<'_, f32, D> {
+        self.value.view_mut()
+    }
+
+    /// The gradient accumulated since the last step.
+    pub fn grad(&self) -> ArrayView<'_, f32, D> {
+        self.grad.view()
+    }
+
+    /// The gradient, to add into in [`Layer::backprop`].
+    pub fn grad_mut(&mut self) -> ArrayViewMut<'_, f32, D> {
+        self.grad.view_mut()
     }
 
     /// The flat, named, read-only view of this parameter.
@@ -37,7 +65,7 @@ impl<D: Dimension> Param<D> {
             value: self
                 .value
                 .as_slice()
-                .expect("parameters are in standard layout"),
+                .expect("Param keeps its value in standard layout"),
         }
     }
 
@@ -48,11 +76,11 @@ impl<D: Dimension> Param<D> {
             value: self
                 .value
                 .as_slice_mut()
-                .expect("parameters are in standard layout"),
+                .expect("Param keeps its value in standard layout"),
             grad: self
                 .grad
                 .as_slice_mut()
-                .expect("gradients are in standard layout"),
+                .expect("Param keeps its gradient in standard layout"),
         }
     }
 }

@@ -378,13 +378,15 @@ impl LeNet5 {
         let mut input = Array4::zeros((1, 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
         self.preset
             .encoding()
-            .preprocess_into(image, input.slice_mut(s![0, 0, .., ..]));
+            .preprocess_into(image, input.slice_mut(s![0, 0, .., ..]))?;
         let scores = self.predict(input.view())?;
         let mut probabilities = [0.0; CLASSES];
         softmax(
-            scores.as_slice().expect("standard layout"),
+            scores
+                .as_slice()
+                .expect("a forward output is in standard layout"),
             &mut probabilities,
-        );
+        )?;
         Ok(Prediction {
             digit: argmax(probabilities),
             probabilities,
@@ -605,7 +607,8 @@ mod tests {
                 scores.as_slice().unwrap(),
                 3,
                 grad.as_slice_mut().unwrap(),
-            );
+            )
+            .unwrap();
             (f64::from(loss), grad)
         });
     }

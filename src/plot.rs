@@ -7,6 +7,7 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use ndarray::{ArrayView2, ArrayView3};
 
 use crate::train::EpochStats;
+use crate::{Error, Result};
 
 /// Width and height of one panel, in SVG pixels.
 const PANEL: (f64, f64) = (360.0, 240.0);
@@ -86,26 +87,46 @@ fn panel(svg: &mut String, left: f64, title: &str, values: &[f64], top: f64, col
 
 /// Pixels between two maps of a [`map_grid`].
 const GAP: u32 = 2;
+/// The largest picture drawn, in pixels on a side.
+pub const MAX_PICTURE_SIDE: u32 = 16_384;
+
+/// `cells` cells of `cell` pixels with `gap` pixels between them, if that fits a picture.
+fn picture_side(cells: usize, cell: usize, gap: u32) -> Result<u32> {
+    let side = cells
+        .checked_mul(cell)
+        .and_then(|n| n.checked_add(cells.saturating_sub(1) * gap as usize))
+        .filter(|&n| n <= MAX_PICTURE_SIDE as usize);
+    side.map(|n| n as u32).ok_or_else(|| Error::InvalidArgument {
+        what: "plot",
+        reason: format!(
+            "{cells} cells of {cell} pixels make a picture over {MAX_PICTURE_SIDE} pixels on a side"
+        ),
+    })
+}
 
 /// The maps `[N, H, W]` side by side, `per_row` to a row, each scaled up `zoom` times and
 /// stretched so that its smallest value is black and its largest white.
 ///
 /// ```
 /// let maps = ndarray::Array3::from_shape_fn((6, 5, 5), |(n, j, k)| (n + j * k) as f32);
-/// let grid = lenet5::plot::map_grid(maps.view(), 3, 4);
+/// let grid = lenet5::plot::map_grid(maps.view(), 3, 4)?;
 /// assert_eq!(grid.dimensions(), (3 * 20 + 2 * 2, 2 * 20 + 2));
+/// # Ok::<(), lenet5::Error>(())
 /// ```
-pub fn map_grid(maps: ArrayView3<f32>, per_row: usize, zoom: u32) -> GrayImage {
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the picture would be over [`MAX_PICTURE_SIDE`] on a side.
+pub fn map_grid(maps: ArrayView3<f32>, per_row: usize, zoom: u32) -> Result<GrayImage> {
     let (n, h, w) = maps.dim();
     let per_row = per_row.clamp(1, n.max(1));
-    let rows = n.div_ceil(per_row) as u32;
-    let (cell_w, cell_h) = (w as u32 * zoom, h as u32 * zoom);
-    let size = |cells: u32, cell: u32| cells * cell + cells.saturating_sub(1) * GAP;
-    let mut image = GrayImage::from_pixel(
-        size(per_row as u32, cell_w),
-        size(rows, cell_h),
-        Luma([128]),
+    let rows = n.div_ceil(per_row);
+    let zoom_by = |side: usize| side.saturating_mul(zoom as usize);
+    let (width, height) = (
+        picture_side(per_row, zoom_by(w), GAP)?,
+        picture_side(rows, zoom_by(h), GAP)?,
     );
+    let (cell_w, cell_h) = (w as u32 * zoom, h as u32 * zoom);
+    let mut image = GrayImage::from_pixel(width, height, Luma([128]));
     for (i, map) in maps.outer_iter().enumerate() {
         let (lo, hi) = map
             .iter()
@@ -128,19 +149,46 @@ pub fn map_grid(maps: ArrayView3<f32>, per_row: usize, zoom: u32) -> GrayImage {
             }
         }
     }
-    image
+    Ok(image)
 }
 
 /// The confusion matrix `[true class, predicted class]` as a heat map of `cell`-pixel squares:
 /// white for none of a row's images, deep blue for all of them.
-pub fn confusion_heat_map(confusion: ArrayView2<usize>, cell: u32) -> RgbImage {
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the picture would be over [`MAX_PICTURE_SIDE`] on a side.
+pub fn confusion_heat_map(confusion: ArrayView2<usize>, cell: u32) -> Result<RgbImage> {
     let (rows, cols) = confusion.dim();
-    RgbImage::from_fn(cols as u32 * cell, rows as u32 * cell, |x, y| {
+    let (width, height) = (
+        picture_side(cols, cell as usize, 0)?,
+        picture_side(rows, cell as usize, 0)?,
+    );
+    Ok(RgbImage::from_fn(width, height, |x, y| {
         let (row, col) = ((y / cell) as usize, (x / cell) as usize);
         let total = confusion.row(row).sum().max(1);
         // a square root so that a few confusions still show against the diagonal
         let share = (confusion[[row, col]] as f64 / total as f64).sqrt();
         let fade = |full: f64| (255.0 - (255.0 - full) * share).round() as u8;
         Rgb([fade(8.0), fade(48.0), fade(107.0)])
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_too_large_to_draw_are_errors() {
+        let maps = ndarray::Array3::<f32>::zeros((6, 5, 5));
+        assert!(map_grid(maps.view(), 3, u32::MAX).is_err());
+        assert!(map_grid(maps.view(), 3, 2000).is_err());
+        let confusion = ndarray::Array2::<usize>::eye(10);
+        assert!(confusion_heat_map(confusion.view(), u32::MAX).is_err());
+        assert_eq!(
+            confusion_heat_map(confusion.view(), 3)
+                .unwrap()
+                .dimensions(),
+            (30, 30)
+        );
+    }
 }

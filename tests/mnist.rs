@@ -69,7 +69,7 @@ fn one_epoch_at_a_smaller_learning_rate_learns() {
         .with_sample_fraction(1.0)
         .with_epochs(1);
     let history = sgd
-        .train(&mut net, &train.slice(0..10_000), |_| {
+        .train(&mut net, &train.slice(0..10_000).unwrap(), |_| {
             ControlFlow::Continue(())
         })
         .unwrap();
@@ -82,7 +82,10 @@ fn one_epoch_at_a_smaller_learning_rate_learns() {
 fn one_epoch_of(preset: Preset) -> Option<f64> {
     let (train, test) = (load(Split::Train)?, load(Split::Test)?);
     let (train, test) = (
-        train.slice(0..10_000).with_encoding(preset.encoding()),
+        train
+            .slice(0..10_000)
+            .unwrap()
+            .with_encoding(preset.encoding()),
         test.with_encoding(preset.encoding()),
     );
     let mut net = LeNet5::from_preset(preset, 1);
@@ -122,7 +125,7 @@ fn a_saved_model_predicts_exactly_as_the_trained_one() {
         .with_lr(0.1)
         .with_sample_fraction(1.0)
         .with_epochs(1);
-    sgd.train(&mut net, &train.slice(0..2_000), |_| {
+    sgd.train(&mut net, &train.slice(0..2_000).unwrap(), |_| {
         ControlFlow::Continue(())
     })
     .unwrap();
@@ -168,7 +171,7 @@ fn the_shipped_model_is_the_reports_run() {
     let classes = predict_classes(&net, &test).unwrap();
     for (i, &class) in classes.iter().enumerate().take(20) {
         assert_eq!(
-            net.classify(test.image(i)).unwrap().digit,
+            net.classify(test.image(i).unwrap()).unwrap().digit,
             usize::from(class)
         );
     }

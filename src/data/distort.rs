@@ -19,6 +19,8 @@
 use ndarray::{Array2, ArrayView2};
 use rand::{Rng, RngExt};
 
+use crate::{Error, Result};
+
 /// The largest distortion drawn, each parameter uniform in `[-max, max]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Distortion {
@@ -44,29 +46,56 @@ impl Default for Distortion {
     }
 }
 
+/// The largest bounds that make sense: `(shift, rotation, scale, shear)`. A shift of a whole
+/// image or more leaves nothing, 180° is every rotation, a scale of 1 could shrink an image to
+/// nothing, and a shear of 10 lays it almost flat.
+const LIMITS: [(&str, f32); 4] = [
+    ("shift", 28.0),
+    ("rotation", 180.0),
+    ("scale", 0.9),
+    ("shear", 10.0),
+];
+
 impl Distortion {
-    /// Whether every bound is finite and not negative (a bad one draws nothing in
-    /// [`Distortion::apply`]; [`Trainer`](crate::train::Trainer) refuses it).
-    pub fn is_valid(&self) -> bool {
-        [self.shift, self.rotation, self.scale, self.shear]
-            .iter()
-            .all(|m| m.is_finite() && *m >= 0.0)
+    /// Checks every bound: finite, not negative, and at most shift 28 px, rotation 180°,
+    /// scale 0.9 and shear 10.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first bound out of its range.
+    pub fn validate(&self) -> Result<()> {
+        let bounds = [self.shift, self.rotation, self.scale, self.shear];
+        for ((name, limit), value) in LIMITS.into_iter().zip(bounds) {
+            if !(value.is_finite() && (0.0..=limit).contains(&value)) {
+                return Err(Error::InvalidArgument {
+                    what: "Distortion",
+                    reason: format!("{name} must be in [0, {limit}], got {value}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// `image` `[H, W]` (0 = background) moved by one affine map drawn from `rng`, as
-    /// intensities `[H, W]` in the image's range.
+    /// intensities `[H, W]` in the image's range. A bound out of the range
+    /// [`Distortion::validate`] allows is taken as the nearest allowed one (NaN as 0).
     pub fn apply(&self, image: ArrayView2<u8>, rng: &mut (impl Rng + ?Sized)) -> Array2<f32> {
-        let mut draw = |max: f32| {
-            if max.is_finite() && max > 0.0 {
+        let mut draw = |max: f32, limit: f32| {
+            let max = if max.is_nan() {
+                0.0
+            } else {
+                max.clamp(0.0, limit)
+            };
+            if max > 0.0 {
                 rng.random_range(-max..=max)
             } else {
                 0.0
             }
         };
-        let (tx, ty) = (draw(self.shift), draw(self.shift));
-        let angle = draw(self.rotation).to_radians();
-        let (sx, sy) = (1.0 + draw(self.scale), 1.0 + draw(self.scale));
-        let shear = draw(self.shear);
+        let [shift, rotation, scale, shear] = LIMITS.map(|(_, limit)| limit);
+        let (tx, ty) = (draw(self.shift, shift), draw(self.shift, shift));
+        let angle = draw(self.rotation, rotation).to_radians();
+        let (sx, sy) = (1.0 + draw(self.scale, scale), 1.0 + draw(self.scale, scale));
+        let shear = draw(self.shear, shear);
         // A = [[cos, -sin], [sin, cos]] · [[1, shear], [0, 1]] · [[sx, 0], [0, sy]]
         let (sin, cos) = angle.sin_cos();
         let a = [
@@ -148,14 +177,14 @@ mod tests {
     }
 
     #[test]
-    fn bad_bounds_are_invalid_and_draw_nothing() {
+    fn bounds_that_are_not_numbers_or_negative_draw_nothing() {
         let bad = Distortion {
             shift: f32::NAN,
-            rotation: f32::INFINITY,
+            rotation: -3.0,
             scale: -1.0,
             shear: 0.0,
         };
-        assert!(!bad.is_valid() && Distortion::default().is_valid());
+        assert!(bad.validate().is_err());
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
         assert_eq!(bad.apply(dot().view(), &mut rng), dot().mapv(f32::from));
     }
@@ -169,5 +198,34 @@ mod tests {
         };
         assert_eq!(run(4), run(4));
         assert_ne!(run(4), run(5));
+    }
+
+    #[test]
+    fn absurd_bounds_are_refused_and_never_panic() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
+        for (shift, rotation, scale, shear) in [
+            (f32::MAX, 0.0, 0.0, 0.0),
+            (0.0, 1e30, 0.0, 0.0),
+            (0.0, 0.0, 1.0, 0.0),
+            (0.0, 0.0, 0.0, f32::MAX),
+            (-1.0, 0.0, 0.0, 0.0),
+            (f32::NAN, 0.0, 0.0, 0.0),
+            (0.0, f32::INFINITY, 0.0, 0.0),
+        ] {
+            let d = Distortion {
+                shift,
+                rotation,
+                scale,
+                shear,
+            };
+            assert!(d.validate().is_err(), "{d:?}");
+            let out = d.apply(dot().view(), &mut rng);
+            assert!(
+                out.iter()
+                    .all(|p| p.is_finite() && (0.0..=255.0).contains(p)),
+                "{d:?}"
+            );
+        }
+        Distortion::default().validate().unwrap();
     }
 }

@@ -76,16 +76,26 @@ impl Encoding {
 
     /// Writes `image` `[H, W]`, encoded, into the middle of `out` `[H + 4, W + 4]`, and the
     /// encoded background into its 2-pixel border.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `out` is not `[H + 4, W + 4]`.
     pub fn preprocess_into<T: Copy + Into<f32>>(
         self,
         image: ArrayView2<T>,
         mut out: ArrayViewMut2<f32>,
-    ) {
+    ) -> Result<()> {
         let (h, w) = image.dim();
-        debug_assert_eq!(out.dim(), (h + 2 * PAD, w + 2 * PAD));
+        if out.dim() != (h + 2 * PAD, w + 2 * PAD) {
+            return Err(Error::shape(
+                "Encoding::preprocess_into",
+                &[h + 2 * PAD, w + 2 * PAD],
+                out.shape(),
+            ));
+        }
         out.fill(self.encode(0.0));
         out.slice_mut(s![PAD..PAD + h, PAD..PAD + w])
             .zip_mut_with(&image, |o, &p| *o = self.encode(p.into()));
+        Ok(())
     }
 }
 
@@ -201,9 +211,38 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Image `i`, `[28, 28]`. Panics when `i >= len()`, like slice indexing.
-    pub fn image(&self, i: usize) -> ArrayView2<'_, u8> {
-        self.images.index_axis(ndarray::Axis(0), i)
+    /// Image `i`, `[28, 28]`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `i` is not below [`Dataset::len`].
+    pub fn image(&self, i: usize) -> Result<ArrayView2<'_, u8>> {
+        self.check_index(i)?;
+        Ok(self.images.index_axis(Axis(0), i))
+    }
+
+    /// `[C, H, W]` of one image as [`Dataset::batch`] gives it: `[1, 32, 32]`.
+    pub fn image_shape(&self) -> [usize; 3] {
+        [1, SIDE + 2 * PAD, SIDE + 2 * PAD]
+    }
+
+    fn check_index(&self, i: usize) -> Result<()> {
+        if i >= self.len() {
+            return Err(Error::InvalidArgument {
+                what: "Dataset",
+                reason: format!("index {i} is out of range for {} images", self.len()),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, range: &Range<usize>) -> Result<()> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(Error::InvalidArgument {
+                what: "Dataset",
+                reason: format!("range {range:?} is out of range for {} images", self.len()),
+            });
+        }
+        Ok(())
     }
 
     /// The labels, `[N]`.
@@ -212,41 +251,53 @@ impl Dataset {
     }
 
     /// The labelled images `range`, as a data set of their own.
-    /// Panics when the range is out of bounds, like slice indexing.
-    pub fn slice(&self, range: Range<usize>) -> Dataset {
-        Dataset {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `range` does not lie within `0..len()`.
+    pub fn slice(&self, range: Range<usize>) -> Result<Dataset> {
+        self.check_range(&range)?;
+        Ok(Dataset {
             images: self.images.slice(s![range.clone(), .., ..]).to_owned(),
             labels: self.labels[range].to_vec(),
             encoding: self.encoding,
-        }
+        })
     }
 
     /// Images `range`, preprocessed for LeNet-5: `[range.len(), 1, 32, 32]`, encoded and padded.
-    /// Panics when the range is out of bounds, like slice indexing.
-    pub fn batch(&self, range: Range<usize>) -> Array4<f32> {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `range` does not lie within `0..len()`.
+    pub fn batch(&self, range: Range<usize>) -> Result<Array4<f32>> {
+        self.check_range(&range)?;
         self.batch_of(&range.collect::<Vec<_>>(), None)
     }
 
     /// Images `indices`, as [`Dataset::batch`] makes them, each first distorted by
     /// `distortion` drawn from `rng` when there is one.
-    /// Panics when an index is out of bounds, like slice indexing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when an index is not below [`Dataset::len`].
     pub fn batch_of(
         &self,
         indices: &[usize],
         mut distortion: Option<(&Distortion, &mut dyn Rng)>,
-    ) -> Array4<f32> {
+    ) -> Result<Array4<f32>> {
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.len()) {
+            self.check_index(i)?;
+        }
         let mut batch = Array4::zeros((indices.len(), 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
         for (&i, mut out) in indices.iter().zip(batch.outer_iter_mut()) {
             let out = out.index_axis_mut(Axis(0), 0);
+            let image = self.images.index_axis(Axis(0), i);
             match &mut distortion {
-                None => self.encoding.preprocess_into(self.image(i), out),
+                None => self.encoding.preprocess_into(image, out)?,
                 Some((distortion, rng)) => {
-                    let warped = distortion.apply(self.image(i), *rng);
-                    self.encoding.preprocess_into(warped.view(), out);
+                    let warped = distortion.apply(image, *rng);
+                    self.encoding.preprocess_into(warped.view(), out)?;
                 }
             }
         }
-        batch
+        Ok(batch)
     }
 }
 
@@ -285,7 +336,7 @@ mod tests {
         images[[0, 27, 27]] = 39; // below: background
         images[[0, 5, 9]] = 255;
         let data = Dataset::new(images, vec![3]).unwrap();
-        let batch = data.batch(0..1);
+        let batch = data.batch(0..1).unwrap();
         assert_eq!(batch.dim(), (1, 1, 32, 32));
         assert_eq!(batch[[0, 0, 2, 2]], 1.0);
         assert_eq!(batch[[0, 0, 29, 29]], 0.0);
@@ -296,9 +347,18 @@ mod tests {
     #[test]
     fn slices_keep_images_with_their_labels() {
         let images = Array3::from_shape_fn((4, 28, 28), |(i, _, _)| i as u8);
-        let data = Dataset::new(images, vec![0, 1, 2, 3]).unwrap().slice(1..3);
-        assert_eq!(data.labels(), &[1, 2]);
-        assert_eq!(data.image(1)[[5, 5]], 2);
+        let data = Dataset::new(images, vec![0, 1, 2, 3]).unwrap();
+        let part = data.slice(1..3).unwrap();
+        assert_eq!(part.labels(), &[1, 2]);
+        assert_eq!(part.image(1).unwrap()[[5, 5]], 2);
+        // out of range is an error, never a panic
+        assert!(data.slice(3..5).is_err());
+        #[allow(clippy::reversed_empty_ranges)]
+        let backwards = 3..1;
+        assert!(data.slice(backwards.clone()).is_err());
+        assert!(data.batch(backwards).is_err());
+        assert!(data.image(4).is_err());
+        assert!(data.batch_of(&[0, 9], None).is_err());
     }
 
     #[test]

@@ -42,8 +42,17 @@ impl Activation {
     }
 
     /// Turns dL/dy into dL/da in place: `grad[i] *= f'(a_i)`, with `f'` computed from `output[i] = y_i`.
-    pub fn backprop(self, grad: &mut [f32], output: &[f32]) {
-        debug_assert_eq!(grad.len(), output.len());
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) when `grad` and `output` differ in length.
+    pub fn backprop(self, grad: &mut [f32], output: &[f32]) -> Result<()> {
+        if grad.len() != output.len() {
+            return Err(crate::Error::shape(
+                "Activation::backprop",
+                &[output.len()],
+                &[grad.len()],
+            ));
+        }
         let pairs = grad.iter_mut().zip(output);
         match self {
             Activation::Sigmoid => pairs.for_each(|(g, &y)| *g *= y * (1.0 - y)),
@@ -53,6 +62,7 @@ impl Activation {
                 pairs.for_each(|(g, &y)| *g *= TANH_S * (TANH_A - y * y / TANH_A))
             }
         }
+        Ok(())
     }
 
     /// dL/d(weighted sum) `[B, C, H, W]` from dL/d(output) of a layer whose last output was `output`.
@@ -68,9 +78,12 @@ impl Activation {
         check_grad_output(layer, output, &grad_output)?;
         let mut grad = grad_output.as_standard_layout().into_owned();
         self.backprop(
-            grad.as_slice_mut().expect("standard layout"),
-            output.as_slice().expect("standard layout"),
-        );
+            grad.as_slice_mut()
+                .expect("an owned copy is in standard layout"),
+            output
+                .as_slice()
+                .expect("a forward output is in standard layout"),
+        )?;
         Ok(grad)
     }
 
@@ -88,9 +101,13 @@ impl Activation {
     ) -> Result<Array4<f32>> {
         let mut curvature = self.grad_of_sum(layer, output, curvature_output)?;
         self.backprop(
-            curvature.as_slice_mut().expect("standard layout"),
-            output.as_slice().expect("standard layout"),
-        );
+            curvature
+                .as_slice_mut()
+                .expect("an owned copy is in standard layout"),
+            output
+                .as_slice()
+                .expect("a forward output is in standard layout"),
+        )?;
         Ok(curvature)
     }
 }
@@ -144,7 +161,7 @@ mod tests {
                 };
                 let numeric = (f(a + H) - f(a - H)) / (2.0 * H);
                 let mut grad = [1.0];
-                act.backprop(&mut grad, &[f(a)]);
+                act.backprop(&mut grad, &[f(a)]).unwrap();
                 assert_relative_eq!(grad[0], numeric, epsilon = 1e-3, max_relative = 1e-2);
             }
         }

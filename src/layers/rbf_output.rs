@@ -59,18 +59,11 @@ impl RbfOutput {
     /// Prototypes from an image file of ten 7 x 12 glyphs side by side (70 x 12; dark pixels are 1).
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read, [`Error::Image`] when it cannot be decoded
-    /// or is not 70 x 12.
+    /// The errors of [`crate::digit::load_image`], and [`Error::Image`] when the picture is not
+    /// 70 x 12.
     pub fn from_image_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        let image = image::load_from_memory(&bytes).map_err(|e| Error::Image {
-            source_name: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let image = crate::digit::load_image(path)?;
         Self::from_image(&image, &path.display().to_string())
     }
 

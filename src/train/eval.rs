@@ -3,6 +3,7 @@
 use ndarray::{Array2, ArrayView4};
 use rayon::prelude::*;
 
+use super::trainer::check_scores_per_class;
 use crate::data::mnist::{CLASSES, Dataset};
 use crate::{Layer, Result};
 
@@ -14,15 +15,18 @@ pub const EVAL_BATCH: usize = 8;
 /// The class with the highest score for each image of `data`, in order.
 ///
 /// # Errors
-/// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `[B, 1, 32, 32]` images.
+/// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `[B, 1, 32, 32]`
+/// images, and [`Error::InvalidArgument`](crate::Error::InvalidArgument) when it does not give
+/// one score per class.
 pub fn predict_classes(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<Vec<u8>> {
+    check_scores_per_class(net, data)?;
     let starts: Vec<usize> = (0..data.len()).step_by(EVAL_BATCH).collect();
     let batches: Result<Vec<Vec<u8>>> = starts
         .into_par_iter()
         .map(|start| {
             classify(
                 net,
-                data.batch(start..(start + EVAL_BATCH).min(data.len()))
+                data.batch(start..(start + EVAL_BATCH).min(data.len()))?
                     .view(),
             )
         })
@@ -33,9 +37,18 @@ pub fn predict_classes(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<Ve
 /// The class with the highest score for each image of `images` `[B, C, H, W]`.
 ///
 /// # Errors
-/// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `images`.
+/// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `images`, and
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when it gives more than 256
+/// scores per image (classes are `u8`).
 pub fn classify(net: &(impl Layer + ?Sized), images: ArrayView4<f32>) -> Result<Vec<u8>> {
     let scores = net.predict(images)?;
+    let per_image: usize = scores.shape()[1..].iter().product();
+    if per_image > usize::from(u8::MAX) + 1 {
+        return Err(crate::Error::InvalidArgument {
+            what: "classify",
+            reason: format!("{per_image} scores per image; classes are numbered 0 to 255"),
+        });
+    }
     Ok(scores
         .outer_iter()
         .map(|s| argmax(s.iter().copied()) as u8)

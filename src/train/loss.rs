@@ -3,19 +3,51 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Error, Result};
+
 /// Probabilities are clamped to at least this before the logarithm (the report's `1e-20`).
 pub const MIN_PROBABILITY: f32 = 1e-20;
 
 /// `probabilities[i] = e^(s_i - max s) / Σ_j e^(s_j - max s)` for `scores` `[classes]`.
-pub fn softmax(scores: &[f32], probabilities: &mut [f32]) {
+///
+/// # Errors
+/// [`Error::Shape`] when `scores` is empty or `probabilities` has another length.
+pub fn softmax(scores: &[f32], probabilities: &mut [f32]) -> Result<()> {
+    check_lengths("softmax", scores, probabilities, None)?;
     normalise(scores, None, probabilities);
+    Ok(())
+}
+
+/// That `scores` is not empty, `out` has its length and `label` (if any) indexes it.
+fn check_lengths(
+    function: &'static str,
+    scores: &[f32],
+    out: &[f32],
+    label: Option<usize>,
+) -> Result<()> {
+    if scores.is_empty() || out.len() != scores.len() {
+        return Err(Error::Shape {
+            layer: function,
+            expected: format!(
+                "scores [classes > 0] and an output of the same length, {}",
+                scores.len()
+            ),
+            got: vec![scores.len(), out.len()],
+        });
+    }
+    match label {
+        Some(label) if label >= scores.len() => Err(Error::InvalidArgument {
+            what: function,
+            reason: format!("label {label} is not below the {} classes", scores.len()),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `p_i = e^(s_i - m) / Z` with `Z = Σ_j e^(s_j - m)`, plus `e^(rest - m)` when there is a
 /// `rest` score that takes probability but no class; `m` is the largest exponent. Returns
 /// `ln` of the unshifted normaliser, `m + ln Z`.
 fn normalise(scores: &[f32], rest: Option<f32>, p: &mut [f32]) -> f32 {
-    debug_assert_eq!(scores.len(), p.len());
     let m = scores
         .iter()
         .copied()
@@ -37,15 +69,22 @@ fn normalise(scores: &[f32], rest: Option<f32>, p: &mut [f32]) -> f32 {
 /// ```
 /// use lenet5::train::softmax_cross_entropy;
 /// let mut grad = [0.0; 2];
-/// let loss = softmax_cross_entropy(&[0.0, 0.0], 1, &mut grad);
+/// let loss = softmax_cross_entropy(&[0.0, 0.0], 1, &mut grad)?;
 /// assert!((loss - 2f32.ln()).abs() < 1e-6); // p = [0.5, 0.5]
 /// assert_eq!(grad, [0.5, -0.5]);
+/// assert!(softmax_cross_entropy(&[0.0, 0.0], 2, &mut grad).is_err()); // no class 2
+/// # Ok::<(), lenet5::Error>(())
 /// ```
-pub fn softmax_cross_entropy(scores: &[f32], label: usize, grad: &mut [f32]) -> f32 {
-    softmax(scores, grad);
+///
+/// # Errors
+/// [`Error::Shape`] when `scores` is empty or `grad` has another length,
+/// [`Error::InvalidArgument`] when `label` is not below the number of scores.
+pub fn softmax_cross_entropy(scores: &[f32], label: usize, grad: &mut [f32]) -> Result<f32> {
+    check_lengths("softmax_cross_entropy", scores, grad, Some(label))?;
+    normalise(scores, None, grad);
     let loss = -grad[label].max(MIN_PROBABILITY).ln();
     grad[label] -= 1.0;
-    loss
+    Ok(loss)
 }
 
 /// What a trainer minimises for one sample's scores `[classes]` and its label.
@@ -72,29 +111,39 @@ impl Loss {
     /// use lenet5::train::Loss;
     /// // y = [0, ∞): L = 0 + ln(e^-1 + e^0 + 0)
     /// let mut grad = [0.0; 2];
-    /// let loss = Loss::Map { j: 1.0 }.compute(&[0.0, f32::NEG_INFINITY], 0, &mut grad);
+    /// let loss = Loss::Map { j: 1.0 }.compute(&[0.0, f32::NEG_INFINITY], 0, &mut grad)?;
     /// assert!((loss - (1.0 + (-1f32).exp()).ln()).abs() < 1e-6);
+    /// # Ok::<(), lenet5::Error>(())
     /// ```
-    pub fn compute(self, scores: &[f32], label: usize, grad: &mut [f32]) -> f32 {
+    ///
+    /// # Errors
+    /// As [`softmax_cross_entropy`].
+    pub fn compute(self, scores: &[f32], label: usize, grad: &mut [f32]) -> Result<f32> {
         match self {
             Loss::SoftmaxCrossEntropy => softmax_cross_entropy(scores, label, grad),
             Loss::Map { j } => {
+                check_lengths("Loss::Map", scores, grad, Some(label))?;
                 // p_i = e^s_i / (e^-j + Σ e^s) = dL/ds_i for i ≠ D
                 let log_z = normalise(scores, Some(-j), grad);
                 grad[label] -= 1.0;
                 // L = -s_D + ln(e^-j + Σ e^s_i)
-                log_z - scores[label]
+                Ok(log_z - scores[label])
             }
         }
     }
 
     /// ∂²L/∂s_i² into `curvature`, from the `grad` that [`Loss::compute`] wrote for `label`.
     /// For both losses `grad = p - one_hot(label)` and the diagonal is `p_i (1 - p_i)`.
-    pub fn curvature(self, grad: &[f32], label: usize, curvature: &mut [f32]) {
+    ///
+    /// # Errors
+    /// As [`softmax_cross_entropy`], with `grad` in the place of the scores.
+    pub fn curvature(self, grad: &[f32], label: usize, curvature: &mut [f32]) -> Result<()> {
+        check_lengths("Loss::curvature", grad, curvature, Some(label))?;
         for (i, (c, &g)) in curvature.iter_mut().zip(grad).enumerate() {
             let p = if i == label { g + 1.0 } else { g };
             *c = p * (1.0 - p);
         }
+        Ok(())
     }
 }
 
@@ -110,18 +159,18 @@ mod tests {
         let scores = [-1.0f32, -3.0];
         let mut grad = [0.0; 2];
         assert_relative_eq!(
-            loss.compute(&scores, 0, &mut grad),
+            loss.compute(&scores, 0, &mut grad).unwrap(),
             0.407606,
             max_relative = 1e-5
         );
         for label in 0..2 {
-            loss.compute(&scores, label, &mut grad);
+            loss.compute(&scores, label, &mut grad).unwrap();
             for i in 0..2 {
                 let h = 1e-2;
                 let at = |d: f32| {
                     let mut s = scores;
                     s[i] += d;
-                    loss.compute(&s, label, &mut [0.0; 2])
+                    loss.compute(&s, label, &mut [0.0; 2]).unwrap()
                 };
                 assert_relative_eq!(grad[i], (at(h) - at(-h)) / (2.0 * h), epsilon = 1e-3);
             }
@@ -133,15 +182,15 @@ mod tests {
         let scores = [0.3f32, -1.2, 2.0];
         for loss in [Loss::SoftmaxCrossEntropy, Loss::Map { j: 0.5 }] {
             let mut grad = [0.0; 3];
-            loss.compute(&scores, 1, &mut grad);
+            loss.compute(&scores, 1, &mut grad).unwrap();
             let mut curvature = [0.0; 3];
-            loss.curvature(&grad, 1, &mut curvature);
+            loss.curvature(&grad, 1, &mut curvature).unwrap();
             for i in 0..3 {
                 let h = 1e-2;
                 let at = |d: f32| {
                     let mut s = scores;
                     s[i] += d;
-                    f64::from(loss.compute(&s, 1, &mut [0.0; 3]))
+                    f64::from(loss.compute(&s, 1, &mut [0.0; 3]).unwrap())
                 };
                 let numeric = (at(h) - 2.0 * at(0.0) + at(-h)) / f64::from(h * h);
                 assert_relative_eq!(f64::from(curvature[i]), numeric, epsilon = 2e-2);
@@ -153,7 +202,7 @@ mod tests {
     fn known_values() {
         // scores [1, 2, 3]: p = e^[-2, -1, 0] / (e^-2 + e^-1 + 1) = [0.090031, 0.244728, 0.665241]
         let mut grad = [0.0; 3];
-        let loss = softmax_cross_entropy(&[1.0, 2.0, 3.0], 0, &mut grad);
+        let loss = softmax_cross_entropy(&[1.0, 2.0, 3.0], 0, &mut grad).unwrap();
         assert_relative_eq!(loss, -(0.090031f32.ln()), max_relative = 1e-5);
         assert_relative_eq!(
             &grad[..],
@@ -166,7 +215,7 @@ mod tests {
     fn a_hopeless_score_is_clamped_not_infinite() {
         // p[0] = e^-1000 underflows to 0; the clamp gives -ln(1e-20) = 46.0517
         let mut grad = [0.0; 2];
-        let loss = softmax_cross_entropy(&[-1000.0, 0.0], 0, &mut grad);
+        let loss = softmax_cross_entropy(&[-1000.0, 0.0], 0, &mut grad).unwrap();
         assert_relative_eq!(loss, 46.0517, max_relative = 1e-5);
         assert_eq!(grad, [-1.0, 1.0]);
     }
@@ -175,15 +224,34 @@ mod tests {
     fn gradient_matches_finite_differences() {
         let scores = [0.3f32, -1.2, 2.0, 0.0];
         let mut grad = [0.0; 4];
-        softmax_cross_entropy(&scores, 2, &mut grad);
+        softmax_cross_entropy(&scores, 2, &mut grad).unwrap();
         for i in 0..4 {
             let h = 1e-2;
             let at = |d: f32| {
                 let mut s = scores;
                 s[i] += d;
-                softmax_cross_entropy(&s, 2, &mut [0.0; 4])
+                softmax_cross_entropy(&s, 2, &mut [0.0; 4]).unwrap()
             };
             assert_relative_eq!(grad[i], (at(h) - at(-h)) / (2.0 * h), epsilon = 1e-3);
         }
+    }
+
+    #[test]
+    fn bad_labels_and_lengths_are_errors() {
+        let mut grad = [0.0; 3];
+        for loss in [Loss::SoftmaxCrossEntropy, Loss::Map { j: 1.0 }] {
+            assert!(matches!(
+                loss.compute(&[0.0; 3], 3, &mut grad),
+                Err(Error::InvalidArgument { .. })
+            ));
+            assert!(matches!(
+                loss.compute(&[0.0; 3], 0, &mut [0.0; 2]),
+                Err(Error::Shape { .. })
+            ));
+            assert!(loss.compute(&[], 0, &mut []).is_err());
+            assert!(loss.curvature(&grad, 5, &mut [0.0; 3]).is_err());
+            assert!(loss.curvature(&grad, 0, &mut [0.0; 4]).is_err());
+        }
+        assert!(softmax(&[1.0, 2.0], &mut [0.0; 3]).is_err());
     }
 }

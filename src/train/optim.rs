@@ -7,12 +7,17 @@
 
 use crate::kernels::multiversion;
 use crate::layer::ParamMut;
+use crate::{Error, Result};
 
 /// Moves parameters by their gradients (the batch mean), then clears the gradients.
 pub trait Optimizer: std::fmt::Debug + Send {
-    /// One step at learning rate `lr`. Returns `false`, with every value as it was and the
+    /// One step at learning rate `lr`. Returns `Ok(false)`, with every value as it was and the
     /// gradients cleared, when the step would make a value non-finite.
-    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> bool;
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`], with nothing changed, when the optimiser keeps state for
+    /// parameters of other sizes (it was used on another network).
+    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool>;
 
     /// Samples on which to estimate the curvature before each epoch; none by default.
     fn curvature_samples(&self) -> usize {
@@ -51,13 +56,41 @@ fn zeros_like(params: &[ParamMut<'_>]) -> Vec<Vec<f32>> {
     params.iter().map(|p| vec![0.0; p.value.len()]).collect()
 }
 
+/// `state`, made for `params` when it is empty; an error when it was made for other sizes.
+fn state_for<'s>(
+    optimizer: &'static str,
+    state: &'s mut Vec<Vec<f32>>,
+    params: &[ParamMut<'_>],
+) -> Result<&'s mut Vec<Vec<f32>>> {
+    if state.is_empty() {
+        *state = zeros_like(params);
+    }
+    check_sizes(optimizer, state, params)?;
+    Ok(state)
+}
+
+/// That `state` holds one buffer per parameter, each of its parameter's length.
+fn check_sizes(optimizer: &'static str, state: &[Vec<f32>], params: &[ParamMut<'_>]) -> Result<()> {
+    let had: Vec<usize> = state.iter().map(Vec::len).collect();
+    let got: Vec<usize> = params.iter().map(|p| p.value.len()).collect();
+    if had != got {
+        return Err(Error::InvalidArgument {
+            what: optimizer,
+            reason: format!(
+                "its state is for parameters of sizes {had:?}, these have {got:?}: use a new optimiser for another network"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Plain gradient descent: `value -= lr · grad` (the report's update).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GradientDescent;
 
 impl Optimizer for GradientDescent {
-    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        descend(params, lr)
+    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
+        Ok(descend(params, lr))
     }
 }
 
@@ -87,17 +120,17 @@ impl Momentum {
 }
 
 impl Optimizer for Momentum {
-    fn step(&mut self, mut params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        if self.velocity.is_empty() {
-            self.velocity = zeros_like(&params);
-        }
+    fn step(&mut self, mut params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
+        state_for("Momentum", &mut self.velocity, &params)?;
         for (p, velocity) in params.iter_mut().zip(&mut self.velocity) {
             for (u, &g) in velocity.iter_mut().zip(p.grad.iter()) {
                 *u = self.momentum * *u + g;
             }
         }
         let velocity = &self.velocity;
-        update_if_finite(params, |k, i, v, _| v - lr * velocity[k][i])
+        Ok(update_if_finite(params, |k, i, v, _| {
+            v - lr * velocity[k][i]
+        }))
     }
 }
 
@@ -139,11 +172,9 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self, mut params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        if self.mean.is_empty() {
-            self.mean = zeros_like(&params);
-            self.square = zeros_like(&params);
-        }
+    fn step(&mut self, mut params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
+        state_for("Adam", &mut self.mean, &params)?;
+        state_for("Adam", &mut self.square, &params)?;
         let (b1, b2) = (self.beta1, self.beta2);
         for (p, (m, s)) in params
             .iter_mut()
@@ -157,9 +188,9 @@ impl Optimizer for Adam {
         self.steps = self.steps.saturating_add(1);
         let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
         let (mean, square, eps, decay) = (&self.mean, &self.square, self.eps, self.weight_decay);
-        update_if_finite(params, |k, i, v, _| {
+        Ok(update_if_finite(params, |k, i, v, _| {
             v - lr * (mean[k][i] / c1) / ((square[k][i] / c2).sqrt() + eps) - lr * decay * v
-        })
+        }))
     }
 }
 
@@ -199,8 +230,16 @@ impl Sdlm {
 }
 
 impl Optimizer for Sdlm {
-    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        if self.factors.as_ref().is_none_or(|(at, _)| *at != lr) {
+    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
+        if !self.curvature.is_empty() {
+            check_sizes("Sdlm", &self.curvature, &params)?;
+        }
+        let stale = |factors: &Vec<Vec<f32>>| check_sizes("Sdlm", factors, &params).is_err();
+        if self
+            .factors
+            .as_ref()
+            .is_none_or(|(at, factors)| *at != lr || stale(factors))
+        {
             // before any estimate the curvature counts as zero
             let (curvature, mu) = (&self.curvature, self.mu);
             let h = |k: usize, i: usize| curvature.get(k).map_or(0.0, |c: &Vec<f32>| c[i]);
@@ -212,7 +251,7 @@ impl Optimizer for Sdlm {
             self.factors = Some((lr, factors));
         }
         let (_, factors) = self.factors.as_ref().expect("computed above");
-        update_if_finite(params, |k, i, v, g| v - factors[k][i] * g)
+        Ok(update_if_finite(params, |k, i, v, g| v - factors[k][i] * g))
     }
 
     fn curvature_samples(&self) -> usize {
@@ -240,7 +279,7 @@ mod tests {
                 value: &mut v,
                 grad: &mut g,
             };
-            assert!(opt.step(vec![param], lr));
+            assert!(opt.step(vec![param], lr).unwrap());
             assert_eq!(g, [0.0]);
         }
         v[0]
@@ -281,8 +320,35 @@ mod tests {
                 value: &mut v,
                 grad: &mut g,
             };
-            assert!(!opt.step(vec![param], 1e30));
+            assert!(!opt.step(vec![param], 1e30).unwrap());
             assert_eq!((v, g), ([1.0, 2.0], [0.0, 0.0]));
+        }
+    }
+
+    #[test]
+    fn an_optimiser_refuses_a_network_of_other_sizes() {
+        let step = |opt: &mut dyn Optimizer, n: usize| {
+            let (mut v, mut g) = (vec![1.0; n], vec![0.5; n]);
+            let param = ParamMut {
+                name: "w",
+                value: &mut v,
+                grad: &mut g,
+            };
+            let result = opt.step(vec![param], 0.1);
+            (result, v)
+        };
+        let mut sdlm = Sdlm::new(0.5, 1);
+        sdlm.set_curvature(vec![vec![0.1; 3]]);
+        for opt in [
+            &mut Momentum::new(0.9) as &mut dyn Optimizer,
+            &mut Adam::default(),
+            &mut sdlm,
+        ] {
+            assert!(step(opt, 3).0.unwrap());
+            let (result, v) = step(opt, 4);
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("[3]") && err.contains("[4]"), "{err}");
+            assert_eq!(v, vec![1.0; 4]);
         }
     }
 }

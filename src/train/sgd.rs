@@ -153,7 +153,7 @@ mod tests {
                 "{sgd:?}"
             );
         }
-        let empty = data.slice(0..0);
+        let empty = data.slice(0..0).unwrap();
         assert!(matches!(
             Sgd::default().train(&mut net, &empty, |_| ControlFlow::Continue(())),
             Err(Error::InvalidArgument { .. })

@@ -13,7 +13,7 @@ use super::eval::evaluate;
 use super::loss::Loss;
 use super::optim::Optimizer;
 use crate::data::Distortion;
-use crate::data::mnist::Dataset;
+use crate::data::mnist::{CLASSES, Dataset};
 use crate::{Error, Layer, Result};
 
 /// Which training samples an epoch takes, and in what order.
@@ -41,35 +41,52 @@ pub enum Schedule {
 
 impl Schedule {
     /// The rate of `epoch` (1-based).
-    pub fn lr(&self, epoch: usize) -> f32 {
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for epoch 0 or a [`Schedule::PerEpoch`] without rates.
+    pub fn lr(&self, epoch: usize) -> Result<f32> {
+        let bad = |reason: String| Error::InvalidArgument {
+            what: "Schedule::lr",
+            reason,
+        };
+        if epoch == 0 {
+            return Err(bad("epochs count from 1, got 0".into()));
+        }
         match self {
-            Schedule::Exponential { lr, decay } => {
-                // multiplied epoch by epoch, as a running product would be
-                (1..epoch).fold(*lr, |lr, _| lr * decay)
-            }
-            Schedule::PerEpoch(rates) => rates[(epoch - 1).min(rates.len() - 1)],
+            // multiplied epoch by epoch, as a running product would be
+            Schedule::Exponential { lr, decay } => Ok((1..epoch).fold(*lr, |lr, _| lr * decay)),
+            Schedule::PerEpoch(rates) => rates
+                .get((epoch - 1).min(rates.len().saturating_sub(1)))
+                .copied()
+                .ok_or_else(|| bad("the schedule has no rates".into())),
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks that the rate of every epoch up to `epochs` is positive and finite: a rate that
+    /// decays to zero (or underflows to it) would train nothing from then on.
+    fn validate(&self, epochs: usize) -> Result<()> {
         let bad = |reason: String| {
             Err(Error::InvalidArgument {
-                what: "Schedule",
+                what: "Trainer::schedule",
                 reason,
             })
         };
-        let positive = |x: f32| x.is_finite() && x > 0.0;
-        match self {
-            Schedule::Exponential { lr, decay } if !positive(*lr) || !positive(*decay) => bad(
-                format!("lr and decay must be positive and finite, got {lr} and {decay}"),
-            ),
-            Schedule::PerEpoch(rates)
-                if rates.is_empty() || !rates.iter().all(|&r| positive(r)) =>
-            {
-                bad(format!("rates must be positive and finite, got {rates:?}"))
-            }
-            _ => Ok(()),
+        if let Schedule::Exponential { decay, .. } = self
+            && !(decay.is_finite() && *decay > 0.0)
+        {
+            return bad(format!(
+                "the decay must be positive and finite, got {decay}"
+            ));
         }
+        for epoch in 1..=epochs {
+            let lr = self.lr(epoch)?;
+            if !(lr.is_finite() && lr > 0.0) {
+                return bad(format!(
+                    "the learning rate of epoch {epoch} is {lr}: it must be positive and finite"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -210,35 +227,39 @@ impl Trainer {
         self.loss
     }
 
-    fn validate(&self, data: &Dataset) -> Result<()> {
+    fn validate(&self, net: &(impl Layer + ?Sized), data: &Dataset) -> Result<()> {
         let invalid = |what, reason: String| Err(Error::InvalidArgument { what, reason });
-        self.schedule.validate()?;
         if self.epochs == 0 {
             return invalid("Trainer::epochs", "must be at least 1, got 0".into());
         }
+        self.schedule.validate(self.epochs)?;
         if self.batch_size == 0 {
             return invalid("Trainer::batch_size", "must be at least 1, got 0".into());
-        }
-        if let Sampling::Fraction(f) = self.sampling
-            && !(f > 0.0 && f <= 1.0)
-        {
-            return invalid(
-                "Trainer::sampling",
-                format!("the fraction must be in (0, 1], got {f}"),
-            );
-        }
-        if let Some(d) = &self.distortion
-            && !d.is_valid()
-        {
-            return invalid(
-                "Trainer::distortion",
-                format!("bounds must be finite and not negative, got {d:?}"),
-            );
         }
         if data.is_empty() {
             return invalid("Trainer::train", "the training set is empty".into());
         }
-        Ok(())
+        if let Sampling::Fraction(f) = self.sampling {
+            if !(f > 0.0 && f <= 1.0) {
+                return invalid(
+                    "Trainer::sampling",
+                    format!("the fraction must be in (0, 1], got {f}"),
+                );
+            }
+            if f * (data.len() as f64) < 1.0 {
+                return invalid(
+                    "Trainer::sampling",
+                    format!(
+                        "a fraction of {f} of {} samples is less than one sample per epoch",
+                        data.len()
+                    ),
+                );
+            }
+        }
+        if let Some(d) = &self.distortion {
+            d.validate()?;
+        }
+        check_scores_per_class(net, data)
     }
 
     /// Trains `net` on `data`, calling `observe` after every batch and every epoch; returns one
@@ -255,7 +276,7 @@ impl Trainer {
         data: &Dataset,
         mut observe: impl FnMut(Progress<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<EpochStats>> {
-        self.validate(data)?;
+        self.validate(net, data)?;
         // separate streams, so that the sample order does not depend on the other draws
         let mut order_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
         let mut distort_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0d15_7047);
@@ -263,7 +284,7 @@ impl Trainer {
         let mut history = Vec::with_capacity(self.epochs);
         for epoch in 1..=self.epochs {
             let start = Instant::now();
-            let lr = self.schedule.lr(epoch);
+            let lr = self.schedule.lr(epoch)?;
             let wanted = self.optimizer.curvature_samples();
             if wanted > 0 {
                 let curvature =
@@ -277,8 +298,8 @@ impl Trainer {
                     .distortion
                     .as_ref()
                     .map(|d| (d, &mut distort_rng as &mut dyn rand::Rng));
-                let scores = net.forward(data.batch_of(batch, distortion).view())?;
-                let (loss, grad) = self.batch_loss(&scores, data, batch);
+                let scores = net.forward(data.batch_of(batch, distortion)?.view())?;
+                let (loss, grad) = self.batch_loss(&scores, data, batch)?;
                 let diverged = |what| {
                     Err(Error::Diverged {
                         epoch,
@@ -290,7 +311,7 @@ impl Trainer {
                     return diverged(format!("loss is {loss}"));
                 }
                 net.backprop_params(grad.view())?;
-                if !self.optimizer.step(net.params_mut(), lr) {
+                if !self.optimizer.step(net.params_mut(), lr)? {
                     return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
                 }
                 done += batch.len();
@@ -305,13 +326,19 @@ impl Trainer {
                     return Ok(history);
                 }
             }
+            if done == 0 {
+                return Err(Error::InvalidArgument {
+                    what: "Trainer::sampling",
+                    reason: format!(
+                        "epoch {epoch} drew no sample from {} (sampling {:?}): nothing was learned",
+                        data.len(),
+                        self.sampling
+                    ),
+                });
+            }
             let stats = EpochStats {
                 epoch,
-                loss: if done == 0 {
-                    0.0
-                } else {
-                    loss_sum / done as f64
-                },
+                loss: loss_sum / done as f64,
                 accuracy: evaluate(net, data)?.accuracy,
                 lr,
                 samples: done,
@@ -345,22 +372,43 @@ impl Trainer {
         scores: &Array4<f32>,
         data: &Dataset,
         batch: &[usize],
-    ) -> (f64, Array4<f32>) {
+    ) -> Result<(f64, Array4<f32>)> {
         let mut grad = Array4::zeros(scores.raw_dim());
         let mut total = 0.0;
         for ((s, mut g), &i) in scores.outer_iter().zip(grad.outer_iter_mut()).zip(batch) {
             let label = usize::from(data.labels()[i]);
-            total += f64::from(self.loss.compute(
-                s.as_slice().expect("standard layout"),
-                label,
-                g.as_slice_mut().expect("standard layout"),
-            ));
+            total += f64::from(
+                self.loss.compute(
+                    s.as_slice()
+                        .expect("a forward output is in standard layout"),
+                    label,
+                    g.as_slice_mut().expect("zeros are in standard layout"),
+                )?,
+            );
         }
         if batch.len() > 1 {
             grad /= batch.len() as f32;
         }
-        (total, grad)
+        Ok((total, grad))
     }
+}
+
+/// That `net` turns one image of `data` into one score per class.
+///
+/// # Errors
+/// The network's [`Error::Shape`] when it does not take the data's images, and
+/// [`Error::InvalidArgument`] when it gives another number of scores than there are classes.
+pub(crate) fn check_scores_per_class(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<()> {
+    let [c, h, w] = net.output_shape(data.image_shape())?;
+    if c * h * w != CLASSES {
+        return Err(Error::InvalidArgument {
+            what: "network",
+            reason: format!(
+                "it gives {c}x{h}x{w} scores per image, the data has {CLASSES} classes"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn clear_gradients(net: &mut (impl Layer + ?Sized)) {
@@ -385,20 +433,24 @@ fn estimate_curvature(
     for _ in 0..samples {
         let i = rng.random_range(0..data.len());
         let label = usize::from(data.labels()[i]);
-        let scores = net.forward(data.batch(i..i + 1).view())?;
+        let scores = net.forward(data.batch(i..i + 1)?.view())?;
         let mut grad = Array4::zeros(scores.raw_dim());
-        let grad_slice = grad.as_slice_mut().expect("standard layout");
+        let grad_slice = grad.as_slice_mut().expect("zeros are in standard layout");
         loss.compute(
-            scores.as_slice().expect("standard layout"),
+            scores
+                .as_slice()
+                .expect("a forward output is in standard layout"),
             label,
             grad_slice,
-        );
+        )?;
         let mut curvature = Array4::zeros(scores.raw_dim());
         loss.curvature(
             grad_slice,
             label,
-            curvature.as_slice_mut().expect("standard layout"),
-        );
+            curvature
+                .as_slice_mut()
+                .expect("zeros are in standard layout"),
+        )?;
         // layers that need dE/d(output) for their curvature keep it from this pass
         net.backprop_params(grad.view())?;
         clear_gradients(net);
@@ -432,15 +484,17 @@ mod tests {
         let data = bars(4);
         let trainer = Trainer::new(GradientDescent).with_batch_size(4);
         let mut net = LeNet5::with_seed(2);
-        let scores = net.forward(data.batch(0..4).view()).unwrap();
-        let (_, grad) = trainer.batch_loss(&scores, &data, &[0, 1, 2, 3]);
+        let scores = net.forward(data.batch(0..4).unwrap().view()).unwrap();
+        let (_, grad) = trainer.batch_loss(&scores, &data, &[0, 1, 2, 3]).unwrap();
         net.backprop_params(grad.view()).unwrap();
         let batched = grads(&mut net);
         let mut one_by_one = vec![0.0f32; batched.len()];
         for i in 0..4 {
             let mut single = LeNet5::with_seed(2);
-            let scores = single.forward(data.batch(i..i + 1).view()).unwrap();
-            let (_, grad) = trainer.batch_loss(&scores, &data, &[i]);
+            let scores = single
+                .forward(data.batch(i..i + 1).unwrap().view())
+                .unwrap();
+            let (_, grad) = trainer.batch_loss(&scores, &data, &[i]).unwrap();
             single.backprop_params(grad.view()).unwrap();
             one_by_one
                 .iter_mut()
@@ -491,9 +545,11 @@ mod tests {
             lr: 0.5,
             decay: 0.5,
         };
-        assert_eq!([exp.lr(1), exp.lr(3)], [0.5, 0.125]);
+        assert_eq!([exp.lr(1).unwrap(), exp.lr(3).unwrap()], [0.5, 0.125]);
+        assert!(exp.lr(0).is_err() && Schedule::PerEpoch(vec![]).lr(1).is_err());
         let steps = Schedule::PerEpoch(vec![3.0, 2.0]);
-        assert_eq!([steps.lr(1), steps.lr(2), steps.lr(9)], [3.0, 2.0, 2.0]);
+        let rates = [1, 2, 9].map(|e| steps.lr(e).unwrap());
+        assert_eq!(rates, [3.0, 2.0, 2.0]);
         for bad in [
             Schedule::PerEpoch(vec![]),
             Schedule::PerEpoch(vec![0.1, f32::NAN]),
@@ -501,8 +557,13 @@ mod tests {
                 lr: 0.1,
                 decay: 0.0,
             },
+            // a rate that decays to zero by epoch 20
+            Schedule::Exponential {
+                lr: 0.1,
+                decay: 1e-4,
+            },
         ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
+            assert!(bad.validate(20).is_err(), "{bad:?}");
         }
         let bad_distortion = Distortion {
             shift: -2.0,
@@ -518,5 +579,61 @@ mod tests {
                 Err(Error::InvalidArgument { .. })
             ));
         }
+    }
+
+    #[test]
+    fn runs_that_cannot_learn_are_refused() {
+        let data = bars(5);
+        let run = |trainer: Trainer, data: &Dataset| {
+            let mut trainer = trainer;
+            trainer
+                .train(&mut LeNet5::new(), data, |_| ControlFlow::Continue(()))
+                .unwrap_err()
+                .to_string()
+        };
+        // 0.1 of 5 samples: less than one sample per epoch
+        let err = run(
+            Trainer::new(GradientDescent).with_sampling(Sampling::Fraction(0.1)),
+            &data,
+        );
+        assert!(err.contains("less than one sample per epoch"), "{err}");
+        // 0.25 of 5: most epochs draw a sample or two, some none; none is an error, not a loss of 0
+        let err = run(
+            Trainer::new(GradientDescent)
+                .with_sampling(Sampling::Fraction(0.25))
+                .with_epochs(200),
+            &data,
+        );
+        assert!(err.contains("drew no sample"), "{err}");
+        let err = run(
+            Trainer::new(GradientDescent).with_schedule(Schedule::Exponential {
+                lr: 0.1,
+                decay: 1e-10,
+            }),
+            &data,
+        );
+        assert!(err.contains("learning rate of epoch 6 is 0"), "{err}");
+    }
+
+    #[test]
+    fn a_network_without_one_score_per_class_is_refused() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut net = crate::Sequential::new([1, 32, 32])
+            .add(crate::Connect::new(32 * 32, 12, &mut rng).unwrap())
+            .unwrap();
+        let data = bars(5);
+        let err = Trainer::new(GradientDescent)
+            .train(&mut net, &data, |_| ControlFlow::Continue(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("12x1x1 scores per image"), "{err}");
+        assert!(evaluate(&net, &data).is_err());
+        let mut small = crate::Sequential::new([1, 28, 28]);
+        assert!(matches!(evaluate(&small, &data), Err(Error::Shape { .. })));
+        assert!(
+            Trainer::new(GradientDescent)
+                .train(&mut small, &data, |_| ControlFlow::Continue(()))
+                .is_err()
+        );
     }
 }
