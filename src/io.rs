@@ -87,11 +87,16 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
         layers: net.configs(),
         params,
     };
-    let payload = bincode::serde::encode_to_vec(&payload, bincode::config::standard())
+    frame(VERSION, &payload)
+}
+
+/// A model file: the header for `version` and the bincode encoding of `payload`.
+fn frame(version: u32, payload: &impl Serialize) -> Vec<u8> {
+    let payload = bincode::serde::encode_to_vec(payload, bincode::config::standard())
         .expect("encoding to memory cannot fail");
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
     bytes.extend(MAGIC);
-    bytes.extend(VERSION.to_le_bytes());
+    bytes.extend(version.to_le_bytes());
     bytes.extend((payload.len() as u64).to_le_bytes());
     bytes.extend(crc32fast::hash(&payload).to_le_bytes());
     bytes.extend(payload);
@@ -737,12 +742,7 @@ mod tests {
             architecture: ARCH,
             params,
         };
-        let payload = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap();
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend(1u32.to_le_bytes());
-        bytes.extend((payload.len() as u64).to_le_bytes());
-        bytes.extend(crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend(payload);
+        let bytes = frame(1, &v1);
         let mut other = small(2, crate::Activation::Relu);
         load_bytes(&mut other, ARCH, &bytes, "mem").unwrap();
         assert_eq!(values(&other), values(&net));
@@ -762,5 +762,35 @@ mod tests {
             Err(Error::TooLarge { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_parameter_of_another_name_is_refused() {
+        let net = small(2, crate::Activation::Sigmoid);
+        let mut params: Vec<Tensor> = net
+            .named_params()
+            .into_iter()
+            .map(|(name, p)| Tensor {
+                name,
+                shape: p.shape.to_vec(),
+                values: p.value.to_vec(),
+            })
+            .collect();
+        params[1].name = "layers.0.offset".into();
+        let payload = Payload {
+            architecture: ARCH.into(),
+            layers: net.configs(),
+            params,
+        };
+        let bytes = frame(VERSION, &payload);
+        let err = load_bytes(
+            &mut small(2, crate::Activation::Sigmoid),
+            ARCH,
+            &bytes,
+            "mem",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"layers.0.offset\""), "{err}");
     }
 }

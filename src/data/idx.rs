@@ -44,21 +44,28 @@ impl Idx {
                 reason: "is a directory, not an IDX file".into(),
             });
         }
-        let mut reader = BufReader::new(file);
-        let gzipped = reader
+        Self::from_reader(BufReader::new(file)).map_err(|reason| Error::Idx {
+            path: path.into(),
+            reason,
+        })
+    }
+
+    /// Decodes an IDX stream, raw or gzipped, as [`Idx::read`] does a file; the error says
+    /// what is wrong.
+    ///
+    /// # Errors
+    /// As [`Idx::parse`], and a corrupt gzip stream, a read that fails, or a header that
+    /// claims more than [`MAX_IDX_BYTES`].
+    pub fn from_reader(mut reader: impl BufRead) -> std::result::Result<Self, String> {
+        let start = reader
             .fill_buf()
-            .map_err(io_error)?
-            .starts_with(&[0x1f, 0x8b]);
-        let result = if gzipped {
+            .map_err(|e| format!("unreadable file: {e}"))?;
+        if start.starts_with(&[0x1f, 0x8b]) {
             let gz = flate2::bufread::MultiGzDecoder::new(reader);
             Self::from_stream(CorruptIfShort(gz), "gzip stream")
         } else {
             Self::from_stream(reader, "file")
-        };
-        result.map_err(|reason| Error::Idx {
-            path: path.into(),
-            reason,
-        })
+        }
     }
 
     /// Decodes an IDX stream; `what` names it in messages about read errors.

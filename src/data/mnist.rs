@@ -379,4 +379,23 @@ mod tests {
             .to_string();
         assert!(err.contains("label 10 of item 1"), "{err}");
     }
+
+    #[test]
+    fn the_padding_is_the_encoded_background() {
+        let images = Array3::from_elem((1, 28, 28), 255);
+        let encoding = Encoding::Linear {
+            background: -0.1,
+            ink: 1.175,
+        };
+        let data = Dataset::new(images, vec![0])
+            .unwrap()
+            .with_encoding(encoding);
+        let batch = data.batch(0..1).unwrap();
+        // the 2-pixel frame is background, the 28x28 middle all ink
+        assert_eq!(batch[[0, 0, 0, 0]], -0.1);
+        assert_eq!(batch[[0, 0, 1, 31]], -0.1);
+        assert_eq!(batch[[0, 0, 2, 2]], 1.175);
+        let frame = batch.iter().filter(|&&v| v == -0.1).count();
+        assert_eq!(frame, 32 * 32 - 28 * 28);
+    }
 }

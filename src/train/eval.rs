@@ -106,4 +106,21 @@ mod tests {
         assert_eq!(argmax([0.1, 0.5, 0.5, -1.0]), 1);
         assert_eq!(argmax([f32::NAN, -3.0]), 1);
     }
+
+    #[test]
+    fn the_confusion_matrix_is_true_class_by_predicted_class() {
+        // a network that always says 7, on images of 3s
+        let weight = ndarray::Array2::zeros((10, 32 * 32));
+        let bias = ndarray::Array1::from_shape_fn(10, |i| if i == 7 { 5.0 } else { 0.0 });
+        let net = crate::Sequential::new([1, 32, 32])
+            .add(crate::Connect::from_params(weight, bias).unwrap())
+            .unwrap();
+        let images = ndarray::Array3::zeros((4, 28, 28));
+        let data = Dataset::new(images, vec![3; 4]).unwrap();
+        let evaluation = evaluate(&net, &data).unwrap();
+        assert_eq!(evaluation.confusion[[3, 7]], 4);
+        assert_eq!(evaluation.confusion.sum(), 4);
+        assert_eq!(evaluation.accuracy, 0.0);
+        assert_eq!(predict_classes(&net, &data).unwrap(), vec![7; 4]);
+    }
 }

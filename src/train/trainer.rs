@@ -636,4 +636,58 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn shuffling_draws_a_new_permutation_each_epoch() {
+        let trainer = Trainer::new(GradientDescent);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let (first, second) = (trainer.order(50, &mut rng), trainer.order(50, &mut rng));
+        for order in [&first, &second] {
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+            assert_ne!(order, &sorted);
+        }
+        assert_ne!(first, second);
+        // the report's sampling keeps data set order
+        let fraction = trainer.with_sampling(Sampling::Fraction(0.5));
+        let taken = fraction.order(50, &mut rng);
+        assert!(taken.windows(2).all(|w| w[0] < w[1]) && !taken.is_empty());
+    }
+
+    #[test]
+    fn distortions_change_what_is_trained_on() {
+        let weights = |distortion: Option<Distortion>| {
+            let mut net = LeNet5::with_seed(2);
+            Trainer::new(GradientDescent)
+                .with_epochs(1)
+                .with_distortion(distortion)
+                .train(&mut net, &bars(20), |_| ControlFlow::Continue(()))
+                .unwrap();
+            net.params()
+                .iter()
+                .flat_map(|p| p.value.to_vec())
+                .collect::<Vec<f32>>()
+        };
+        assert_eq!(weights(None), weights(None));
+        assert_ne!(weights(None), weights(Some(Distortion::default())));
+    }
+
+    #[test]
+    fn the_curvature_estimate_is_a_mean_over_samples() {
+        // every sample the same image and label: the mean of 1 and of 40 samples agree
+        let images = ndarray::Array3::from_shape_fn((3, 28, 28), |(_, r, c)| ((r * c) % 256) as u8);
+        let data = Dataset::new(images, vec![4, 4, 4])
+            .unwrap()
+            .with_encoding(crate::Preset::LeCun1998.encoding());
+        let estimate = |samples| {
+            let mut net = LeNet5::lecun1998();
+            let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+            estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, samples, &mut rng).unwrap()
+        };
+        let (one, many) = (estimate(1), estimate(40));
+        for (a, b) in one.iter().flatten().zip(many.iter().flatten()) {
+            assert!((a - b).abs() <= 1e-5 * (a.abs() + 1e-12) + 1e-12, "{a} {b}");
+        }
+    }
 }
