@@ -27,9 +27,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from)
     });
     let out = args.out;
-    std::fs::create_dir_all(&out)?;
     let net = LeNet5::pretrained();
     let test = Dataset::load(&data, Split::Test)?;
+    // made only once there is something to draw
+    std::fs::create_dir_all(&out)?;
 
     let c1 = net.network().params()[0].value.to_vec(); // conv1.weight [6, 1, 5, 5]
     map_grid(ndarray::ArrayView3::from_shape((6, 5, 5), &c1)?, 6, 12)?
