@@ -24,7 +24,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::io::{MAX_MODEL_FILE, check_finite, model_error, read_limited, write_atomic};
 use crate::layers::rbf_output::{CLASSES, GLYPH_HEIGHT, GLYPH_WIDTH};
-use crate::{C3_CONNECTIONS, Layer, LeNet5, Preset, RbfOutput, Result};
+use crate::{C3_CONNECTIONS, Layer, LeNet5, Preset, RbfOutput, Result, Sequential};
 
 /// PyTorch-style names of the seven layers of the report's and LeCun's LeNet-5, in order.
 pub const LAYER_NAMES: [&str; 7] = ["conv1", "s2", "conv2", "s4", "conv3", "fc", "rbf"];
@@ -43,12 +43,6 @@ fn layout(preset: Preset) -> ([&'static str; 7], Option<RbfOutput>) {
 
 /// `(name, shape, little-endian bytes)` of every exported tensor.
 fn tensors(net: &LeNet5) -> Vec<(String, Vec<usize>, Vec<u8>)> {
-    let bytes = |values: &[f32]| {
-        values
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<u8>>()
-    };
     let (names, prototypes) = layout(net.preset());
     let mut out: Vec<_> = net
         .network()
@@ -60,7 +54,7 @@ fn tensors(net: &LeNet5) -> Vec<(String, Vec<usize>, Vec<u8>)> {
                 (
                     format!("{layer_name}.{}", p.name),
                     p.shape.to_vec(),
-                    bytes(p.value),
+                    le_bytes(p.value),
                 )
             })
         })
@@ -69,7 +63,7 @@ fn tensors(net: &LeNet5) -> Vec<(String, Vec<usize>, Vec<u8>)> {
         out.push((
             "rbf.weight".into(),
             rbf.weight().shape().to_vec(),
-            bytes(rbf.weight().as_slice().expect("standard layout")),
+            le_bytes(rbf.weight().as_slice().expect("standard layout")),
         ));
     }
     out
@@ -78,22 +72,22 @@ fn tensors(net: &LeNet5) -> Vec<(String, Vec<usize>, Vec<u8>)> {
 /// The metadata key that names the preset.
 const ARCHITECTURE_KEY: &str = "architecture";
 
-/// The safetensors bytes of `(name, shape, little-endian F32 bytes)` tensors, with the
-/// preset's architecture name in the metadata when there is one.
-fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], preset: Option<Preset>) -> Vec<u8> {
+/// The safetensors bytes of `(name, shape, little-endian F32 bytes)` tensors, with an
+/// architecture name in the metadata when there is one.
+fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], architecture: Option<&str>) -> Vec<u8> {
     let views = tensors.iter().map(|(name, shape, bytes)| {
         let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match");
         (name.as_str(), view)
     });
-    let metadata = preset
-        .map(|p| HashMap::from([(ARCHITECTURE_KEY.to_string(), p.architecture().to_string())]));
+    let metadata =
+        architecture.map(|a| HashMap::from([(ARCHITECTURE_KEY.to_string(), a.to_string())]));
     safetensors::serialize(views, metadata).expect("serialising to memory cannot fail")
 }
 
 impl LeNet5 {
     /// The parameters as safetensors bytes, with PyTorch's names and layouts (see [`crate::interop`]).
     pub fn to_safetensors(&self) -> Vec<u8> {
-        serialize(&tensors(self), Some(self.preset()))
+        serialize(&tensors(self), Some(self.preset().architecture()))
     }
 
     /// Writes [`LeNet5::to_safetensors`] to `path`, atomically.
@@ -171,6 +165,75 @@ impl LeNet5 {
         let bytes = read_limited(path, MAX_MODEL_FILE, "a safetensors file")?;
         Self::from_safetensors(&bytes, &path.display().to_string())
     }
+}
+
+impl Sequential {
+    /// The weights as safetensors bytes, each parameter named as in model files,
+    /// `layers.{index}.{name}` (`layers.0.weight`).
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        let tensors: Vec<_> = self
+            .named_params()
+            .into_iter()
+            .map(|(name, p)| (name, p.shape.to_vec(), le_bytes(p.value)))
+            .collect();
+        serialize(&tensors, Some(Sequential::ARCHITECTURE))
+    }
+
+    /// Writes [`Sequential::to_safetensors`] to `path`, atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) when the file cannot be written; a previous file is left intact.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path.as_ref(), &self.to_safetensors())
+    }
+
+    /// Loads the weights of safetensors `bytes` named as [`Sequential::to_safetensors`] names
+    /// them into this stack; `source_name` names the bytes in errors. The stack is changed
+    /// only on success.
+    ///
+    /// # Errors
+    /// [`Error::Model`](crate::Error::Model) when the bytes are not safetensors, a parameter's
+    /// tensor is missing, not `F32`, of another shape or not finite, or the file holds a
+    /// tensor that is not a parameter of this stack.
+    pub fn load_safetensors_bytes(&mut self, bytes: &[u8], source_name: &str) -> Result<()> {
+        let bad = |reason: String| model_error(source_name, reason);
+        let file = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let params = self.named_params();
+        if let Some(extra) = file
+            .names()
+            .into_iter()
+            .find(|name| params.iter().all(|(p, _)| p != *name))
+        {
+            return Err(bad(format!("{extra} is not a parameter of this network")));
+        }
+        let values = params
+            .iter()
+            .map(|(name, p)| read_f32(&file, name, p.shape))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        for ((_, p), v) in self.named_params_mut().into_iter().zip(&values) {
+            p.value.copy_from_slice(v);
+        }
+        Ok(())
+    }
+
+    /// [`Sequential::load_safetensors_bytes`] on the file `path`, read up to [`MAX_MODEL_FILE`].
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) when the file cannot be read,
+    /// [`Error::TooLarge`](crate::Error::TooLarge) when it is larger, and the errors of
+    /// [`Sequential::load_safetensors_bytes`].
+    pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = read_limited(path, MAX_MODEL_FILE, "a safetensors file")?;
+        self.load_safetensors_bytes(&bytes, &path.display().to_string())
+    }
+}
+
+/// Values as little-endian `F32` bytes.
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// The values of the `F32` tensor `name`, which must have `shape` and be finite.
@@ -266,12 +329,14 @@ mod tests {
         let mut t = tensors(&net);
         t.retain(|(name, _, _)| name != "s4.coef");
         let err =
-            LeNet5::from_safetensors(&serialize(&t, Some(Preset::Report)), "mem").unwrap_err();
+            LeNet5::from_safetensors(&serialize(&t, Some(Preset::Report.architecture())), "mem")
+                .unwrap_err();
         assert!(err.to_string().contains("s4.coef"), "{err}");
         let mut t = tensors(&net);
         t[0].1 = vec![6, 25];
         let err =
-            LeNet5::from_safetensors(&serialize(&t, Some(Preset::Report)), "mem").unwrap_err();
+            LeNet5::from_safetensors(&serialize(&t, Some(Preset::Report.architecture())), "mem")
+                .unwrap_err();
         assert!(err.to_string().contains("conv1.weight"), "{err}");
     }
 
@@ -314,9 +379,10 @@ mod tests {
                 assert_eq!(values(&back), values(&net));
             }
             for other in Preset::ALL.into_iter().filter(|&p| p != preset) {
-                let err = LeNet5::from_safetensors(&serialize(&all, Some(other)), "mem")
-                    .unwrap_err()
-                    .to_string();
+                let err =
+                    LeNet5::from_safetensors(&serialize(&all, Some(other.architecture())), "mem")
+                        .unwrap_err()
+                        .to_string();
                 assert!(err.contains("the metadata says"), "{err}");
             }
         }

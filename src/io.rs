@@ -8,13 +8,14 @@
 //! | 4 | format version, little-endian `u32` (now 2; 1 is still read) |
 //! | 8 | payload length, little-endian `u64` |
 //! | 4 | CRC-32 of the payload, little-endian `u32` |
-//! | n | payload: bincode 2 (standard config) of the architecture name, each layer's [`LayerConfig`] (version 2 only) and every parameter's name, shape and values |
+//! | n | payload: bincode 2 (standard config) of the architecture name, the input shape and each layer's [`LayerConfig`] (version 2 only), and every parameter's name, shape and values |
 //!
 //! Loading checks every field and returns [`Error::Model`] for a truncated, corrupted,
 //! other-version or other-architecture file, for a file whose layers differ from the network's
 //! in kind, size, activation or fixed values (version 2), and for NaN or infinite values.
 //! Version 1 files carry no layer configs: they load into any network with the same
-//! architecture name and parameter shapes.
+//! architecture name and parameter shapes. A version 2 file holds all it takes to rebuild a
+//! stack of this crate's layers ([`stack_from_bytes`], `Sequential::load`).
 //!
 //! # Saving
 //! [`write_atomic`] writes a temporary file with a name of its own beside the target (so saves
@@ -53,6 +54,8 @@ pub const MAX_MODEL_FILE: u64 = (HEADER_LEN + MAX_PAYLOAD) as u64;
 #[derive(Serialize, Deserialize)]
 struct Payload {
     architecture: String,
+    /// `[C, H, W]` of one input.
+    input_shape: [usize; 3],
     layers: Vec<LayerConfig>,
     params: Vec<Tensor>,
 }
@@ -84,6 +87,7 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
         .collect();
     let payload = Payload {
         architecture: architecture.into(),
+        input_shape: net.input_shape(),
         layers: net.configs(),
         params,
     };
@@ -118,12 +122,84 @@ pub fn load_bytes(
     bytes: &[u8],
     source_name: &str,
 ) -> Result<()> {
-    let bad = |reason| model_error(source_name, reason);
     let decoded = decode(bytes, source_name)?;
     if decoded.architecture != architecture {
+        return Err(model_error(
+            source_name,
+            format!(
+                "a {:?} model, expected {architecture:?}",
+                decoded.architecture
+            ),
+        ));
+    }
+    apply(net, decoded, source_name)
+}
+
+/// Loads the parameters in `bytes` into `net`, whatever architecture name the file carries:
+/// its layers (version 2) and parameters must be `net`'s. `net` is changed only on success.
+///
+/// # Errors
+/// As [`load_bytes`], but for the architecture name; [`Error::Model`] also when the file's
+/// input shape differs.
+pub fn load_weights_bytes(net: &mut Sequential, bytes: &[u8], source_name: &str) -> Result<()> {
+    apply(net, decode(bytes, source_name)?, source_name)
+}
+
+/// The stack saved in `bytes` (version 2), rebuilt from its layer configs, with its weights.
+///
+/// # Errors
+/// As [`load_bytes`], and [`Error::Model`] for a version 1 file (it records no layers), a
+/// layer that is not one of this crate's ([`LayerConfig::Other`]) or that cannot be built, or
+/// layers that do not hold the values the file carries.
+pub fn stack_from_bytes(bytes: &[u8], source_name: &str) -> Result<Sequential> {
+    let bad = |reason| model_error(source_name, reason);
+    let decoded = decode(bytes, source_name)?;
+    let (Some(input_shape), Some(layers)) = (decoded.input_shape, &decoded.layers) else {
+        return Err(bad(
+            "a version 1 file records no layers: build the network, then load its weights".into(),
+        ));
+    };
+    if let Some((i, config)) = layers
+        .iter()
+        .enumerate()
+        .find(|(_, l)| matches!(l, LayerConfig::Other { .. }))
+    {
         return Err(bad(format!(
-            "a {:?} model, expected {architecture:?}",
-            decoded.architecture
+            "layer {i} ({config}) is not one of this crate's layers: build the stack, then load its weights"
+        )));
+    }
+    // checked before anything is allocated: the layers must hold just the values in the file
+    let implied = layers.iter().try_fold(0usize, |sum, l| {
+        sum.checked_add(crate::layers::param_values(l)?)
+    });
+    let held: usize = decoded.params.iter().map(|t| t.values.len()).sum();
+    if implied != Some(held) {
+        return Err(bad(format!(
+            "its layers hold {} values, the file {held}",
+            implied.map_or("more than usize::MAX".into(), |n| n.to_string())
+        )));
+    }
+    let mut net = Sequential::new(input_shape);
+    for (i, config) in layers.iter().enumerate() {
+        let layer = crate::layers::from_config(config)
+            .and_then(|layer| net.push(layer))
+            .map_err(|e| bad(format!("layer {i} ({config}): {e}")));
+        layer?;
+    }
+    apply(&mut net, decoded, source_name)?;
+    Ok(net)
+}
+
+/// Checks `decoded` against `net` (input shape and layers where the file records them, then
+/// every parameter) and copies its values in.
+fn apply(net: &mut Sequential, decoded: Decoded, source_name: &str) -> Result<()> {
+    let bad = |reason| model_error(source_name, reason);
+    if let Some(shape) = decoded.input_shape
+        && shape != net.input_shape()
+    {
+        return Err(bad(format!(
+            "inputs are {shape:?} in the file, {:?} in the network",
+            net.input_shape()
         )));
     }
     if let Some(layers) = &decoded.layers {
@@ -152,9 +228,10 @@ pub(crate) fn model_error(source_name: &str, reason: String) -> Error {
     }
 }
 
-/// A decoded payload of either version; `layers` is `None` for version 1.
+/// A decoded payload of either version; `input_shape` and `layers` are `None` for version 1.
 struct Decoded {
     architecture: String,
+    input_shape: Option<[usize; 3]>,
     layers: Option<Vec<LayerConfig>>,
     params: Vec<Tensor>,
 }
@@ -193,6 +270,7 @@ fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
         let (v1, used) = decode_payload::<PayloadV1>(payload).map_err(bad)?;
         let decoded = Decoded {
             architecture: v1.architecture,
+            input_shape: None,
             layers: None,
             params: v1.params,
         };
@@ -201,6 +279,7 @@ fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
         let (v2, used) = decode_payload::<Payload>(payload).map_err(bad)?;
         let decoded = Decoded {
             architecture: v2.architecture,
+            input_shape: Some(v2.input_shape),
             layers: Some(v2.layers),
             params: v2.params,
         };
@@ -779,6 +858,7 @@ mod tests {
         params[1].name = "layers.0.offset".into();
         let payload = Payload {
             architecture: ARCH.into(),
+            input_shape: net.input_shape(),
             layers: net.configs(),
             params,
         };
@@ -792,5 +872,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("\"layers.0.offset\""), "{err}");
+    }
+
+    #[test]
+    fn a_stack_is_rebuilt_only_from_layers_that_hold_the_files_values() {
+        let net = small(2, crate::Activation::Relu);
+        let rebuilt = stack_from_bytes(&to_bytes(&net, ARCH), "mem").unwrap();
+        assert_eq!(rebuilt.configs(), net.configs());
+        assert_eq!(values(&rebuilt), values(&net));
+        // a config claiming far more values than the file holds is refused before allocating
+        for (in_channels, says) in [
+            (1 << 40, "19791209299970 values"),
+            (usize::MAX, "more than"),
+        ] {
+            let payload = Payload {
+                architecture: ARCH.into(),
+                input_shape: [1, 4, 4],
+                layers: vec![LayerConfig::Conv {
+                    in_channels,
+                    out_channels: 2,
+                    kernel: 3,
+                    activation: crate::Activation::Sigmoid,
+                    connections: None,
+                }],
+                params: Vec::new(),
+            };
+            let err = stack_from_bytes(&frame(VERSION, &payload), "mem")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }

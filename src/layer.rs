@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use dyn_clone::DynClone;
 use ndarray::{Array, Array4, ArrayView, ArrayView4, ArrayViewMut, Dimension};
 use serde::{Deserialize, Serialize};
 
@@ -113,7 +114,10 @@ pub struct ParamMut<'a> {
 /// gradient and returns dL/d(input). An optimiser then reads the gradients through
 /// [`Layer::params_mut`], moves the values and clears the gradients. Per-sample SGD is one
 /// forward, one backprop and one step; a mini-batch is a batch forward, one backprop and one step.
-pub trait Layer: std::fmt::Debug + Send + Sync {
+///
+/// A layer is `Clone` (derive it), so that a network can be copied: a snapshot of the best
+/// epoch, or one copy per thread.
+pub trait Layer: DynClone + std::fmt::Debug + Send + Sync {
     /// The layer's type name, used in error messages and summaries (`"Conv"`).
     fn name(&self) -> &'static str;
 
@@ -197,6 +201,9 @@ pub trait Layer: std::fmt::Debug + Send + Sync {
         }
     }
 }
+
+// `Box<dyn Layer>` clones through `Clone` of the layer inside, so a stack clones as a whole.
+dyn_clone::clone_trait_object!(Layer);
 
 /// What a layer is, without its trained values: its kind, sizes, activation and fixed values.
 ///

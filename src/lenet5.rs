@@ -276,7 +276,7 @@ impl Preset {
 /// assert!(net.predict(Array4::zeros((1, 1, 28, 28)).view()).is_err()); // unpadded MNIST
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Clone)]
 pub struct LeNet5 {
     net: Sequential,
     preset: Preset,
@@ -486,6 +486,13 @@ impl Layer for LeNet5 {
 
     fn param_count(&self) -> usize {
         self.net.param_count()
+    }
+}
+
+/// The summary of [`Display`](fmt::Display), not the weights.
+impl fmt::Debug for LeNet5 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -47,5 +47,10 @@ pub use layers::max_pool::MaxPool;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
 pub use lenet5::{C3_CONNECTIONS, DEFAULT_SEED, LECUN_J, LeNet5, Prediction, Preset};
+/// The `ndarray` this crate's arrays come from, so that a user's arrays are of the same version.
+pub use ndarray;
+/// The `rand` this crate's constructors draw from (`Conv::new(.., &mut rng)`), so that a
+/// user's generator implements the same `Rng`.
+pub use rand;
 pub use sequential::Sequential;
 pub use train::Sgd;

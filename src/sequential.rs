@@ -1,11 +1,12 @@
 //! [`Sequential`]: layers applied one after another, checked for shape when they are added.
 
 use std::fmt;
+use std::path::Path;
 
 use ndarray::{Array4, ArrayView4};
 
 use crate::layer::{Layer, LayerConfig, ParamMut, ParamRef, chw};
-use crate::{Error, Result};
+use crate::{Error, Result, io};
 
 /// A stack of layers, each fed the previous one's output.
 ///
@@ -24,7 +25,7 @@ use crate::{Error, Result};
 /// assert!(Sequential::new([1, 8, 8]).add(Conv::new(3, 4, 3, &mut rng)?).is_err()); // 3 channels expected
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Clone)]
 pub struct Sequential {
     input_shape: [usize; 3],
     /// `[C, H, W]` after each layer.
@@ -33,6 +34,9 @@ pub struct Sequential {
 }
 
 impl Sequential {
+    /// The architecture name [`Sequential::save`] writes into model files.
+    pub const ARCHITECTURE: &'static str = "sequential";
+
     /// An empty stack that takes `[B, C, H, W]` inputs with `[C, H, W] = input_shape`.
     pub fn new(input_shape: [usize; 3]) -> Self {
         Sequential {
@@ -51,6 +55,15 @@ impl Sequential {
         reason = "the report's `add`; it returns a Result, unlike Add::add"
     )]
     pub fn add(mut self, layer: impl Layer + 'static) -> Result<Self> {
+        self.push(Box::new(layer))?;
+        Ok(self)
+    }
+
+    /// Appends `layer` in place, as [`Sequential::add`] does.
+    ///
+    /// # Errors
+    /// As [`Sequential::add`]; the stack is then unchanged.
+    pub fn push(&mut self, layer: Box<dyn Layer>) -> Result<()> {
         let shape = layer
             .output_shape(self.output_shape())
             .map_err(|source| Error::Layer {
@@ -58,8 +71,59 @@ impl Sequential {
                 source: Box::new(source),
             })?;
         self.shapes.push(shape);
-        self.layers.push(Box::new(layer));
-        Ok(self)
+        self.layers.push(layer);
+        Ok(())
+    }
+
+    /// Saves the stack to `path`: each layer's kind, sizes, activation and fixed values, and
+    /// every weight, in the crate's model format (see [`crate::io`]), atomically.
+    /// [`Sequential::load`] rebuilds it from the file alone.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written; a previous file is left intact.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        io::save(self, Self::ARCHITECTURE, path)
+    }
+
+    /// The stack saved at `path` by [`Sequential::save`] (or `LeNet5::save`), rebuilt from the
+    /// file alone when it is made of this crate's layers.
+    ///
+    /// ```
+    /// # fn main() -> lenet5::Result<()> {
+    /// use lenet5::{Activation, Connect, Conv, Layer, Sequential};
+    /// use lenet5::rand::SeedableRng;
+    /// let mut rng = lenet5::rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+    /// let net = Sequential::new([1, 8, 8])
+    ///     .add(Conv::new(1, 4, 3, &mut rng)?.with_activation(Activation::Relu))?
+    ///     .add(Connect::new(4 * 6 * 6, 10, &mut rng)?)?;
+    /// let path = std::env::temp_dir().join("lenet5-doc-sequential.bin");
+    /// net.save(&path)?;
+    /// let back = Sequential::load(&path)?;
+    /// let input = lenet5::ndarray::Array4::from_elem((1, 1, 8, 8), 0.5);
+    /// assert_eq!(back.predict(input.view())?, net.predict(input.view())?);
+    /// # std::fs::remove_file(path).unwrap();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] and [`Error::TooLarge`] when the file cannot be read, and
+    /// [`Error::Model`] when it is not a valid model file, is of version 1 (no layers
+    /// recorded: use [`Sequential::load_weights`]), or holds a layer of the user's own.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        io::stack_from_bytes(&io::read(path)?, &path.display().to_string())
+    }
+
+    /// Loads the weights saved at `path` into this stack, which may hold layers of the user's
+    /// own: the file's layers must be this stack's, one for one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] and [`Error::TooLarge`] when the file cannot be read, and
+    /// [`Error::Model`] naming the first layer that differs (kind, sizes, activation or fixed
+    /// values) or the first parameter that does; the stack is then unchanged.
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        io::load_weights_bytes(self, &io::read(path)?, &path.display().to_string())
     }
 
     /// `[C, H, W]` of one input.
@@ -216,6 +280,13 @@ impl Layer for Sequential {
 
     fn param_count(&self) -> usize {
         self.layers.iter().map(|l| l.param_count()).sum()
+    }
+}
+
+/// The summary of [`Display`](fmt::Display), not the weights.
+impl fmt::Debug for Sequential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The model file decoder behind a valid header and checksum: the first byte picks the format
-//! version, the rest is the payload, so every input reaches bincode and the checks after it.
+//! version, the rest is the payload, so every input reaches bincode and the checks after it,
+//! and the rebuilding of a stack from the layers a file records.
 #![no_main]
 use lenet5::io::{MAGIC, load_bytes};
 use lenet5::{Conv, Sequential};
@@ -20,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         .add(Conv::new(1, 2, 3, &mut rng).unwrap())
         .unwrap();
     let _ = lenet5::io::architecture_of(&bytes, "fuzz");
+    let _ = lenet5::io::stack_from_bytes(&bytes, "fuzz");
     if load_bytes(&mut net, "fuzz", &bytes, "fuzz").is_ok() {
         use lenet5::Layer;
         assert!(net.params().iter().all(|p| p.value.iter().all(|v| v.is_finite())));

@@ -8,11 +8,12 @@ pub mod rbf_output;
 pub mod subsampling;
 pub(crate) mod window;
 
-use ndarray::{Array, Array1, Dimension, IntoDimension};
+use ndarray::{Array, Array1, Array2, Dimension, IntoDimension};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::layer::{Layer, LayerConfig};
+use crate::{Connect, Conv, Error, MaxPool, RbfOutput, Result, Subsampling};
 
 /// How a layer's trainable values are drawn, from each unit's fan-in `F` (its number of inputs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -60,12 +61,25 @@ pub const MAX_PARAM_VALUES: usize = 1 << 28;
 /// An array of `shape`, uniform in [-1, 1) (the report's initialisation).
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when a size is zero, the sizes multiply past
-/// [`MAX_PARAM_VALUES`], or the memory cannot be had.
+/// As [`try_filled`].
 pub(crate) fn uniform_param<D: Dimension>(
     layer: &'static str,
     shape: impl IntoDimension<Dim = D>,
     rng: &mut impl Rng,
+) -> Result<Array<f32, D>> {
+    try_filled(layer, shape, || rng.random_range(-1.0..1.0))
+}
+
+/// An array of `shape` whose values `fill` gives in row-major order, allocated only if it
+/// can be.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when a size is zero, the sizes multiply past
+/// [`MAX_PARAM_VALUES`], or the memory cannot be had.
+fn try_filled<D: Dimension>(
+    layer: &'static str,
+    shape: impl IntoDimension<Dim = D>,
+    fill: impl FnMut() -> f32,
 ) -> Result<Array<f32, D>> {
     let shape = shape.into_dimension();
     let bad = |reason: String| Error::InvalidArgument {
@@ -89,8 +103,115 @@ pub(crate) fn uniform_param<D: Dimension>(
     values
         .try_reserve_exact(len)
         .map_err(|e| bad(format!("cannot allocate {len} values: {e}")))?;
-    values.extend((0..len).map(|_| rng.random_range(-1.0..1.0)));
+    values.extend(std::iter::repeat_with(fill).take(len));
     Ok(Array::from_shape_vec(shape, values).expect("the length is the product of the sizes"))
+}
+
+/// The number of trainable values a layer of `config` holds, or `None` when its sizes
+/// overflow or it is not one of this crate's layers.
+pub(crate) fn param_values(config: &LayerConfig) -> Option<usize> {
+    let weights_and_biases =
+        |outputs: usize, per_output: usize| outputs.checked_mul(per_output)?.checked_add(outputs);
+    match *config {
+        LayerConfig::Conv {
+            in_channels,
+            out_channels,
+            kernel,
+            ..
+        } => weights_and_biases(
+            out_channels,
+            in_channels.checked_mul(kernel)?.checked_mul(kernel)?,
+        ),
+        LayerConfig::Subsampling { channels, .. } => channels.checked_mul(2),
+        LayerConfig::Connect {
+            inputs, outputs, ..
+        } => weights_and_biases(outputs, inputs),
+        LayerConfig::RbfOutput { .. } | LayerConfig::MaxPool { .. } => Some(0),
+        LayerConfig::Other { .. } => None,
+    }
+}
+
+/// A layer of this crate built from `config`, with every parameter zero (for loading).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for [`LayerConfig::Other`] (a layer this crate cannot build),
+/// for sizes that cannot be held, and for fixed values of the wrong length; the layer's own
+/// errors for sizes it refuses.
+pub fn from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
+    let zeros1 = |layer, n: usize| try_filled(layer, n, || 0.0);
+    Ok(match config {
+        &LayerConfig::Conv {
+            in_channels,
+            out_channels,
+            kernel,
+            activation,
+            ref connections,
+        } => {
+            let weight = try_filled("Conv", [out_channels, in_channels, kernel, kernel], || 0.0)?;
+            let conv = Conv::from_params(weight, zeros1("Conv", out_channels)?)?
+                .with_activation(activation);
+            match connections {
+                None => Box::new(conv),
+                Some(table) => {
+                    let table = Array2::from_shape_vec((out_channels, in_channels), table.clone())
+                        .map_err(|e| Error::InvalidArgument {
+                            what: "Conv",
+                            reason: format!("a connection table of {} entries: {e}", table.len()),
+                        })?;
+                    Box::new(conv.with_connections(table)?)
+                }
+            }
+        }
+        &LayerConfig::Subsampling {
+            channels,
+            kernel,
+            activation,
+        } => Box::new(
+            Subsampling::from_params(
+                kernel,
+                zeros1("Subsampling", channels)?,
+                zeros1("Subsampling", channels)?,
+            )?
+            .with_activation(activation),
+        ),
+        &LayerConfig::Connect {
+            inputs,
+            outputs,
+            activation,
+        } => Box::new(
+            Connect::from_params(
+                try_filled("Connect", [outputs, inputs], || 0.0)?,
+                zeros1("Connect", outputs)?,
+            )?
+            .with_activation(activation),
+        ),
+        LayerConfig::RbfOutput {
+            classes,
+            inputs,
+            prototypes,
+        } => {
+            let weight =
+                Array2::from_shape_vec((*classes, *inputs), prototypes.clone()).map_err(|e| {
+                    Error::InvalidArgument {
+                        what: "RbfOutput",
+                        reason: format!(
+                            "{} prototype values for {classes}x{inputs}: {e}",
+                            prototypes.len()
+                        ),
+                    }
+                })?;
+            Box::new(RbfOutput::from_params(weight)?)
+        }
+        &LayerConfig::MaxPool { kernel } => Box::new(MaxPool::new(kernel)?),
+        LayerConfig::Other { name } => {
+            return Err(Error::InvalidArgument {
+                what: "layers::from_config",
+                reason: format!(
+                    "{name} is not one of this crate's layers: build the stack yourself and load its weights"
+                ),
+            });
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,207 @@
+//! The crate as another crate uses it: a stack of its own choosing saved and rebuilt from the
+//! file alone, weights loaded into a stack with a layer of the user's own, safetensors for any
+//! stack, networks that clone, and summaries instead of weights in `Debug`.
+
+use lenet5::ndarray::{Array4, ArrayView4};
+use lenet5::rand::SeedableRng;
+use lenet5::rand::rngs::Xoshiro256PlusPlus;
+use lenet5::{
+    Activation, C3_CONNECTIONS, Connect, Conv, Error, Layer, LeNet5, MaxPool, RbfOutput, Result,
+    Sequential, Subsampling,
+};
+
+/// A stack with every kind of layer this crate has, and every option.
+fn every_layer(seed: u64) -> Sequential {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let table = lenet5::ndarray::Array2::from_shape_fn((16, 6), |(p, i)| C3_CONNECTIONS[p][i]);
+    Sequential::new([1, 32, 32])
+        .add(
+            Conv::new(1, 6, 5, &mut rng)
+                .unwrap()
+                .with_activation(Activation::Relu),
+        )
+        .unwrap()
+        .add(MaxPool::new(2).unwrap())
+        .unwrap()
+        .add(
+            Conv::new(6, 16, 5, &mut rng)
+                .unwrap()
+                .with_connections(table)
+                .unwrap(),
+        )
+        .unwrap()
+        .add(
+            Subsampling::new(16, 2, &mut rng)
+                .unwrap()
+                .with_activation(Activation::ScaledTanh),
+        )
+        .unwrap()
+        .add(Connect::new(16 * 5 * 5, 84, &mut rng).unwrap())
+        .unwrap()
+        .add(RbfOutput::digits().bipolar())
+        .unwrap()
+}
+
+fn input() -> Array4<f32> {
+    Array4::from_shape_fn((2, 1, 32, 32), |(b, _, r, c)| {
+        ((b + r * c) % 7) as f32 / 7.0
+    })
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("lenet5-library-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn any_stack_of_the_crates_layers_is_rebuilt_from_its_file() {
+    let net = every_layer(1);
+    let path = temp_path("stack.bin");
+    net.save(&path).unwrap();
+    let back = Sequential::load(&path).unwrap();
+    assert_eq!(back.configs(), net.configs());
+    assert_eq!(back.input_shape(), net.input_shape());
+    assert_eq!(
+        back.predict(input().view()).unwrap(),
+        net.predict(input().view()).unwrap()
+    );
+    // a preset's file is a stack too
+    LeNet5::lecun1998().save(&path).unwrap();
+    let lecun = Sequential::load(&path).unwrap();
+    assert_eq!(
+        lecun.predict(input().view()).unwrap(),
+        LeNet5::lecun1998().predict(input().view()).unwrap()
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// A trainable per-channel scale: a layer of the user's own.
+#[derive(Debug, Clone)]
+struct Scale {
+    scale: lenet5::Param<lenet5::ndarray::Ix1>,
+}
+
+impl Layer for Scale {
+    fn name(&self) -> &'static str {
+        "Scale"
+    }
+    fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+        Ok(input)
+    }
+    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.predict(input)
+    }
+    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
+        Ok(grad_output.to_owned())
+    }
+    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let mut out = input.to_owned();
+        for (mut channel, &s) in out
+            .axis_iter_mut(lenet5::ndarray::Axis(1))
+            .zip(self.scale.value().iter())
+        {
+            channel *= s;
+        }
+        Ok(out)
+    }
+    fn params(&self) -> Vec<lenet5::ParamRef<'_>> {
+        vec![self.scale.as_ref("scale")]
+    }
+    fn params_mut(&mut self) -> Vec<lenet5::ParamMut<'_>> {
+        vec![self.scale.as_mut("scale")]
+    }
+}
+
+fn with_scale(seed: u64, activation: Activation) -> Sequential {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let scale = lenet5::ndarray::Array1::from_elem(4, 0.5 + seed as f32);
+    Sequential::new([1, 8, 8])
+        .add(
+            Conv::new(1, 4, 3, &mut rng)
+                .unwrap()
+                .with_activation(activation),
+        )
+        .unwrap()
+        .add(Scale {
+            scale: lenet5::Param::new(scale),
+        })
+        .unwrap()
+        .add(Connect::new(4 * 6 * 6, 10, &mut rng).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn weights_load_into_a_stack_with_the_users_own_layer() {
+    let path = temp_path("weights.bin");
+    let small = Array4::from_elem((1, 1, 8, 8), 0.25);
+    let saved = with_scale(1, Activation::Sigmoid);
+    saved.save(&path).unwrap();
+    // rebuilding from the file alone cannot make the user's layer
+    let err = Sequential::load(&path).unwrap_err().to_string();
+    assert!(err.contains("layer 1 (Scale)"), "{err}");
+    let mut other = with_scale(2, Activation::Sigmoid);
+    other.load_weights(&path).unwrap();
+    assert_eq!(
+        other.predict(small.view()).unwrap(),
+        saved.predict(small.view()).unwrap()
+    );
+    // a stack that differs names the first layer that does
+    let mut relu = with_scale(2, Activation::Relu);
+    let before = relu.predict(small.view()).unwrap();
+    let err = relu.load_weights(&path).unwrap_err();
+    assert!(matches!(err, Error::Model { .. }));
+    assert!(
+        err.to_string()
+            .contains("layer 0 is Conv 1->4 3x3 Sigmoid in the file"),
+        "{err}"
+    );
+    assert_eq!(relu.predict(small.view()).unwrap(), before);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn any_stack_round_trips_through_safetensors() {
+    let net = every_layer(3);
+    let path = temp_path("stack.safetensors");
+    net.save_safetensors(&path).unwrap();
+    let mut other = every_layer(4);
+    assert_ne!(
+        other.predict(input().view()).unwrap(),
+        net.predict(input().view()).unwrap()
+    );
+    other.load_safetensors(&path).unwrap();
+    assert_eq!(
+        other.predict(input().view()).unwrap(),
+        net.predict(input().view()).unwrap()
+    );
+    // into a stack with other parameters: an error naming a tensor, nothing changed
+    let mut scaled = with_scale(1, Activation::Sigmoid);
+    let err = scaled.load_safetensors(&path).unwrap_err().to_string();
+    assert!(err.contains("layers."), "{err}");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn networks_clone_and_debug_prints_the_summary() {
+    let net = LeNet5::with_seed(3);
+    let mut copy = net.clone();
+    for p in copy.params_mut() {
+        p.value.iter_mut().for_each(|v| *v = 0.0);
+    }
+    assert!(
+        net.params()
+            .iter()
+            .any(|p| p.value.iter().any(|&v| v != 0.0))
+    );
+    let debug = format!("{net:?}");
+    assert!(
+        debug.len() < 1000 && debug.contains("total trainable parameters: 60900"),
+        "{debug}"
+    );
+    let stack = every_layer(1);
+    let copy = stack.clone();
+    assert_eq!(
+        copy.predict(input().view()).unwrap(),
+        stack.predict(input().view()).unwrap()
+    );
+    assert!(format!("{stack:?}").contains("RbfOutput"));
+}
