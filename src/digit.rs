@@ -441,6 +441,10 @@ mod tests {
         image
             .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
             .unwrap();
+        // bytes after the end-of-image marker, as some cameras write, are no truncation
+        let mut trailing = jpeg(&image);
+        trailing.extend([0u8; 16]);
+        decode_image(&trailing, "trailing").unwrap();
         for bytes in [jpeg(&image), png] {
             decode_image(&bytes, "whole").unwrap();
             for percent in (30..=95).step_by(5) {

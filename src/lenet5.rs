@@ -151,6 +151,7 @@ impl Preset {
                     .with_schedule(Schedule::PerEpoch(rates))
                     .with_sampling(Sampling::Shuffle)
                     .with_loss(self.loss())
+                    .with_train_accuracy(true)
                     .with_seed(seed)
             }
             Preset::Modern => Trainer::new(Adam::default())
@@ -162,6 +163,7 @@ impl Preset {
                 })
                 .with_sampling(Sampling::Shuffle)
                 .with_loss(self.loss())
+                .with_train_accuracy(true)
                 .with_seed(seed),
         }
     }

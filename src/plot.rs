@@ -14,11 +14,14 @@ const PANEL: (f64, f64) = (360.0, 240.0);
 /// Margin around each panel's plotting area.
 const MARGIN: f64 = 40.0;
 
-/// An SVG with two panels: mean loss per epoch (left) and training accuracy per epoch (right).
+/// An SVG with two panels: mean loss per epoch (left) and accuracy per epoch (right): on the
+/// training set when it was measured, else on the validation set.
 ///
 /// ```
 /// use lenet5::train::EpochStats;
-/// let epoch = |epoch, loss, accuracy| EpochStats { epoch, loss, accuracy, lr: 0.5, samples: 6000, seconds: 1.0 };
+/// let epoch = |epoch, loss, accuracy| EpochStats {
+///     epoch, loss, accuracy: Some(accuracy), validation_accuracy: None, lr: 0.5, samples: 6000, seconds: 1.0,
+/// };
 /// let svg = lenet5::plot::training_curves_svg(&[epoch(1, 2.7, 0.1), epoch(2, 0.7, 0.8)]);
 /// assert!(svg.starts_with("<svg") && svg.contains("polyline"));
 /// ```
@@ -30,17 +33,27 @@ pub fn training_curves_svg(history: &[EpochStats]) -> String {
         2.0 * w
     );
     let losses: Vec<f64> = history.iter().map(|s| s.loss).collect();
-    let accuracies: Vec<f64> = history.iter().map(|s| s.accuracy).collect();
+    let measured_on_training = history.iter().any(|s| s.accuracy.is_some());
+    let (title, accuracies): (_, Vec<f64>) = if measured_on_training {
+        (
+            "training accuracy",
+            history
+                .iter()
+                .map(|s| s.accuracy.unwrap_or(f64::NAN))
+                .collect(),
+        )
+    } else {
+        (
+            "validation accuracy",
+            history
+                .iter()
+                .map(|s| s.validation_accuracy.unwrap_or(f64::NAN))
+                .collect(),
+        )
+    };
     let max_loss = losses.iter().copied().fold(0.0, f64::max).max(1e-9);
     panel(&mut svg, 0.0, "loss", &losses, max_loss, "#c0392b");
-    panel(
-        &mut svg,
-        w,
-        "training accuracy",
-        &accuracies,
-        1.0,
-        "#2471a3",
-    );
+    panel(&mut svg, w, title, &accuracies, 1.0, "#2471a3");
     svg.push_str("</svg>\n");
     svg
 }
@@ -58,6 +71,7 @@ fn panel(svg: &mut String, left: f64, title: &str, values: &[f64], top: f64, col
     let points: Vec<String> = values
         .iter()
         .enumerate()
+        .filter(|(_, v)| v.is_finite())
         .map(|(i, v)| {
             format!(
                 "{:.1},{:.1}",

@@ -29,6 +29,9 @@ pub struct TrainArgs {
     /// Train on randomly shifted, rotated, scaled and sheared images
     #[arg(long)]
     distort: bool,
+    /// End with the weights of the epoch with the best training accuracy
+    #[arg(long)]
+    keep_best: bool,
 }
 
 /// `FILE.curves.svg` for the model `FILE.bin`: a name that can never be the model's own.
@@ -93,7 +96,8 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
     let mut net = LeNet5::from_preset(preset, args.seed);
     let mut trainer = preset
         .trainer(args.seed)
-        .with_distortion(args.distort.then(Distortion::default));
+        .with_distortion(args.distort.then(Distortion::default))
+        .with_keep_best(args.keep_best);
     if let Some(epochs) = args.epochs {
         trainer = trainer.with_epochs(epochs as usize);
     }
@@ -108,10 +112,11 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
                 bar.set_length(expected as u64);
                 bar.set_position(done as u64);
             }
-            Progress::Epoch(s) => bar.suspend(|| {
+            Progress::Epoch(s, _) => bar.suspend(|| {
+                let accuracy = s.accuracy.map_or("-".into(), |a| format!("{a:.5}"));
                 println!(
-                    "epoch: {}  loss: {:.5}  acc: {:.5}  lr: {:.6}  time: {:.1} s",
-                    s.epoch, s.loss, s.accuracy, s.lr, s.seconds
+                    "epoch: {}  loss: {:.5}  acc: {accuracy}  lr: {:.6}  time: {:.1} s",
+                    s.epoch, s.loss, s.lr, s.seconds
                 )
             }),
         }

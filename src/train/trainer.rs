@@ -97,8 +97,12 @@ pub struct EpochStats {
     pub epoch: usize,
     /// Mean loss over the samples taken.
     pub loss: f64,
-    /// Accuracy on the whole training set after the epoch.
-    pub accuracy: f64,
+    /// Accuracy on the whole training set after the epoch, when the trainer measures it
+    /// ([`Trainer::with_train_accuracy`]).
+    pub accuracy: Option<f64>,
+    /// Accuracy on the validation set after the epoch, when there is one
+    /// ([`Trainer::with_validation`]).
+    pub validation_accuracy: Option<f64>,
     /// The learning rate used during the epoch.
     pub lr: f32,
     /// Samples taken.
@@ -107,9 +111,9 @@ pub struct EpochStats {
     pub seconds: f64,
 }
 
-/// What [`Trainer::train`] reports while it runs.
+/// What [`Trainer::train`] reports while it runs about the network `N` it trains.
 #[derive(Debug, Clone, Copy)]
-pub enum Progress<'a> {
+pub enum Progress<'a, N: ?Sized> {
     /// A batch of `epoch` was trained on; `done` of about `expected` samples so far.
     Sample {
         /// 1-based.
@@ -119,8 +123,9 @@ pub enum Progress<'a> {
         /// The expected number of samples in the epoch.
         expected: usize,
     },
-    /// An epoch ended.
-    Epoch(&'a EpochStats),
+    /// An epoch ended: its stats, and the network as the epoch left it (to save a
+    /// checkpoint, or measure it on data of the caller's own).
+    Epoch(&'a EpochStats, &'a N),
 }
 
 /// A training schedule: epochs of batches, each a forward pass, the loss's gradient averaged
@@ -134,6 +139,9 @@ pub enum Progress<'a> {
 /// | schedule | 0.01, constant |
 /// | loss | [`Loss::SoftmaxCrossEntropy`] |
 /// | distortion | none |
+/// | accuracy on the training set after each epoch | not measured |
+/// | validation set | none |
+/// | keep the best epoch | no |
 /// | seed | 1 (order, distortions and curvature samples) |
 ///
 /// ```
@@ -152,6 +160,9 @@ pub struct Trainer {
     schedule: Schedule,
     loss: Loss,
     distortion: Option<Distortion>,
+    train_accuracy: bool,
+    validation: Option<Dataset>,
+    keep_best: bool,
     seed: u64,
 }
 
@@ -166,6 +177,9 @@ impl Trainer {
             schedule: Schedule::PerEpoch(vec![0.01]),
             loss: Loss::SoftmaxCrossEntropy,
             distortion: None,
+            train_accuracy: false,
+            validation: None,
+            keep_best: false,
             seed: 1,
         }
     }
@@ -203,6 +217,28 @@ impl Trainer {
     /// Distorts every training image afresh each time it is taken (`None`: never).
     pub fn with_distortion(mut self, distortion: Option<Distortion>) -> Self {
         self.distortion = distortion;
+        self
+    }
+
+    /// Measures the accuracy on the whole training set after every epoch (the report prints
+    /// it) when `on`; it costs a pass over the training set.
+    pub fn with_train_accuracy(mut self, on: bool) -> Self {
+        self.train_accuracy = on;
+        self
+    }
+
+    /// Measures the accuracy on `validation` after every epoch (`None`: no validation set).
+    pub fn with_validation(mut self, validation: Option<Dataset>) -> Self {
+        self.validation = validation;
+        self
+    }
+
+    /// Ends training (and a run stopped early, or one that diverged) with the weights of the
+    /// epoch with the best validation accuracy, or the best training accuracy when there is no
+    /// validation set (then measured whatever [`Trainer::with_train_accuracy`] says). The
+    /// first of equal epochs wins.
+    pub fn with_keep_best(mut self, on: bool) -> Self {
+        self.keep_best = on;
         self
     }
 
@@ -259,6 +295,12 @@ impl Trainer {
         if let Some(d) = &self.distortion {
             d.validate()?;
         }
+        if let Some(validation) = &self.validation {
+            if validation.is_empty() {
+                return invalid("Trainer::validation", "the validation set is empty".into());
+            }
+            check_scores_per_class(net, validation)?;
+        }
         check_scores_per_class(net, data)
     }
 
@@ -269,14 +311,31 @@ impl Trainer {
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad setting or an empty data set; [`Error::Diverged`]
     /// when a loss or a step is NaN or infinite, with the parameters as they were before that
-    /// batch; and the network's shape errors.
-    pub fn train(
+    /// batch (or those of the best epoch, with [`Trainer::with_keep_best`]); and the network's
+    /// shape errors.
+    pub fn train<N: Layer + ?Sized>(
         &mut self,
-        net: &mut (impl Layer + ?Sized),
+        net: &mut N,
         data: &Dataset,
-        mut observe: impl FnMut(Progress<'_>) -> ControlFlow<()>,
+        mut observe: impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
     ) -> Result<Vec<EpochStats>> {
         self.validate(net, data)?;
+        let mut best: Option<Best> = None;
+        let result = self.run(net, data, &mut observe, &mut best);
+        if let Some(best) = best {
+            restore(net, &best.values);
+        }
+        result
+    }
+
+    /// The epochs of [`Trainer::train`], keeping the best epoch's weights in `best` when asked.
+    fn run<N: Layer + ?Sized>(
+        &mut self,
+        net: &mut N,
+        data: &Dataset,
+        observe: &mut impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
+        best: &mut Option<Best>,
+    ) -> Result<Vec<EpochStats>> {
         // separate streams, so that the sample order does not depend on the other draws
         let mut order_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
         let mut distort_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0d15_7047);
@@ -336,15 +395,33 @@ impl Trainer {
                     ),
                 });
             }
+            let validation_accuracy = match &self.validation {
+                Some(validation) => Some(evaluate(net, validation)?.accuracy),
+                None => None,
+            };
+            let measure_train =
+                self.train_accuracy || (self.keep_best && validation_accuracy.is_none());
             let stats = EpochStats {
                 epoch,
                 loss: loss_sum / done as f64,
-                accuracy: evaluate(net, data)?.accuracy,
+                accuracy: if measure_train {
+                    Some(evaluate(net, data)?.accuracy)
+                } else {
+                    None
+                },
+                validation_accuracy,
                 lr,
                 samples: done,
                 seconds: start.elapsed().as_secs_f64(),
             };
-            let stop = observe(Progress::Epoch(&stats)).is_break();
+            if self.keep_best {
+                let score = validation_accuracy.or(stats.accuracy).unwrap_or(0.0);
+                if best.as_ref().is_none_or(|b| score > b.score) {
+                    let values = net.params().iter().map(|p| p.value.to_vec()).collect();
+                    *best = Some(Best { score, values });
+                }
+            }
+            let stop = observe(Progress::Epoch(&stats, &*net)).is_break();
             history.push(stats);
             if stop {
                 break;
@@ -409,6 +486,19 @@ pub(crate) fn check_scores_per_class(net: &(impl Layer + ?Sized), data: &Dataset
         });
     }
     Ok(())
+}
+
+/// The weights of the best epoch so far, and its accuracy.
+struct Best {
+    score: f64,
+    values: Vec<Vec<f32>>,
+}
+
+/// Writes `values` (one vector per parameter, as [`Layer::params`] lists them) back into `net`.
+fn restore(net: &mut (impl Layer + ?Sized), values: &[Vec<f32>]) {
+    for (p, v) in net.params_mut().into_iter().zip(values) {
+        p.value.copy_from_slice(v);
+    }
 }
 
 fn clear_gradients(net: &mut (impl Layer + ?Sized)) {
@@ -529,12 +619,13 @@ mod tests {
             .with_loss(preset.loss())
             .with_batch_size(2)
             .with_epochs(3)
+            .with_train_accuracy(true)
             .train(&mut net, &data, |_| ControlFlow::Continue(()))
             .unwrap();
         assert_eq!(history.len(), 3);
         assert!(history.iter().all(|s| s.samples == 200));
         assert!(
-            history[2].accuracy > 0.9 && before < 0.5,
+            history[2].accuracy.unwrap() > 0.9 && before < 0.5,
             "{before} {history:?}"
         );
     }
@@ -689,5 +780,65 @@ mod tests {
         for (a, b) in one.iter().flatten().zip(many.iter().flatten()) {
             assert!((a - b).abs() <= 1e-5 * (a.abs() + 1e-12) + 1e-12, "{a} {b}");
         }
+    }
+
+    /// Three sound epochs of Adam, then a rate that wrecks the weights.
+    fn wrecked() -> Schedule {
+        Schedule::PerEpoch(vec![2e-3, 2e-3, 2e-3, 0.5])
+    }
+
+    #[test]
+    fn validation_and_keep_best_end_on_the_best_epoch() {
+        let encoding = crate::Preset::Modern.encoding();
+        let (train, validation) = (
+            bars(200).with_encoding(encoding),
+            bars(50).with_encoding(encoding),
+        );
+        let mut seen = Vec::new();
+        let mut net = LeNet5::from_preset(crate::Preset::Modern, 1);
+        let history = Trainer::new(crate::train::Adam::default())
+            .with_schedule(wrecked())
+            .with_batch_size(4)
+            .with_epochs(4)
+            .with_validation(Some(validation.clone()))
+            .with_keep_best(true)
+            .train(&mut net, &train, |p| {
+                if let Progress::Epoch(stats, net) = p {
+                    // the callback sees the network the epoch left
+                    let now = evaluate(net, &validation).unwrap().accuracy;
+                    seen.push((stats.validation_accuracy, now));
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert!(seen.iter().all(|&(reported, now)| reported == Some(now)));
+        assert!(history.iter().all(|s| s.accuracy.is_none()));
+        let scores: Vec<f64> = history
+            .iter()
+            .map(|s| s.validation_accuracy.unwrap())
+            .collect();
+        let best = scores.iter().copied().fold(0.0, f64::max);
+        assert!(
+            best > scores[3],
+            "{scores:?}: the last epoch must be worse for this test"
+        );
+        assert_eq!(evaluate(&net, &validation).unwrap().accuracy, best);
+    }
+
+    #[test]
+    fn keep_best_without_validation_uses_the_training_accuracy() {
+        let train = bars(200).with_encoding(crate::Preset::Modern.encoding());
+        let mut net = LeNet5::from_preset(crate::Preset::Modern, 1);
+        let history = Trainer::new(crate::train::Adam::default())
+            .with_schedule(wrecked())
+            .with_batch_size(4)
+            .with_epochs(4)
+            .with_keep_best(true)
+            .train(&mut net, &train, |_| ControlFlow::Continue(()))
+            .unwrap();
+        let scores: Vec<f64> = history.iter().map(|s| s.accuracy.unwrap()).collect();
+        let best = scores.iter().copied().fold(0.0, f64::max);
+        assert!(best > scores[3], "{scores:?}");
+        assert_eq!(evaluate(&net, &train).unwrap().accuracy, best);
     }
 }
