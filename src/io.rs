@@ -74,17 +74,21 @@ struct Tensor {
     values: Vec<f32>,
 }
 
-/// The model file bytes of `net`: its layers' configs and parameters, tagged with `architecture`.
-pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
-    let params = net
-        .named_params()
+/// Every parameter of `net` with its name and shape.
+fn tensors_of(net: &Sequential) -> Vec<Tensor> {
+    net.named_params()
         .into_iter()
         .map(|(name, p)| Tensor {
             name,
             shape: p.shape.to_vec(),
             values: p.value.to_vec(),
         })
-        .collect();
+        .collect()
+}
+
+/// The model file bytes of `net`: its layers' configs and parameters, tagged with `architecture`.
+pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
+    let params = tensors_of(net);
     let payload = Payload {
         architecture: architecture.into(),
         input_shape: net.input_shape(),
@@ -808,15 +812,7 @@ mod tests {
             params: Vec<Tensor>,
         }
         let net = small(2, crate::Activation::Sigmoid);
-        let params = net
-            .named_params()
-            .into_iter()
-            .map(|(name, p)| Tensor {
-                name,
-                shape: p.shape.to_vec(),
-                values: p.value.to_vec(),
-            })
-            .collect();
+        let params = tensors_of(&net);
         let v1 = V1 {
             architecture: ARCH,
             params,
@@ -846,15 +842,7 @@ mod tests {
     #[test]
     fn a_parameter_of_another_name_is_refused() {
         let net = small(2, crate::Activation::Sigmoid);
-        let mut params: Vec<Tensor> = net
-            .named_params()
-            .into_iter()
-            .map(|(name, p)| Tensor {
-                name,
-                shape: p.shape.to_vec(),
-                values: p.value.to_vec(),
-            })
-            .collect();
+        let mut params = tensors_of(&net);
         params[1].name = "layers.0.offset".into();
         let payload = Payload {
             architecture: ARCH.into(),
