@@ -64,7 +64,7 @@ fn bench_epoch(c: &mut Criterion) {
     group.bench_function("60000_images", |b| {
         b.iter(|| {
             let mut net = LeNet5::new();
-            Sgd::default()
+            Sgd.trainer()
                 .with_epochs(1)
                 .train(&mut net, &data, |_| ControlFlow::Continue(()))
                 .unwrap()

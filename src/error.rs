@@ -28,7 +28,7 @@ pub enum Error {
     /// A value given by the caller is out of its valid range.
     #[error("{what}: {reason}")]
     InvalidArgument {
-        /// The argument, e.g. `"Sgd::lr"`.
+        /// The argument, e.g. `"Trainer::schedule"`.
         what: &'static str,
         /// What was wrong with it, including the value.
         reason: String,

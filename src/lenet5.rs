@@ -133,7 +133,7 @@ impl Preset {
     /// This network's training schedule, seeded by `seed`.
     pub fn trainer(self, seed: u64) -> Trainer {
         match self {
-            Preset::Report => Sgd::default().with_seed(seed).trainer(),
+            Preset::Report => Sgd.trainer().with_seed(seed),
             Preset::LeCun1998 => {
                 let passes = [
                     (2, 0.0005),

@@ -8,121 +8,61 @@ use super::trainer::{EpochStats, Progress, Sampling, Schedule, Trainer};
 use crate::data::mnist::Dataset;
 use crate::{Layer, Result};
 
-/// Per-sample SGD with the report's schedule as its default: the report's recipe, run by the
-/// one training loop, [`Trainer`] ([`Sgd::trainer`] gives it).
+/// The report's recipe: per-sample SGD on the one training loop, [`Trainer`].
 ///
-/// Each epoch takes every training example with probability `sample_fraction`, in data set
-/// order; after each sample every parameter moves by `-lr · gradient`. After each epoch the
-/// learning rate is multiplied by `lr_decay`, and the accuracy on the whole training set is
-/// measured (the report prints it).
+/// Each epoch takes every training example with probability 0.1, in data set order; after each
+/// sample every parameter moves by `-lr · gradient`. After each epoch the learning rate is
+/// multiplied by 0.95 and the accuracy on the whole training set is measured (the report
+/// prints it).
 ///
-/// The defaults are the report's, chosen for its saturated sigmoid network, not as general
-/// ones: each epoch trains on about a tenth of the data (6 000 of MNIST's 60 000 samples),
-/// at a rate of 0.5. For a network of your own, a [`Trainer`] with
-/// [`Sampling::Shuffle`] (every sample once per epoch) is the usual choice.
-///
-/// | setting | default (the report's) |
+/// | setting | the report's |
 /// |---|---|
-/// | `lr` | 0.5 |
-/// | `lr_decay` | 0.95 per epoch |
-/// | `epochs` | 20 |
-/// | `sample_fraction` | 0.1 (6 000 of 60 000) |
-/// | `seed` | 1 (which samples each epoch takes) |
+/// | learning rate | 0.5, x0.95 per epoch ([`Schedule::Exponential`]) |
+/// | epochs | 20 |
+/// | sampling | [`Sampling::Fraction`] 0.1 (about 6 000 of 60 000) |
+/// | batch size | 1 |
+/// | loss | softmax cross-entropy |
+/// | seed | 1 (which samples each epoch takes) |
+///
+/// These are the report's settings for its saturated sigmoid network, not general defaults:
+/// each epoch trains on a tenth of the data. Change any of them on the [`Trainer`] that
+/// [`Sgd::trainer`] gives; for a network of your own, [`Sampling::Shuffle`] (every sample once
+/// per epoch) is the usual choice.
 ///
 /// ```
-/// use lenet5::train::Sgd;
-/// let sgd = Sgd::default().with_epochs(3).with_lr(0.1);
-/// assert_eq!(sgd.epochs(), 3);
+/// use lenet5::train::{Sampling, Schedule, Sgd};
+/// let trainer = Sgd.trainer()
+///     .with_schedule(Schedule::Exponential { lr: 0.1, decay: 0.95 })
+///     .with_sampling(Sampling::Fraction(1.0))
+///     .with_epochs(3);
+/// assert_eq!(trainer.epochs(), 3);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sgd {
-    lr: f32,
-    lr_decay: f32,
-    epochs: usize,
-    sample_fraction: f64,
-    seed: u64,
-}
-
-impl Default for Sgd {
-    fn default() -> Self {
-        Sgd {
-            lr: 0.5,
-            lr_decay: 0.95,
-            epochs: 20,
-            sample_fraction: 0.1,
-            seed: 1,
-        }
-    }
-}
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sgd;
 
 impl Sgd {
-    /// The report's schedule (see the table above).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the initial learning rate.
-    pub fn with_lr(mut self, lr: f32) -> Self {
-        self.lr = lr;
-        self
-    }
-
-    /// Sets the factor applied to the learning rate after each epoch.
-    pub fn with_lr_decay(mut self, lr_decay: f32) -> Self {
-        self.lr_decay = lr_decay;
-        self
-    }
-
-    /// Sets the number of epochs.
-    pub fn with_epochs(mut self, epochs: usize) -> Self {
-        self.epochs = epochs;
-        self
-    }
-
-    /// Sets the probability with which each example is taken in an epoch.
-    pub fn with_sample_fraction(mut self, sample_fraction: f64) -> Self {
-        self.sample_fraction = sample_fraction;
-        self
-    }
-
-    /// Sets the seed that picks each epoch's samples.
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// The number of epochs.
-    pub fn epochs(&self) -> usize {
-        self.epochs
-    }
-
-    /// The [`Trainer`] that runs this schedule: batches of one, plain gradient descent,
-    /// softmax cross-entropy, the samples of each epoch drawn in data set order.
-    pub fn trainer(&self) -> Trainer {
+    /// The [`Trainer`] that runs the report's recipe (see the table above).
+    pub fn trainer(self) -> Trainer {
         Trainer::new(GradientDescent)
-            .with_epochs(self.epochs)
+            .with_epochs(20)
             .with_batch_size(1)
-            .with_sampling(Sampling::Fraction(self.sample_fraction))
+            .with_sampling(Sampling::Fraction(0.1))
             .with_schedule(Schedule::Exponential {
-                lr: self.lr,
-                decay: self.lr_decay,
+                lr: 0.5,
+                decay: 0.95,
             })
             .with_loss(Loss::SoftmaxCrossEntropy)
             .with_train_accuracy(true)
-            .with_seed(self.seed)
+            .with_seed(1)
     }
 
-    /// Trains `net` on `data` with this schedule, calling `observe` after every sample and every
-    /// epoch; returns one [`EpochStats`] per epoch run (see [`Trainer::train`]).
+    /// Trains `net` on `data` with the report's recipe, calling `observe` after every sample and
+    /// every epoch; returns one [`EpochStats`] per epoch run (see [`Trainer::train`]).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a non-positive or
-    /// non-finite learning rate or decay, zero epochs, a sample fraction outside (0, 1] or an
-    /// empty data set; [`Error::Diverged`](crate::Error::Diverged) when a loss or a step is NaN
-    /// or infinite, with the parameters as they were before that sample; and the network's
-    /// shape errors.
+    /// As [`Trainer::train`].
     pub fn train<N: Layer + ?Sized>(
-        &self,
+        self,
         net: &mut N,
         data: &Dataset,
         observe: impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
@@ -146,24 +86,26 @@ mod tests {
         let data = bars(20);
         let mut net = LeNet5::new();
         let before = values(&net);
-        for sgd in [
-            Sgd::default().with_lr(0.0),
-            Sgd::default().with_lr(f32::NAN),
-            Sgd::default().with_lr(-0.1),
-            Sgd::default().with_lr_decay(f32::INFINITY),
-            Sgd::default().with_epochs(0),
-            Sgd::default().with_sample_fraction(0.0),
-            Sgd::default().with_sample_fraction(1.5),
+        let rate = |lr, decay| Schedule::Exponential { lr, decay };
+        for trainer in [
+            Sgd.trainer().with_schedule(rate(0.0, 0.95)),
+            Sgd.trainer().with_schedule(rate(f32::NAN, 0.95)),
+            Sgd.trainer().with_schedule(rate(-0.1, 0.95)),
+            Sgd.trainer().with_schedule(rate(0.5, f32::INFINITY)),
+            Sgd.trainer().with_epochs(0),
+            Sgd.trainer().with_sampling(Sampling::Fraction(0.0)),
+            Sgd.trainer().with_sampling(Sampling::Fraction(1.5)),
         ] {
-            let result = sgd.train(&mut net, &data, |_| ControlFlow::Continue(()));
+            let mut trainer = trainer;
+            let result = trainer.train(&mut net, &data, |_| ControlFlow::Continue(()));
             assert!(
                 matches!(result, Err(Error::InvalidArgument { .. })),
-                "{sgd:?}"
+                "{trainer:?}"
             );
         }
         let empty = data.slice(0..0).unwrap();
         assert!(matches!(
-            Sgd::default().train(&mut net, &empty, |_| ControlFlow::Continue(())),
+            Sgd.train(&mut net, &empty, |_| ControlFlow::Continue(())),
             Err(Error::InvalidArgument { .. })
         ));
         assert_eq!(values(&net), before);
@@ -172,7 +114,13 @@ mod tests {
     #[test]
     fn divergence_stops_with_the_last_finite_weights() {
         let mut net = LeNet5::new();
-        let sgd = Sgd::default().with_lr(1e38).with_sample_fraction(1.0);
+        let mut sgd = Sgd
+            .trainer()
+            .with_schedule(Schedule::Exponential {
+                lr: 1e38,
+                decay: 0.95,
+            })
+            .with_sampling(Sampling::Fraction(1.0));
         let err = sgd
             .train(&mut net, &bars(50), |_| ControlFlow::Continue(()))
             .unwrap_err();
@@ -193,9 +141,10 @@ mod tests {
             .unwrap();
         pool.install(|| {
             let mut net = LeNet5::with_seed(3);
-            let sgd = Sgd::default()
+            let mut sgd = Sgd
+                .trainer()
                 .with_epochs(2)
-                .with_sample_fraction(0.5)
+                .with_sampling(Sampling::Fraction(0.5))
                 .with_seed(9);
             let history = sgd
                 .train(&mut net, &bars(500), |_| ControlFlow::Continue(()))
@@ -220,7 +169,10 @@ mod tests {
     #[test]
     fn observe_sees_every_sample_and_can_stop() {
         let mut seen = Vec::new();
-        let sgd = Sgd::default().with_epochs(3).with_sample_fraction(1.0);
+        let mut sgd = Sgd
+            .trainer()
+            .with_epochs(3)
+            .with_sampling(Sampling::Fraction(1.0));
         let history = sgd
             .train(&mut LeNet5::new(), &bars(10), |p| {
                 if let Progress::Epoch(s, _) = p {
