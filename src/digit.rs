@@ -518,4 +518,100 @@ mod tests {
         let b = to_mnist(&DynamicImage::ImageLuma8(large), "large").unwrap();
         assert_eq!(a, b);
     }
+
+    #[test]
+    fn otsu_splits_two_levels_between_them() {
+        // 30 pixels at 40 and 70 at 200: any t in 40..200 splits them; Otsu's picks the first
+        let gray = GrayImage::from_fn(10, 10, |x, y| {
+            Luma([if y * 10 + x < 30 { 40 } else { 200 }])
+        });
+        assert_eq!(otsu(&gray), Some(40));
+        // three levels: the split keeps the two close ones together
+        let gray = GrayImage::from_fn(10, 10, |x, _| Luma([[10, 20, 250][(x % 3) as usize]]));
+        assert_eq!(otsu(&gray), Some(20));
+        assert_eq!(otsu(&GrayImage::from_pixel(4, 4, Luma([9]))), None);
+    }
+
+    #[test]
+    fn border_visits_each_edge_pixel_once() {
+        let mut seen: Vec<(u32, u32)> = border(4, 3).collect();
+        seen.sort_unstable();
+        let expected = [
+            (0, 0),
+            (0, 1),
+            (0, 2),
+            (1, 0),
+            (1, 2),
+            (2, 0),
+            (2, 2),
+            (3, 0),
+            (3, 1),
+            (3, 2),
+        ];
+        assert_eq!(seen, expected);
+        assert_eq!(border(1, 1).count(), 1);
+        assert_eq!(border(5, 1).count(), 5);
+        assert_eq!(border(1, 4).count(), 4);
+    }
+
+    #[test]
+    fn inscribed_radius_of_squares_and_bars() {
+        // a 7x7 square of inside in a 9x9 picture: its centre is 4 steps from the outside
+        let square: Vec<bool> = (0..81)
+            .map(|i| !(1..8).contains(&(i % 9)) || !(1..8).contains(&(i / 9)))
+            .collect();
+        assert_eq!(inscribed_radius(&square, 9, 9), 4);
+        // the picture's edge counts as outside: an all-inside 5x5 has radius 3
+        assert_eq!(inscribed_radius(&[false; 25], 5, 5), 3);
+        // a bar 1 pixel wide
+        let bar: Vec<bool> = (0..25).map(|i| i % 5 != 2).collect();
+        assert_eq!(inscribed_radius(&bar, 5, 5), 1);
+        assert_eq!(inscribed_radius(&[true; 4], 2, 2), 0);
+    }
+
+    #[test]
+    fn grayscale_weighs_channels_blends_alpha_and_averages_blocks() {
+        // Rec. 709: pure red 54, pure green 182, pure blue 18
+        let rgb = RgbImage::from_fn(3, 1, |x, _| {
+            Rgb([[255, 0, 0], [0, 255, 0], [0, 0, 255]][x as usize])
+        });
+        let gray = grayscale(&DynamicImage::ImageRgb8(rgb));
+        assert_eq!(gray.as_raw(), &[54, 182, 18]);
+        // black at half opacity on white paper: 127; fully transparent: white
+        let la = image::ImageBuffer::from_fn(2, 1, |x, _| LumaA([0u8, [128, 0][x as usize]]));
+        assert_eq!(
+            grayscale(&DynamicImage::ImageLumaA8(la)).as_raw(),
+            &[127, 255]
+        );
+        // 2048 wide: averaged over 2x2 blocks to 1024, each block's mean
+        let wide = GrayImage::from_fn(2048, 2, |x, y| {
+            Luma([if (x + y) % 2 == 0 { 0 } else { 200 }])
+        });
+        let small = grayscale(&DynamicImage::ImageLuma8(wide));
+        assert_eq!(small.dimensions(), (1024, 1));
+        assert!(small.pixels().all(|p| p[0] == 100));
+        // a side that is not a multiple: the last block averages the pixels it has
+        let odd = GrayImage::from_fn(1025, 1, |x, _| Luma([if x == 1024 { 90 } else { 10 }]));
+        let small = grayscale(&DynamicImage::ImageLuma8(odd));
+        assert_eq!(small.dimensions(), (513, 1));
+        assert_eq!(
+            (small.get_pixel(0, 0)[0], small.get_pixel(512, 0)[0]),
+            (10, 90)
+        );
+    }
+
+    #[test]
+    fn a_light_on_dark_zero_is_not_taken_for_a_page() {
+        // white ring on black, MNIST's way round: its hole is dark and enclosed, but it is no page
+        let ring = GrayImage::from_fn(40, 40, |x, y| {
+            let d = ((x as f32 - 19.5).powi(2) + (y as f32 - 19.5).powi(2)).sqrt();
+            Luma([if (9.0..15.0).contains(&d) { 255 } else { 0 }])
+        });
+        let mut gray = ring.clone();
+        assert!(!cover_surround(&mut gray, otsu(&ring).unwrap()));
+        assert_eq!(gray, ring);
+        let digit = to_mnist(&DynamicImage::ImageLuma8(ring), "ring").unwrap();
+        assert_eq!(digit[[14, 14]], 0); // the hole stays background
+        assert!(digit[[14, 4]] > 128 || digit[[14, 5]] > 128); // the ring's left side is ink
+    }
 }

@@ -398,4 +398,43 @@ mod tests {
         let frame = batch.iter().filter(|&&v| v == -0.1).count();
         assert_eq!(frame, 32 * 32 - 28 * 28);
     }
+
+    #[test]
+    fn a_split_loads_from_raw_or_gzipped_files_and_names_what_is_missing() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("lenet5-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let idx = |dims: &[u32], data: &[u8]| {
+            let mut bytes = vec![0, 0, 8, dims.len() as u8];
+            dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+            bytes.extend(data);
+            bytes
+        };
+        let (images, labels) = Split::Test.file_names();
+        let pixels: Vec<u8> = (0..2 * 28 * 28).map(|i| (i % 251) as u8).collect();
+        // the images raw, the labels gzipped
+        std::fs::write(dir.join(images), idx(&[2, 28, 28], &pixels)).unwrap();
+        let err = Dataset::load(&dir, Split::Test).unwrap_err().to_string();
+        assert!(err.contains(labels), "{err}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&idx(&[2], &[7, 3])).unwrap();
+        std::fs::write(dir.join(format!("{labels}.gz")), gz.finish().unwrap()).unwrap();
+        let data = Dataset::load(&dir, Split::Test).unwrap();
+        assert_eq!(data.labels(), &[7, 3]);
+        assert_eq!(data.image(1).unwrap()[[0, 1]], ((28 * 28 + 1) % 251) as u8);
+        // the training split is not there
+        assert!(matches!(
+            Dataset::load(&dir, Split::Train),
+            Err(Error::Io { .. })
+        ));
+        // images that are not 28x28, and counts that differ
+        std::fs::write(dir.join(images), idx(&[2, 28, 27], &pixels[..2 * 28 * 27])).unwrap();
+        let err = Dataset::load(&dir, Split::Test).unwrap_err().to_string();
+        assert!(err.contains("[2, 28, 27]"), "{err}");
+        std::fs::write(dir.join(images), idx(&[1, 28, 28], &pixels[..28 * 28])).unwrap();
+        let err = Dataset::load(&dir, Split::Test).unwrap_err().to_string();
+        assert!(err.contains("2 labels for 1 images"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -812,6 +812,14 @@ mod tests {
             })
             .unwrap();
         assert!(seen.iter().all(|&(reported, now)| reported == Some(now)));
+        for (i, stats) in history.iter().enumerate() {
+            assert_eq!(
+                (stats.epoch, stats.lr),
+                (i + 1, wrecked().lr(i + 1).unwrap())
+            );
+            assert_eq!(stats.samples, 200);
+            assert!(stats.loss.is_finite() && stats.loss > 0.0 && stats.seconds > 0.0);
+        }
         assert!(history.iter().all(|s| s.accuracy.is_none()));
         let scores: Vec<f64> = history
             .iter()
