@@ -891,4 +891,23 @@ mod tests {
             assert!(err.contains(says), "{err}");
         }
     }
+
+    #[test]
+    fn a_model_file_is_read_up_to_its_bound_and_no_further() {
+        // the header and a payload of 64 MiB, the bound the module documents
+        assert_eq!(MAX_MODEL_FILE, 24 + (64 << 20));
+        let dir = temp_dir("bound");
+        let path = dir.join("sparse.bin");
+        let file = std::fs::File::create(&path).unwrap();
+        // a sparse file: no disk, and zeros when read
+        file.set_len(MAX_MODEL_FILE + 1).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { limit, .. } if limit == MAX_MODEL_FILE),
+            "{err}"
+        );
+        file.set_len(MAX_MODEL_FILE).unwrap();
+        assert_eq!(read(&path).unwrap().len() as u64, MAX_MODEL_FILE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
