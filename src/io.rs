@@ -910,4 +910,35 @@ mod tests {
         assert_eq!(read(&path).unwrap().len() as u64, MAX_MODEL_FILE);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn weights_load_whatever_the_architecture_name_and_never_past_the_payload() {
+        let saved = small(2, crate::Activation::Sigmoid);
+        let bytes = to_bytes(&saved, "someone else's name");
+        let mut net = small(3, crate::Activation::Sigmoid);
+        assert!(load_weights_bytes(&mut net, &bytes, "mem").is_err()); // 3 maps, not 2
+        let mut net = Sequential::new([1, 4, 4])
+            .add(
+                crate::Conv::from_params(
+                    ndarray::Array4::zeros((2, 1, 3, 3)),
+                    ndarray::Array1::zeros(2),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        load_weights_bytes(&mut net, &bytes, "mem").unwrap();
+        assert_eq!(values(&net), values(&saved));
+        // a valid header and checksum over the payload and bytes after it
+        let mut payload = bytes[HEADER_LEN..].to_vec();
+        payload.extend([0, 0, 0]);
+        let mut padded = MAGIC.to_vec();
+        padded.extend(VERSION.to_le_bytes());
+        padded.extend((payload.len() as u64).to_le_bytes());
+        padded.extend(crc32fast::hash(&payload).to_le_bytes());
+        padded.extend(payload);
+        let err = load_weights_bytes(&mut net, &padded, "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3 bytes after the payload"), "{err}");
+    }
 }
