@@ -821,6 +821,42 @@ mod tests {
         let mut other = small(2, crate::Activation::Relu);
         load_bytes(&mut other, ARCH, &bytes, "mem").unwrap();
         assert_eq!(values(&other), values(&net));
+        // without configs, the parameters' shapes are what is checked: same name and length,
+        // another shape
+        let mut params = tensors_of(&net);
+        params[0].shape = vec![1, 2, 3, 3];
+        let v1 = V1 {
+            architecture: ARCH,
+            params,
+        };
+        let err = load_bytes(&mut other, ARCH, &frame(1, &v1), "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[1, 2, 3, 3]"), "{err}");
+    }
+
+    #[test]
+    fn layers_that_differ_only_in_fixed_values_are_told_apart() {
+        let stack = |rbf: crate::RbfOutput| Sequential::new([84, 1, 1]).add(rbf).unwrap();
+        let bytes = to_bytes(&stack(crate::RbfOutput::digits()), ARCH);
+        let err = load_bytes(
+            &mut stack(crate::RbfOutput::digits().bipolar()),
+            ARCH,
+            &bytes,
+            "mem",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("layer 0 is RbfOutput 84->10 in the file, RbfOutput 84->10 in the network (their fixed values"),
+            "{err}"
+        );
+        // layers that differ in what the description shows get no such remark
+        let bytes = to_bytes(&small(2, crate::Activation::Sigmoid), ARCH);
+        let err = load_bytes(&mut small(2, crate::Activation::Relu), ARCH, &bytes, "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("fixed values"), "{err}");
     }
 
     #[test]
