@@ -977,4 +977,36 @@ mod tests {
             .to_string();
         assert!(err.contains("3 bytes after the payload"), "{err}");
     }
+
+    #[test]
+    fn saving_steps_over_temporary_files_left_by_another_process() {
+        let dir = temp_dir("leftover");
+        let path = dir.join("model.bin");
+        // the temporary names this process's next saves would take, left by a dead process
+        let next = SAVES.load(Ordering::Relaxed);
+        let pid = std::process::id();
+        for n in next..next + 1000 {
+            std::fs::write(dir.join(format!(".model.bin.{pid}-{n}.tmp")), b"left").unwrap();
+        }
+        let net = small(2, crate::Activation::Sigmoid);
+        save(&net, ARCH, &path).unwrap();
+        let mut back = small(3, crate::Activation::Sigmoid);
+        assert!(load(&mut back, ARCH, &path).is_err()); // other layers
+        let mut back = small(2, crate::Activation::Relu);
+        assert!(load(&mut back, ARCH, &path).is_err());
+        let mut back = Sequential::new([1, 4, 4])
+            .add(
+                crate::Conv::from_params(
+                    ndarray::Array4::zeros((2, 1, 3, 3)),
+                    ndarray::Array1::zeros(2),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        load(&mut back, ARCH, &path).unwrap();
+        assert_eq!(values(&back), values(&net));
+        // the leftovers are untouched
+        assert_eq!(file_names(&dir).len(), 1001);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
