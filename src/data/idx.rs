@@ -288,6 +288,18 @@ mod tests {
         std::fs::write(dir.join("long"), idx(&[2], &[1, 2, 3])).unwrap();
         let err = Idx::read(dir.join("long")).unwrap_err().to_string();
         assert!(err.contains("has more"), "{err}");
+        // a raw file shorter than its header says
+        std::fs::write(dir.join("short"), idx(&[2, 3], &[1, 2, 3])).unwrap();
+        let err = Idx::read(dir.join("short")).unwrap_err().to_string();
+        assert!(err.contains("file has 3 (truncated)"), "{err}");
+        // a stream that ends inside its header
+        let err = Idx::from_reader(&[0u8, 0, 8][..]).unwrap_err();
+        assert!(err.contains("too short for an IDX header"), "{err}");
+        // a claim of exactly the limit is allowed (and then found truncated), one more is not
+        let at_limit = Idx::from_reader(&idx(&[1 << 30], &[5])[..]).unwrap_err();
+        assert!(at_limit.contains("truncated"), "{at_limit}");
+        let over = Idx::from_reader(&idx(&[(1 << 30) + 1], &[5])[..]).unwrap_err();
+        assert!(over.contains("limit"), "{over}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
