@@ -663,6 +663,15 @@ mod tests {
         names
     }
 
+    /// The stack of [`small`]'s layers for 2 maps, sigmoid, with every weight zero.
+    fn zeroed() -> Sequential {
+        let conv = crate::Conv::from_params(
+            ndarray::Array4::zeros((2, 1, 3, 3)),
+            ndarray::Array1::zeros(2),
+        );
+        Sequential::new([1, 4, 4]).add(conv.unwrap()).unwrap()
+    }
+
     /// A small stack of `maps` output maps, so that stacks of other sizes write files of other
     /// lengths.
     fn small(maps: usize, activation: crate::Activation) -> Sequential {
@@ -953,15 +962,7 @@ mod tests {
         let bytes = to_bytes(&saved, "someone else's name");
         let mut net = small(3, crate::Activation::Sigmoid);
         assert!(load_weights_bytes(&mut net, &bytes, "mem").is_err()); // 3 maps, not 2
-        let mut net = Sequential::new([1, 4, 4])
-            .add(
-                crate::Conv::from_params(
-                    ndarray::Array4::zeros((2, 1, 3, 3)),
-                    ndarray::Array1::zeros(2),
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        let mut net = zeroed();
         load_weights_bytes(&mut net, &bytes, "mem").unwrap();
         assert_eq!(values(&net), values(&saved));
         // a valid header and checksum over the payload and bytes after it
@@ -994,15 +995,7 @@ mod tests {
         assert!(load(&mut back, ARCH, &path).is_err()); // other layers
         let mut back = small(2, crate::Activation::Relu);
         assert!(load(&mut back, ARCH, &path).is_err());
-        let mut back = Sequential::new([1, 4, 4])
-            .add(
-                crate::Conv::from_params(
-                    ndarray::Array4::zeros((2, 1, 3, 3)),
-                    ndarray::Array1::zeros(2),
-                )
-                .unwrap(),
-            )
-            .unwrap();
+        let mut back = zeroed();
         load(&mut back, ARCH, &path).unwrap();
         assert_eq!(values(&back), values(&net));
         // the leftovers are untouched
