@@ -4,9 +4,10 @@
 //! cargo run --release --example pictures -- [--data DIR] [--out docs/pictures]
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use image::DynamicImage;
 use lenet5::plot::{confusion_heat_map, map_grid};
 use lenet5::{Dataset, Layer, LeNet5, Split};
 
@@ -21,6 +22,13 @@ struct Args {
     out: PathBuf,
 }
 
+/// Writes `image` as a PNG at `path`, atomically (a temporary file, then a rename).
+fn save_png(image: &DynamicImage, path: &Path) -> Result<(), Box<dyn Error>> {
+    let mut png = Vec::new();
+    image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    Ok(lenet5::io::write_atomic(path, &png)?)
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let data = args.data.unwrap_or_else(|| {
@@ -33,13 +41,28 @@ fn main() -> Result<(), Box<dyn Error>> {
     std::fs::create_dir_all(&out)?;
 
     let c1 = net.network().params()[0].value.to_vec(); // conv1.weight [6, 1, 5, 5]
-    map_grid(ndarray::ArrayView3::from_shape((6, 5, 5), &c1)?, 6, 12)?
-        .save(out.join("kernels_c1.png"))?;
+    let kernels = map_grid(ndarray::ArrayView3::from_shape((6, 5, 5), &c1)?, 6, 12)?;
+    save_png(
+        &DynamicImage::ImageLuma8(kernels),
+        &out.join("kernels_c1.png"),
+    )?;
     let maps = net.network().activations(test.batch(0..1)?.view())?;
-    map_grid(maps[0].index_axis(ndarray::Axis(0), 0), 6, 4)?.save(out.join("features_c1.png"))?;
-    map_grid(maps[2].index_axis(ndarray::Axis(0), 0), 8, 8)?.save(out.join("features_c3.png"))?;
+    let c1_maps = map_grid(maps[0].index_axis(ndarray::Axis(0), 0), 6, 4)?;
+    save_png(
+        &DynamicImage::ImageLuma8(c1_maps),
+        &out.join("features_c1.png"),
+    )?;
+    let c3_maps = map_grid(maps[2].index_axis(ndarray::Axis(0), 0), 8, 8)?;
+    save_png(
+        &DynamicImage::ImageLuma8(c3_maps),
+        &out.join("features_c3.png"),
+    )?;
     let evaluation = lenet5::train::evaluate(&net, &test)?;
-    confusion_heat_map(evaluation.confusion.view(), 24)?.save(out.join("confusion.png"))?;
+    let heat_map = confusion_heat_map(evaluation.confusion.view(), 24)?;
+    save_png(
+        &DynamicImage::ImageRgb8(heat_map),
+        &out.join("confusion.png"),
+    )?;
 
     println!(
         "test accuracy: {:.4}; confusion (rows: true digit, columns: predicted):",
