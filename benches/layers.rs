@@ -2,7 +2,7 @@
 //! per-sample SGD runs them. Throughput is in samples per second.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lenet5::{Connect, Conv, Layer, RbfOutput, Subsampling};
+use lenet5::{Backward, Connect, Conv, Layer, Mode, Pass, RbfOutput, Subsampling};
 use ndarray::Array4;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -51,13 +51,23 @@ fn bench_layers(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(1));
         let input = Array4::from_elem(shape, 0.5f32);
-        let output = layer.forward(input.view()).unwrap();
+        let pass = Pass::Train { seed: 0 };
+        let output = layer.forward(input.view(), pass).unwrap();
         let grad_output = Array4::from_elem(output.raw_dim(), 0.01f32);
         group.bench_function(BenchmarkId::new("forward", "sample"), |b| {
-            b.iter(|| layer.forward(black_box(input.view())).unwrap())
+            b.iter(|| layer.forward(black_box(input.view()), pass).unwrap())
         });
         group.bench_function(BenchmarkId::new("backprop", "sample"), |b| {
-            b.iter(|| layer.backprop(black_box(grad_output.view())).unwrap())
+            b.iter(|| {
+                let step = Backward {
+                    input: input.view(),
+                    output: output.view(),
+                    grad_output: black_box(grad_output.view()),
+                    mode: Mode::Full,
+                    pass,
+                };
+                layer.backward(step).unwrap()
+            })
         });
         group.finish();
     }

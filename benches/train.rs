@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lenet5::train::{GradientDescent, Optimizer, evaluate, softmax_cross_entropy};
-use lenet5::{Dataset, Layer, LeNet5, Sgd};
+use lenet5::{Dataset, Layer, LeNet5, Mode, Pass, Sgd};
 use ndarray::{Array3, Array4};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -33,10 +33,13 @@ fn bench_step(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("sample", |b| {
         b.iter(|| {
-            let scores = net.forward(black_box(input.view())).unwrap();
+            let trace = net
+                .trace(black_box(input.view()), Pass::Train { seed: 0 })
+                .unwrap();
+            let scores = trace.output();
             softmax_cross_entropy(scores.as_slice().unwrap(), 3, grad.as_slice_mut().unwrap())
                 .unwrap();
-            net.backprop_params(grad.view()).unwrap();
+            net.backprop(&trace, grad.view(), Mode::Params).unwrap();
             // a tiny rate keeps the weights (and so the work) as they are
             GradientDescent.step(net.params_mut(), 1e-12).unwrap();
         })

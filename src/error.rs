@@ -33,12 +33,6 @@ pub enum Error {
         /// What was wrong with it, including the value.
         reason: String,
     },
-    /// `backprop` was called without a `forward` before it.
-    #[error("{layer}: backprop called before forward")]
-    NoForward {
-        /// The layer.
-        layer: &'static str,
-    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", .path.display())]
     Io {

@@ -135,7 +135,7 @@ impl LeNet5 {
         let mut net = LeNet5::from_preset(preset, crate::DEFAULT_SEED);
         // the trainable tensors come first; the fixed codes, when there are any, last
         let expected = tensors(&net);
-        let (trainable, fixed) = expected.split_at(net.params().len());
+        let (trainable, fixed) = expected.split_at(net.network().params().len());
         let mut values = Vec::with_capacity(trainable.len());
         for (name, shape, _) in trainable {
             values.push(read_f32(&file, name, shape).map_err(bad)?);
@@ -149,7 +149,7 @@ impl LeNet5 {
                 )));
             }
         }
-        for (p, v) in net.params_mut().into_iter().zip(&values) {
+        for (p, v) in net.network_mut().params_mut().into_iter().zip(&values) {
             p.value.copy_from_slice(v);
         }
         Ok(net)
@@ -304,7 +304,11 @@ mod tests {
     use super::*;
 
     fn values(net: &LeNet5) -> Vec<f32> {
-        net.params().iter().flat_map(|p| p.value.to_vec()).collect()
+        net.network()
+            .params()
+            .iter()
+            .flat_map(|p| p.value.to_vec())
+            .collect()
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use dyn_clone::DynClone;
-use ndarray::{Array, Array4, ArrayView, ArrayView4, ArrayViewMut, Dimension};
+use ndarray::{Array, Array4, ArrayView, ArrayView4, ArrayViewMut, CowArray, Dimension};
 use serde::{Deserialize, Serialize};
 
 use crate::{Activation, Error, Result};
@@ -21,7 +21,7 @@ use crate::{Activation, Error, Result};
 pub struct Param<D: Dimension> {
     /// The parameter itself.
     pub(crate) value: Array<f32, D>,
-    /// dL/d(value), accumulated by [`Layer::backprop`], applied and cleared by an optimiser.
+    /// dL/d(value), accumulated by [`Layer::backward`], applied and cleared by an optimiser.
     pub(crate) grad: Array<f32, D>,
 }
 
@@ -53,7 +53,7 @@ impl<D: Dimension> Param<D> {
         self.grad.view()
     }
 
-    /// The gradient, to add into in [`Layer::backprop`].
+    /// The gradient, to add into in [`Layer::backward`].
     pub fn grad_mut(&mut self) -> ArrayViewMut<'_, f32, D> {
         self.grad.view_mut()
     }
@@ -108,15 +108,114 @@ pub struct ParamMut<'a> {
     pub grad: &'a mut [f32],
 }
 
+/// How a forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Inference: every layer is deterministic ([`Dropout`](crate::Dropout) is the identity).
+    Predict,
+    /// Training. `seed` names this pass's random draws ([`Dropout`](crate::Dropout)'s mask), so
+    /// that the backward pass, which receives the same `Pass`, can draw them again.
+    Train {
+        /// Chosen by the trainer for each batch, from its own random stream.
+        seed: u64,
+    },
+}
+
+/// What one backward pass computes.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// dL/d(param) added into each gradient, and dL/d(input) returned.
+    Full,
+    /// dL/d(param) added into each gradient; dL/d(input) skipped (the first layer of a network).
+    Params,
+    /// Second derivatives for [`Sdlm`](crate::train::Sdlm): from ∂²E/∂output² (the diagonal),
+    /// ∂²E/∂param² is added into each parameter's *gradient* buffer and ∂²E/∂input² returned.
+    /// The rules are the Gauss-Newton ones of LeCun et al. 1998 (Appendix C): squared weights,
+    /// squared inputs and squared activation slopes, cross terms dropped, so every value is
+    /// non-negative.
+    Curvature {
+        /// ∂E/∂output at the same point, for a layer whose own second derivative needs it
+        /// ([`RbfOutput`](crate::RbfOutput)). A [`Sequential`](crate::Sequential) gives it
+        /// to its last layer, where it is the loss's gradient, and `None` to the others.
+        slope: Option<ArrayView4<'a, f32>>,
+    },
+}
+
+impl Mode<'_> {
+    /// The same mode, borrowing its `slope` for a shorter time (array views do not shorten
+    /// their lifetime by themselves).
+    pub fn reborrow(&self) -> Mode<'_> {
+        match self {
+            Mode::Full => Mode::Full,
+            Mode::Params => Mode::Params,
+            Mode::Curvature { slope } => Mode::Curvature {
+                slope: slope.as_ref().map(|s| s.view()),
+            },
+        }
+    }
+}
+
+/// Everything one layer's backward pass reads: the input and output of its forward pass, and
+/// the derivative of the loss with respect to that output.
+#[derive(Debug, Clone, Copy)]
+pub struct Backward<'a> {
+    /// `[B, C, H, W]`: the input the forward pass took.
+    pub input: ArrayView4<'a, f32>,
+    /// The forward pass's output for `input` (with the same `pass`).
+    pub output: ArrayView4<'a, f32>,
+    /// dL/d(output) (∂²E/∂output² in [`Mode::Curvature`]), the shape of `output`.
+    pub grad_output: ArrayView4<'a, f32>,
+    /// What to compute.
+    pub mode: Mode<'a>,
+    /// The forward pass's [`Pass`].
+    pub pass: Pass,
+}
+
+impl Backward<'_> {
+    /// That `output` has the shape `layer` gives `input`, and `grad_output` (and a curvature
+    /// `slope`) the output's shape: the check every backward pass starts with.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] naming `layer` when one does not.
+    pub fn check(&self, layer: &(impl Layer + ?Sized)) -> Result<()> {
+        let [c, h, w] = layer.output_shape(chw(self.input.shape()))?;
+        let expected = [self.input.dim().0, c, h, w];
+        let slope = match self.mode {
+            Mode::Curvature { slope: Some(slope) } => Some(slope),
+            _ => None,
+        };
+        let arrays = [self.output, self.grad_output].into_iter().chain(slope);
+        for array in arrays {
+            if array.shape() != expected {
+                return Err(Error::shape(layer.name(), &expected, array.shape()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether dL/d(input) is wanted (every mode but [`Mode::Params`]).
+    pub fn wants_input(&self) -> bool {
+        !matches!(self.mode, Mode::Params)
+    }
+
+    /// Whether this is a [`Mode::Curvature`] pass, where weights and inputs enter squared.
+    pub fn is_curvature(&self) -> bool {
+        matches!(self.mode, Mode::Curvature { .. })
+    }
+}
+
 /// One stage of a network: computes outputs and gradients, never decides an update.
 ///
-/// `forward` keeps what `backprop` needs; `backprop` *adds* dL/d(param) into each parameter's
-/// gradient and returns dL/d(input). An optimiser then reads the gradients through
-/// [`Layer::params_mut`], moves the values and clears the gradients. Per-sample SGD is one
-/// forward, one backprop and one step; a mini-batch is a batch forward, one backprop and one step.
+/// A layer keeps nothing between passes: `forward` maps an input to an output, and `backward`
+/// receives that input and output again ([`Backward`]) with dL/d(output), *adds* dL/d(param)
+/// into each parameter's gradient and returns dL/d(input). A [`Sequential`](crate::Sequential)
+/// holds the activations in between. An optimiser then reads the gradients through
+/// [`Layer::params_mut`], moves the values and clears the gradients.
 ///
-/// A layer is `Clone` (derive it), so that a network can be copied: a snapshot of the best
-/// epoch, or one copy per thread.
+/// To write a layer, implement `name`, `output_shape`, `forward`, `backward`, and `params` /
+/// `params_mut` when it has parameters; check it with [`crate::check`]. A layer is `Clone`
+/// (derive it), so that a network can be copied: a snapshot of the best epoch, or one copy per
+/// thread.
 pub trait Layer: DynClone + std::fmt::Debug + Send + Sync {
     /// The layer's type name, used in error messages and summaries (`"Conv"`).
     fn name(&self) -> &'static str;
@@ -128,53 +227,20 @@ pub trait Layer: DynClone + std::fmt::Debug + Send + Sync {
     /// [`Error::Shape`] when the layer cannot take that input.
     fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]>;
 
-    /// Output `[B, C', H', W']` for `input` `[B, C, H, W]`, keeping what `backprop` needs.
+    /// Output `[B, C', H', W']` for `input` `[B, C, H, W]`.
     ///
     /// # Errors
     /// [`Error::Shape`] when `input` has a shape the layer cannot take.
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>>;
+    fn forward(&self, input: ArrayView4<f32>, pass: Pass) -> Result<Array4<f32>>;
 
-    /// Takes dL/d(output) of the last `forward`, adds dL/d(param) into each gradient, and
-    /// returns dL/d(input).
+    /// The backward pass of [`Backward::mode`]: adds into each parameter's gradient and returns
+    /// the derivative for the input, or `None` in [`Mode::Params`].
     ///
     /// # Errors
-    /// [`Error::NoForward`] before any `forward`, and
-    /// [`Error::Shape`] when `grad_output` does not match the last output.
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>>;
-
-    /// As [`Layer::backprop`] for a layer whose input needs no gradient (the first layer of a
-    /// network): adds dL/d(param) into each gradient and skips computing dL/d(input).
-    ///
-    /// # Errors
-    /// As [`Layer::backprop`].
-    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
-        self.backprop(grad_output).map(drop)
-    }
-
-    /// Second-derivative backprop for [`Sdlm`](crate::train::Sdlm): takes ∂²E/∂output² of the
-    /// last `forward` (the diagonal), adds ∂²E/∂param² into each parameter's *gradient* buffer,
-    /// and returns ∂²E/∂input². The rules are the Gauss-Newton ones of LeCun et al. 1998
-    /// (Appendix C): squared weights, squared inputs and squared activation slopes, cross terms
-    /// dropped, so every value is non-negative.
-    ///
-    /// # Errors
-    /// [`Error::NoForward`] before any `forward`, [`Error::Shape`] when `curvature_output` does
-    /// not match the last output, and [`Error::InvalidArgument`] for a layer that does not
-    /// provide it (the default).
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let _ = curvature_output;
-        Err(Error::InvalidArgument {
-            what: self.name(),
-            reason: "this layer has no second-derivative backprop".into(),
-        })
-    }
-
-    /// The same output as `forward`, without keeping anything, so that many threads can
-    /// evaluate one network at once.
-    ///
-    /// # Errors
-    /// As [`Layer::forward`].
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>>;
+    /// [`Error::Shape`] when the arrays of `step` do not fit this layer (see
+    /// [`Backward::check`]), and [`Error::InvalidArgument`] for a mode the layer does not
+    /// provide.
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>>;
 
     /// The trainable parameters, in a fixed order; none by default.
     fn params(&self) -> Vec<ParamRef<'_>> {
@@ -256,6 +322,21 @@ pub enum LayerConfig {
         /// `K`.
         kernel: usize,
     },
+    /// A standalone activation layer ([`Relu`](crate::Relu), [`Sigmoid`](crate::Sigmoid),
+    /// [`Tanh`](crate::Tanh), [`ScaledTanh`](crate::ScaledTanh)).
+    Activation {
+        /// The function applied to each value.
+        activation: Activation,
+    },
+    /// A [`Flatten`](crate::Flatten).
+    Flatten,
+    /// A [`Dropout`](crate::Dropout).
+    Dropout {
+        /// The share of values dropped in training.
+        rate: f32,
+        /// The layer's own seed, mixed with each training pass's.
+        seed: u64,
+    },
     /// Any other layer, known by its [`Layer::name`].
     Other {
         /// The layer's name.
@@ -297,6 +378,9 @@ impl fmt::Display for LayerConfig {
                 classes, inputs, ..
             } => write!(f, "RbfOutput {inputs}->{classes}"),
             LayerConfig::MaxPool { kernel } => write!(f, "MaxPool {kernel}x{kernel}"),
+            LayerConfig::Activation { activation } => write!(f, "{activation:?}"),
+            LayerConfig::Flatten => write!(f, "Flatten"),
+            LayerConfig::Dropout { rate, .. } => write!(f, "Dropout {rate}"),
             LayerConfig::Other { name } => write!(f, "{name}"),
         }
     }
@@ -307,17 +391,11 @@ pub(crate) fn chw(shape: &[usize]) -> [usize; 3] {
     [shape[1], shape[2], shape[3]]
 }
 
-/// Checks that `forward` has run (`output` is not empty) and that `grad_output` has its shape.
-pub(crate) fn check_grad_output(
-    layer: &'static str,
-    output: &Array4<f32>,
-    grad_output: &ArrayView4<f32>,
-) -> Result<()> {
-    if output.is_empty() {
-        return Err(Error::NoForward { layer });
+/// `a` in standard layout: itself when it is, else a copy.
+pub(crate) fn standard<'a, D: Dimension>(a: ArrayView<'a, f32, D>) -> CowArray<'a, f32, D> {
+    if a.is_standard_layout() {
+        a.into()
+    } else {
+        a.as_standard_layout().into_owned().into()
     }
-    if output.shape() != grad_output.shape() {
-        return Err(Error::shape(layer, output.shape(), grad_output.shape()));
-    }
-    Ok(())
 }

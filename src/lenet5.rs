@@ -5,12 +5,11 @@ use std::fmt;
 use std::path::Path;
 
 use image::DynamicImage;
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4, s};
+use ndarray::{Array2, Array4, ArrayView2, s};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
 use crate::data::mnist::{CLASSES, Encoding, PAD, SIDE};
-use crate::layer::{Layer, ParamMut, ParamRef};
 use crate::layers::Init;
 use crate::train::eval::argmax;
 use crate::train::{Adam, Loss, Sampling, Schedule, Sdlm, Sgd, Trainer, softmax};
@@ -270,7 +269,7 @@ impl Preset {
 ///
 /// ```
 /// # fn main() -> lenet5::Result<()> {
-/// use lenet5::{LeNet5, Layer};
+/// use lenet5::LeNet5;
 /// use ndarray::Array4;
 /// let net = LeNet5::new();
 /// let scores = net.predict(Array4::zeros((2, 1, 32, 32)).view())?;
@@ -449,45 +448,32 @@ impl Default for LeNet5 {
     }
 }
 
-impl Layer for LeNet5 {
-    fn name(&self) -> &'static str {
-        "LeNet5"
-    }
+/// A `LeNet5` is the [`Sequential`] it holds, with the preset that built it: every method of
+/// the stack (and of [`Layer`](crate::Layer), in scope) applies to it.
+impl std::ops::Deref for LeNet5 {
+    type Target = Sequential;
 
-    fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
-        self.net.output_shape_for(input)
+    fn deref(&self) -> &Sequential {
+        &self.net
     }
+}
 
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.net.forward(input)
+impl std::ops::DerefMut for LeNet5 {
+    fn deref_mut(&mut self) -> &mut Sequential {
+        &mut self.net
     }
+}
 
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.net.backprop(grad_output)
+/// A `LeNet5` is trained and evaluated as the [`Sequential`] it holds.
+impl AsRef<Sequential> for LeNet5 {
+    fn as_ref(&self) -> &Sequential {
+        &self.net
     }
+}
 
-    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
-        self.net.backprop_params(grad_output)
-    }
-
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.net.backprop_curvature(curvature_output)
-    }
-
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.net.predict(input)
-    }
-
-    fn params(&self) -> Vec<ParamRef<'_>> {
-        self.net.params()
-    }
-
-    fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-        self.net.params_mut()
-    }
-
-    fn param_count(&self) -> usize {
-        self.net.param_count()
+impl AsMut<Sequential> for LeNet5 {
+    fn as_mut(&mut self) -> &mut Sequential {
+        &mut self.net
     }
 }
 
@@ -508,19 +494,20 @@ impl fmt::Display for LeNet5 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Layer;
 
     #[test]
     fn maps_32x32_to_10_scores_and_refuses_28x28() {
-        let mut net = LeNet5::new();
+        let net = LeNet5::new();
         assert_eq!(net.network().output_shape(), [10, 1, 1]);
         assert_eq!(
-            net.forward(Array4::zeros((3, 1, 32, 32)).view())
+            net.predict(Array4::zeros((3, 1, 32, 32)).view())
                 .unwrap()
                 .dim(),
             (3, 10, 1, 1)
         );
         assert!(matches!(
-            net.forward(Array4::zeros((1, 1, 28, 28)).view()),
+            net.predict(Array4::zeros((1, 1, 28, 28)).view()),
             Err(crate::Error::Shape { .. })
         ));
     }
@@ -610,7 +597,7 @@ mod tests {
         // the training loss: softmax cross-entropy of the RBF scores for class 3
         let mut net = LeNet5::with_seed(2);
         let input = crate::testing::uniform((1, 1, 32, 32), 3);
-        crate::testing::check_gradients_with(&mut net, input, |scores| {
+        let report = crate::check::gradients_with(net.network_mut(), input, |scores| {
             let mut grad = Array4::zeros(scores.raw_dim());
             let loss = crate::train::softmax_cross_entropy(
                 scores.as_slice().unwrap(),
@@ -619,20 +606,22 @@ mod tests {
             )
             .unwrap();
             (f64::from(loss), grad)
-        });
+        })
+        .unwrap();
+        assert!(report.passed(), "{report}");
     }
 
     #[test]
-    fn backprop_params_accumulates_what_backprop_does() {
+    fn a_params_pass_accumulates_what_a_full_pass_does() {
+        use crate::{Mode, Pass};
         let input = crate::testing::uniform((2, 1, 32, 32), 4);
         let grads = |full: bool| {
             let mut net = LeNet5::with_seed(5);
-            let scores = net.forward(input.view()).unwrap();
-            if full {
-                net.backprop(scores.view()).unwrap();
-            } else {
-                net.backprop_params(scores.view()).unwrap();
-            }
+            let trace = net.trace(input.view(), Pass::Train { seed: 1 }).unwrap();
+            let scores = trace.output().to_owned();
+            let mode = if full { Mode::Full } else { Mode::Params };
+            let grad_input = net.backprop(&trace, scores.view(), mode).unwrap();
+            assert_eq!(grad_input.is_some(), full);
             net.params_mut()
                 .into_iter()
                 .flat_map(|p| p.grad.to_vec())

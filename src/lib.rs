@@ -5,13 +5,16 @@
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
-//! use lenet5::{Layer, LeNet5};
-//! use ndarray::Array4;
+//! use lenet5::{LeNet5, Mode, Pass};
+//! use lenet5::ndarray::Array4;
 //!
 //! let mut net = LeNet5::with_seed(7);
 //! let image = Array4::<f32>::zeros((1, 1, 32, 32)); // [B, C, H, W]
-//! let scores = net.forward(image.view())?;          // [1, 10, 1, 1], larger is better
-//! let grad_input = net.backprop(scores.view())?;   // dL/d(image) for L = Σ scores²/2
+//! let stack = net.network_mut();
+//! let trace = stack.trace(image.view(), Pass::Train { seed: 0 })?;
+//! let scores = trace.output().to_owned();           // [1, 10, 1, 1], larger is better
+//! // dL/d(image) for L = Σ scores²/2; each layer's gradients are added up on the way
+//! let grad_input = stack.backprop(&trace, scores.view(), Mode::Full)?.unwrap();
 //! assert_eq!(grad_input.dim(), (1, 1, 32, 32));
 //! # Ok(()) }
 //! ```
@@ -21,6 +24,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod check;
 pub mod data;
 pub mod digit;
 pub mod error;
@@ -38,11 +42,14 @@ pub mod train;
 
 pub use data::mnist::{Dataset, Encoding, Split};
 pub use error::{Error, Result};
-pub use layer::{Layer, LayerConfig, Param, ParamMut, ParamRef};
+pub use layer::{Backward, Layer, LayerConfig, Mode, Param, ParamMut, ParamRef, Pass};
 pub use layers::Init;
 pub use layers::activation::Activation;
 pub use layers::connect::Connect;
 pub use layers::conv::Conv;
+pub use layers::dropout::Dropout;
+pub use layers::elementwise::{Relu, ScaledTanh, Sigmoid, Tanh};
+pub use layers::flatten::Flatten;
 pub use layers::max_pool::MaxPool;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
@@ -52,5 +59,5 @@ pub use ndarray;
 /// The `rand` this crate's constructors draw from (`Conv::new(.., &mut rng)`), so that a
 /// user's generator implements the same `Rng`.
 pub use rand;
-pub use sequential::Sequential;
+pub use sequential::{Sequential, Trace};
 pub use train::Sgd;

@@ -3,10 +3,32 @@
 use std::fmt;
 use std::path::Path;
 
-use ndarray::{Array4, ArrayView4};
+use ndarray::{Array4, ArrayView4, CowArray};
 
-use crate::layer::{Layer, LayerConfig, ParamMut, ParamRef, chw};
+use crate::layer::{Backward, Layer, LayerConfig, Mode, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result, io};
+
+/// The activations of one forward pass through a [`Sequential`]: what its backward pass
+/// ([`Sequential::backprop`]) reads, so that no layer keeps anything between passes.
+#[derive(Debug, Clone)]
+pub struct Trace<'a> {
+    input: ArrayView4<'a, f32>,
+    /// Each layer's output, first to last.
+    outputs: Vec<Array4<f32>>,
+    pass: Pass,
+}
+
+impl Trace<'_> {
+    /// The stack's output `[B, C, H, W]` (the input when the stack is empty).
+    pub fn output(&self) -> ArrayView4<'_, f32> {
+        self.outputs.last().map_or(self.input.view(), |y| y.view())
+    }
+
+    /// Each layer's output, first to last.
+    pub fn outputs(&self) -> &[Array4<f32>] {
+        &self.outputs
+    }
+}
 
 /// A stack of layers, each fed the previous one's output.
 ///
@@ -20,7 +42,7 @@ use crate::{Error, Result, io};
 /// let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
 /// let net = Sequential::new([1, 8, 8])
 ///     .add(Conv::new(1, 4, 3, &mut rng)?)?   // -> [4, 6, 6]
-///     .add(Connect::new(4 * 6 * 6, 10, &mut rng)?)?;
+///     .add_with(|shape| Connect::flattening(shape, 10, &mut rng))?;
 /// assert_eq!(net.output_shape(), [10, 1, 1]);
 /// assert!(Sequential::new([1, 8, 8]).add(Conv::new(3, 4, 3, &mut rng)?).is_err()); // 3 channels expected
 /// # Ok(()) }
@@ -57,6 +79,22 @@ impl Sequential {
     pub fn add(mut self, layer: impl Layer + 'static) -> Result<Self> {
         self.push(Box::new(layer))?;
         Ok(self)
+    }
+
+    /// Appends the layer `make` builds for the current output shape `[C, H, W]`, so that its
+    /// sizes come from the stack ([`Connect::flattening`](crate::Connect::flattening)).
+    ///
+    /// # Errors
+    /// What `make` returns, and as [`Sequential::add`].
+    pub fn add_with<L: Layer + 'static>(
+        self,
+        make: impl FnOnce([usize; 3]) -> Result<L>,
+    ) -> Result<Self> {
+        let layer = make(self.output_shape()).map_err(|source| Error::Layer {
+            index: self.layers.len(),
+            source: Box::new(source),
+        })?;
+        self.add(layer)
     }
 
     /// Appends `layer` in place, as [`Sequential::add`] does.
@@ -173,17 +211,119 @@ impl Sequential {
             .collect()
     }
 
-    /// The output of every layer for `input` `[B, C, H, W]`, first to last, without keeping
-    /// anything (for looking at feature maps).
+    /// The stack's output for `input` `[B, C, H, W]`: a forward pass in [`Pass::Predict`].
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `input` does not have the stack's input shape.
+    pub fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        self.forward(input, Pass::Predict)
+    }
+
+    /// The output of every layer for `input` `[B, C, H, W]`, first to last, in
+    /// [`Pass::Predict`] (for looking at feature maps).
     ///
     /// # Errors
     /// [`Error::Shape`] when `input` does not have the stack's input shape.
     pub fn activations(&self, input: ArrayView4<f32>) -> Result<Vec<Array4<f32>>> {
+        self.walk(input, Pass::Predict, true)
+    }
+
+    /// A forward pass that keeps every layer's output, for [`Sequential::backprop`].
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `input` does not have the stack's input shape.
+    pub fn trace<'a>(&self, input: ArrayView4<'a, f32>, pass: Pass) -> Result<Trace<'a>> {
+        let outputs = self.walk(input, pass, true)?;
+        Ok(Trace {
+            input,
+            outputs,
+            pass,
+        })
+    }
+
+    /// The backward pass of `mode` through every layer, last to first, from dL/d(output)
+    /// `grad_output` (∂²E/∂output² in [`Mode::Curvature`], whose `slope` goes to the last layer
+    /// only); each layer adds into its parameters' gradients. Returns dL/d(input), or `None`
+    /// in [`Mode::Params`], where the first layer skips it.
+    ///
+    /// ```
+    /// # fn main() -> lenet5::Result<()> {
+    /// use lenet5::{Connect, Mode, Pass, Sequential};
+    /// use lenet5::ndarray::Array4;
+    /// use lenet5::rand::SeedableRng;
+    /// let mut rng = lenet5::rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+    /// let mut net = Sequential::new([3, 1, 1]).add(Connect::new(3, 2, &mut rng)?)?;
+    /// let input = Array4::from_elem((1, 3, 1, 1), 0.5);
+    /// let trace = net.trace(input.view(), Pass::Train { seed: 0 })?;
+    /// let grad_output = trace.output().to_owned(); // L = Σ output² / 2
+    /// let grad_input = net.backprop(&trace, grad_output.view(), Mode::Full)?.unwrap();
+    /// assert_eq!(grad_input.dim(), (1, 3, 1, 1));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `trace` is of another stack or a layer gives no
+    /// derivative for its input, and the layers' [`Error::Shape`] when `grad_output` does not
+    /// have the output's shape.
+    pub fn backprop(
+        &mut self,
+        trace: &Trace<'_>,
+        grad_output: ArrayView4<f32>,
+        mode: Mode<'_>,
+    ) -> Result<Option<Array4<f32>>> {
+        if trace.outputs.len() != self.layers.len() {
+            return Err(Error::InvalidArgument {
+                what: "Sequential::backprop",
+                reason: format!(
+                    "the trace holds {} outputs, the stack has {} layers",
+                    trace.outputs.len(),
+                    self.layers.len()
+                ),
+            });
+        }
+        let last = self.layers.len().saturating_sub(1);
+        let mut grad = CowArray::from(grad_output);
+        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+            let input = if i == 0 {
+                trace.input
+            } else {
+                trace.outputs[i - 1].view()
+            };
+            let layer_mode = match mode {
+                Mode::Params if i > 0 => Mode::Full,
+                Mode::Curvature { .. } if i < last => Mode::Curvature { slope: None },
+                _ => mode.reborrow(),
+            };
+            let step = Backward {
+                input,
+                output: trace.outputs[i].view(),
+                grad_output: grad.view(),
+                mode: layer_mode,
+                pass: trace.pass,
+            };
+            match layer.backward(step)? {
+                Some(g) => grad = g.into(),
+                None if matches!(layer_mode, Mode::Params) => return Ok(None),
+                None => {
+                    return Err(Error::InvalidArgument {
+                        what: layer.name(),
+                        reason: format!("layer {i} returned no derivative for its input"),
+                    });
+                }
+            }
+        }
+        Ok((!matches!(mode, Mode::Params)).then(|| grad.into_owned()))
+    }
+
+    /// The forward pass: each layer's output, all of them when `keep_all`, else the last.
+    fn walk(&self, input: ArrayView4<f32>, pass: Pass, keep_all: bool) -> Result<Vec<Array4<f32>>> {
         self.check_input(&input)?;
         let mut outputs: Vec<Array4<f32>> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let x = outputs.last().map_or(input, |x| x.view());
-            let y = layer.predict(x)?;
+            let y = layer.forward(outputs.last().map_or(input, |x| x.view()), pass)?;
+            if !keep_all {
+                outputs.clear();
+            }
             outputs.push(y);
         }
         Ok(outputs)
@@ -222,49 +362,17 @@ impl Layer for Sequential {
         self.output_shape_for(input)
     }
 
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.check_input(&input)?;
-        let mut x = input.to_owned();
-        for layer in &mut self.layers {
-            x = layer.forward(x.view())?;
-        }
-        Ok(x)
+    fn forward(&self, input: ArrayView4<f32>, pass: Pass) -> Result<Array4<f32>> {
+        let mut outputs = self.walk(input, pass, false)?;
+        Ok(outputs.pop().unwrap_or_else(|| input.to_owned()))
     }
 
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let mut g = grad_output.to_owned();
-        for layer in self.layers.iter_mut().rev() {
-            g = layer.backprop(g.view())?;
-        }
-        Ok(g)
-    }
-
-    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
-        let Some((first, rest)) = self.layers.split_first_mut() else {
-            return Ok(());
-        };
-        let mut g = grad_output.to_owned();
-        for layer in rest.iter_mut().rev() {
-            g = layer.backprop(g.view())?;
-        }
-        first.backprop_params(g.view())
-    }
-
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let mut c = curvature_output.to_owned();
-        for layer in self.layers.iter_mut().rev() {
-            c = layer.backprop_curvature(c.view())?;
-        }
-        Ok(c)
-    }
-
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.check_input(&input)?;
-        let mut x = input.to_owned();
-        for layer in &self.layers {
-            x = layer.predict(x.view())?;
-        }
-        Ok(x)
+    /// A stack inside a stack keeps nothing either: it runs its forward pass again to have
+    /// its layers' outputs, then [`Sequential::backprop`].
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+        step.check(self)?;
+        let trace = self.trace(step.input, step.pass)?;
+        self.backprop(&trace, step.grad_output, step.mode)
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
@@ -280,6 +388,18 @@ impl Layer for Sequential {
 
     fn param_count(&self) -> usize {
         self.layers.iter().map(|l| l.param_count()).sum()
+    }
+}
+
+impl AsRef<Sequential> for Sequential {
+    fn as_ref(&self) -> &Sequential {
+        self
+    }
+}
+
+impl AsMut<Sequential> for Sequential {
+    fn as_mut(&mut self) -> &mut Sequential {
+        self
     }
 }
 
@@ -322,4 +442,124 @@ impl fmt::Display for Sequential {
 
 fn shape_str([c, h, w]: [usize; 3]) -> String {
     format!("{c}x{h}x{w}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Activation, Connect, Conv, RbfOutput, check};
+    use rand::SeedableRng;
+    use rand::rngs::Xoshiro256PlusPlus;
+
+    fn small(seed: u64) -> Sequential {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        Sequential::new([2, 5, 5])
+            .add(Conv::new(2, 3, 3, &mut rng).unwrap())
+            .unwrap()
+            .add_with(|shape| {
+                Ok(Connect::flattening(shape, 4, &mut rng)?.with_activation(Activation::Tanh))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_stack_inside_a_stack_passes_the_checks() {
+        let mut outer = Sequential::new([2, 5, 5]).add(small(1)).unwrap();
+        let report = check::gradients(&mut outer, [2, 2, 5, 5], 3).unwrap();
+        assert!(report.passed(), "{report}");
+        // the curvature rule is exact for one layer; through several it drops the cross
+        // terms between paths, as LeCun's diagonal estimate does
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        let one = Sequential::new([6, 1, 1]).add(Connect::new(6, 3, &mut rng).unwrap());
+        let mut outer = Sequential::new([6, 1, 1]).add(one.unwrap()).unwrap();
+        let report = check::curvature(&mut outer, [2, 6, 1, 1], 4).unwrap();
+        assert!(report.passed(), "{report}");
+    }
+
+    #[test]
+    fn a_trace_of_another_stack_is_refused() {
+        let input = check::uniform((1, 2, 5, 5), 1);
+        let mut shorter = Sequential::new([2, 5, 5]).add(small(2)).unwrap();
+        let trace = small(1).trace(input.view(), Pass::Predict).unwrap();
+        let grad = Array4::zeros((1, 4, 1, 1));
+        assert!(matches!(
+            shorter.backprop(&trace, grad.view(), Mode::Full),
+            Err(Error::InvalidArgument { .. })
+        ));
+        // a gradient that is not the output's shape names the layer
+        let mut net = small(1);
+        let wrong = Array4::zeros((1, 5, 1, 1));
+        assert!(matches!(
+            net.backprop(&trace, wrong.view(), Mode::Full),
+            Err(Error::Shape {
+                layer: "Connect",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_curvature_slope_reaches_the_last_layer_only() {
+        let rbf = || RbfOutput::from_params(ndarray::Array2::ones((3, 4))).unwrap();
+        let input = check::uniform((1, 2, 5, 5), 1);
+        let slope = Array4::from_elem((1, 3, 1, 1), -0.5);
+        let mode = || Mode::Curvature {
+            slope: Some(slope.view()),
+        };
+        let c = Array4::ones((1, 3, 1, 1));
+        let mut last = small(1).add(rbf()).unwrap();
+        let trace = last.trace(input.view(), Pass::Predict).unwrap();
+        assert!(last.backprop(&trace, c.view(), mode()).unwrap().is_some());
+        // an RBF layer followed by another has no slope to use
+        let mut inner = small(1).add(rbf()).unwrap().add(Flat).unwrap();
+        let trace = inner.trace(input.view(), Pass::Predict).unwrap();
+        assert!(matches!(
+            inner.backprop(&trace, c.view(), mode()),
+            Err(Error::InvalidArgument {
+                what: "RbfOutput",
+                ..
+            })
+        ));
+    }
+
+    /// The identity, whose backward pass forgets to return the input's gradient.
+    #[derive(Debug, Clone)]
+    struct Flat;
+
+    impl Layer for Flat {
+        fn name(&self) -> &'static str {
+            "Flat"
+        }
+        fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+            Ok(input)
+        }
+        fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
+            Ok(input.to_owned())
+        }
+        fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+            Ok(matches!(step.mode, Mode::Curvature { .. }).then(|| step.grad_output.to_owned()))
+        }
+    }
+
+    #[test]
+    fn a_layer_that_returns_no_input_gradient_is_named() {
+        let mut net = small(1).add(Flat).unwrap();
+        let input = check::uniform((1, 2, 5, 5), 1);
+        let trace = net.trace(input.view(), Pass::Predict).unwrap();
+        let grad = Array4::zeros((1, 4, 1, 1));
+        let err = net.backprop(&trace, grad.view(), Mode::Full).unwrap_err();
+        assert!(
+            err.to_string().contains("layer 2 returned no derivative"),
+            "{err}"
+        );
+        // a one-layer stack in Params mode asks nothing of it
+        let mut alone = Sequential::new([4, 1, 1]).add(Flat).unwrap();
+        let trace = alone.trace(grad.view(), Pass::Predict).unwrap();
+        assert!(
+            alone
+                .backprop(&trace, grad.view(), Mode::Params)
+                .unwrap()
+                .is_none()
+        );
+    }
 }

@@ -2,12 +2,13 @@
 //! file alone, weights loaded into a stack with a layer of the user's own, safetensors for any
 //! stack, networks that clone, and summaries instead of weights in `Debug`.
 
-use lenet5::ndarray::{Array4, ArrayView4};
+use lenet5::ndarray::{Array4, ArrayView4, Axis};
 use lenet5::rand::SeedableRng;
 use lenet5::rand::rngs::Xoshiro256PlusPlus;
 use lenet5::{
-    Activation, C3_CONNECTIONS, Connect, Conv, Error, Layer, LeNet5, MaxPool, RbfOutput, Result,
-    Sequential, Subsampling,
+    Activation, Backward, C3_CONNECTIONS, Connect, Conv, Dropout, Error, Flatten, Layer, LeNet5,
+    MaxPool, Pass, RbfOutput, Relu, Result, ScaledTanh, Sequential, Sigmoid, Subsampling, Tanh,
+    check,
 };
 
 /// A stack with every kind of layer this crate has, and every option.
@@ -36,7 +37,21 @@ fn every_layer(seed: u64) -> Sequential {
                 .with_activation(Activation::ScaledTanh),
         )
         .unwrap()
-        .add(Connect::new(16 * 5 * 5, 84, &mut rng).unwrap())
+        .add(Flatten)
+        .unwrap()
+        .add(Dropout::new(0.25, 3).unwrap())
+        .unwrap()
+        .add_with(|shape| {
+            Ok(Connect::flattening(shape, 84, &mut rng)?.with_activation(Activation::Identity))
+        })
+        .unwrap()
+        .add(Tanh)
+        .unwrap()
+        .add(Relu)
+        .unwrap()
+        .add(Sigmoid)
+        .unwrap()
+        .add(ScaledTanh)
         .unwrap()
         .add(RbfOutput::digits().bipolar())
         .unwrap()
@@ -87,21 +102,25 @@ impl Layer for Scale {
     fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
         Ok(input)
     }
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.predict(input)
-    }
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        Ok(grad_output.to_owned())
-    }
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+    fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
         let mut out = input.to_owned();
-        for (mut channel, &s) in out
-            .axis_iter_mut(lenet5::ndarray::Axis(1))
-            .zip(self.scale.value().iter())
-        {
+        for (mut channel, &s) in out.axis_iter_mut(Axis(1)).zip(self.scale.value().iter()) {
             channel *= s;
         }
         Ok(out)
+    }
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+        step.check(self)?;
+        // y = s·x: dL/ds = Σ g·x (Σ g·x² in a curvature pass), dL/dx = s·g (s²·g)
+        let power = if step.is_curvature() { 2 } else { 1 };
+        let mut grad = step.grad_output.to_owned();
+        for (c, mut g) in grad.axis_iter_mut(Axis(1)).enumerate() {
+            let x = step.input.index_axis(Axis(1), c);
+            let s = self.scale.value()[c];
+            self.scale.grad_mut()[c] += (&g * &x.mapv(|x| x.powi(power))).sum();
+            g *= s.powi(power);
+        }
+        Ok(step.wants_input().then_some(grad))
     }
     fn params(&self) -> Vec<lenet5::ParamRef<'_>> {
         vec![self.scale.as_ref("scale")]
@@ -204,4 +223,35 @@ fn networks_clone_and_debug_prints_the_summary() {
         stack.predict(input().view()).unwrap()
     );
     assert!(format!("{stack:?}").contains("RbfOutput"));
+}
+
+#[test]
+fn a_users_own_layer_passes_the_public_checks() {
+    let mut scale = Scale {
+        scale: lenet5::Param::new(lenet5::ndarray::Array1::from_vec(vec![0.5, -2.0, 1.5])),
+    };
+    let report = check::gradients(&mut scale, [2, 3, 4, 4], 1).unwrap();
+    assert!(report.passed(), "{report}");
+    let report = check::curvature(&mut scale, [2, 3, 4, 4], 2).unwrap();
+    assert!(report.passed(), "{report}");
+    // and a backward pass that forgets the scale is caught
+    #[derive(Debug, Clone)]
+    struct Forgetful(Scale);
+    impl Layer for Forgetful {
+        fn name(&self) -> &'static str {
+            "Forgetful"
+        }
+        fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+            Ok(input)
+        }
+        fn forward(&self, input: ArrayView4<f32>, pass: Pass) -> Result<Array4<f32>> {
+            self.0.forward(input, pass)
+        }
+        fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+            Ok(Some(step.grad_output.to_owned()))
+        }
+    }
+    let report = check::gradients(&mut Forgetful(scale), [2, 3, 4, 4], 1).unwrap();
+    assert!(!report.passed());
+    assert!(report.at.starts_with("input["), "{report}");
 }

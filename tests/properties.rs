@@ -5,7 +5,9 @@
 //! `docs/robustness.md` used this file with a large N.
 
 use lenet5::data::idx::Idx;
-use lenet5::{Connect, Conv, Layer, LeNet5, MaxPool, RbfOutput, Sequential, Subsampling};
+use lenet5::{
+    Backward, Connect, Conv, Layer, LeNet5, MaxPool, Mode, Pass, RbfOutput, Sequential, Subsampling,
+};
 use ndarray::{Array2, Array4};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -63,11 +65,18 @@ proptest! {
         for mut layer in layers {
             match layer.output_shape([c_in, h, w]) {
                 Ok([c, oh, ow]) => {
-                    let out = layer.forward(input.view()).unwrap();
+                    let out = layer.forward(input.view(), Pass::Predict).unwrap();
                     prop_assert_eq!(out.dim(), (batch, c, oh, ow));
-                    prop_assert_eq!(layer.backprop(out.view()).unwrap().dim(), input.dim());
+                    let step = Backward {
+                        input: input.view(),
+                        output: out.view(),
+                        grad_output: out.view(),
+                        mode: Mode::Full,
+                        pass: Pass::Predict,
+                    };
+                    prop_assert_eq!(layer.backward(step).unwrap().unwrap().dim(), input.dim());
                 }
-                Err(_) => prop_assert!(layer.forward(input.view()).is_err()),
+                Err(_) => prop_assert!(layer.forward(input.view(), Pass::Predict).is_err()),
             }
         }
     }

@@ -3,12 +3,12 @@
 //! Each derivative is written in terms of the function's *output* `y = f(a)`, so a layer keeps
 //! only its output for backprop (the report's `g · s · (1 - s)` for the sigmoid).
 
-use ndarray::{Array4, ArrayView4};
+use ndarray::Array4;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::kernels::{scaled_tanh_in_place, sigmoid_in_place};
-use crate::layer::check_grad_output;
+use crate::layer::{Backward, Layer};
 
 /// LeCun 1998's `A` in `f(a) = A · tanh(S · a)` (Appendix A).
 const TANH_A: f32 = 1.7159;
@@ -28,6 +28,8 @@ pub enum Activation {
     Relu,
     /// LeCun 1998's squashing `f(a) = 1.7159 · tanh(2a / 3)`, `f' = S · (A - y² / A)`.
     ScaledTanh,
+    /// `f(a) = tanh(a)`, `f' = 1 - y²`.
+    Tanh,
 }
 
 impl Activation {
@@ -38,6 +40,7 @@ impl Activation {
             Activation::Identity => {}
             Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
             Activation::ScaledTanh => scaled_tanh_in_place(values, TANH_A, TANH_S),
+            Activation::Tanh => scaled_tanh_in_place(values, 1.0, 1.0),
         }
     }
 
@@ -61,54 +64,32 @@ impl Activation {
             Activation::ScaledTanh => {
                 pairs.for_each(|(g, &y)| *g *= TANH_S * (TANH_A - y * y / TANH_A))
             }
+            Activation::Tanh => pairs.for_each(|(g, &y)| *g *= 1.0 - y * y),
         }
         Ok(())
     }
 
-    /// dL/d(weighted sum) `[B, C, H, W]` from dL/d(output) of a layer whose last output was `output`.
+    /// What `step` asks of the weighted sums `a` of a layer whose output is `f(a)`:
+    /// dL/da `[B, C, H, W]` from dL/d(output), or in a curvature pass ∂²E/∂a² =
+    /// `f'(a)² · ∂²E/∂output²`, the Gauss-Newton rule of LeCun et al. 1998 (Appendix C), which
+    /// drops the `f''` term.
     ///
     /// # Errors
-    /// As [`check_grad_output`].
-    pub(crate) fn grad_of_sum(
+    /// As [`Backward::check`].
+    pub(crate) fn of_sum(
         self,
-        layer: &'static str,
-        output: &Array4<f32>,
-        grad_output: ArrayView4<f32>,
+        layer: &(impl Layer + ?Sized),
+        step: &Backward<'_>,
     ) -> Result<Array4<f32>> {
-        check_grad_output(layer, output, &grad_output)?;
-        let mut grad = grad_output.as_standard_layout().into_owned();
-        self.backprop(
-            grad.as_slice_mut()
-                .expect("an owned copy is in standard layout"),
-            output
-                .as_slice()
-                .expect("a forward output is in standard layout"),
-        )?;
+        step.check(layer)?;
+        let mut grad = step.grad_output.as_standard_layout().into_owned();
+        let output = step.output.as_standard_layout();
+        let output = output.as_slice().expect("standard layout");
+        let times = if step.is_curvature() { 2 } else { 1 };
+        for _ in 0..times {
+            self.backprop(grad.as_slice_mut().expect("standard layout"), output)?;
+        }
         Ok(grad)
-    }
-
-    /// ∂²E/∂(weighted sum)² `[B, C, H, W]` from ∂²E/∂(output)² of a layer whose last output was
-    /// `output`: `f'(a)² · curvature`, the Gauss-Newton rule of LeCun et al. 1998 (Appendix C),
-    /// which drops the `f''` term.
-    ///
-    /// # Errors
-    /// As [`check_grad_output`].
-    pub(crate) fn curvature_of_sum(
-        self,
-        layer: &'static str,
-        output: &Array4<f32>,
-        curvature_output: ArrayView4<f32>,
-    ) -> Result<Array4<f32>> {
-        let mut curvature = self.grad_of_sum(layer, output, curvature_output)?;
-        self.backprop(
-            curvature
-                .as_slice_mut()
-                .expect("an owned copy is in standard layout"),
-            output
-                .as_slice()
-                .expect("a forward output is in standard layout"),
-        )?;
-        Ok(curvature)
     }
 }
 
@@ -117,11 +98,12 @@ mod tests {
     use super::*;
     use approx::assert_relative_eq;
 
-    const ALL: [Activation; 4] = [
+    const ALL: [Activation; 5] = [
         Activation::Sigmoid,
         Activation::Identity,
         Activation::Relu,
         Activation::ScaledTanh,
+        Activation::Tanh,
     ];
 
     #[test]

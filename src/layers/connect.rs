@@ -8,10 +8,10 @@
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
-//! use lenet5::{Connect, Layer};
+//! use lenet5::{Connect, Layer, Pass};
 //! use ndarray::array;
-//! let mut fc = Connect::from_params(array![[1.0, -1.0]], array![0.5])?;
-//! let out = fc.forward(array![[[[3.0]], [[1.0]]]].view())?;
+//! let fc = Connect::from_params(array![[1.0, -1.0]], array![0.5])?;
+//! let out = fc.forward(array![[[[3.0]], [[1.0]]]].view(), Pass::Predict)?;
 //! assert!((out[[0, 0, 0, 0]] - 0.92414).abs() < 1e-5); // sigmoid(3 - 1 + 0.5)
 //! # Ok(()) }
 //! ```
@@ -24,7 +24,7 @@ use rand::Rng;
 use super::activation::Activation;
 use super::{Init, uniform_param};
 use crate::kernels::matmul;
-use crate::layer::{Layer, LayerConfig, Param, ParamMut, ParamRef, chw};
+use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw, standard};
 use crate::{Error, Result};
 
 /// A fully connected layer from `inputs` to `outputs` values.
@@ -35,12 +35,6 @@ pub struct Connect {
     /// `[outputs]`, uniform in [-1, 1) from [`Connect::new`].
     bias: Param<Ix1>,
     activation: Activation,
-    /// `[B, inputs]`: the last forward input, for the weight gradient.
-    input: Array2<f32>,
-    /// `[C, H, W]` of the last forward input, the shape of the input gradient.
-    input_shape: [usize; 3],
-    /// `[B, outputs, 1, 1]`: the last forward output, for the activation's derivative.
-    output: Array4<f32>,
 }
 
 impl Connect {
@@ -52,6 +46,23 @@ impl Connect {
         let weight = uniform_param("Connect", [outputs, inputs], rng)?;
         let bias = uniform_param("Connect", outputs, rng)?;
         Self::from_params(weight, bias)
+    }
+
+    /// A layer from every value of a `[C, H, W]` input to `outputs` values, weights and biases
+    /// uniform in [-1, 1): the input size taken from the shape, as
+    /// [`Sequential::add_with`](crate::Sequential::add_with) passes it.
+    ///
+    /// # Errors
+    /// As [`Connect::new`], and [`Error::InvalidArgument`] when `C·H·W` overflows.
+    pub fn flattening(input: [usize; 3], outputs: usize, rng: &mut impl Rng) -> Result<Self> {
+        let inputs = input
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "Connect",
+                reason: format!("an input of {input:?} has more values than memory holds"),
+            })?;
+        Self::new(inputs, outputs, rng)
     }
 
     /// A layer with known `weight` `[outputs, inputs]` and `bias` `[outputs]`.
@@ -66,9 +77,6 @@ impl Connect {
             weight: Param::new(weight.as_standard_layout().into_owned()),
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
-            input: Array2::zeros((0, 0)),
-            input_shape: [0; 3],
-            output: Array4::zeros((0, 0, 0, 0)),
         })
     }
 
@@ -99,56 +107,59 @@ impl Connect {
         self.bias.value.view()
     }
 
-    /// `input` `[B, C, H, W]` as the `[B, C·H·W]` matrix, after checking its size.
-    fn flatten(&self, input: ArrayView4<f32>) -> Result<Array2<f32>> {
+    /// `input` `[B, C, H, W]` as the `[B, C·H·W]` matrix (a copy only when it is not in
+    /// standard layout), after checking its size.
+    fn flatten<'a>(&self, input: ArrayView4<'a, f32>) -> Result<CowArray<'a, f32, Ix2>> {
         self.output_shape(chw(input.shape()))?;
         let batch = input.dim().0;
         let inputs = self.weight.value.ncols();
-        Ok(input
-            .as_standard_layout()
-            .into_owned()
+        Ok(standard(input)
             .into_shape_with_order((batch, inputs))
             .expect("size checked"))
     }
 
     /// `f(x · Wᵀ + bias)` as `[B, outputs, 1, 1]` for `x` `[B, inputs]`.
-    fn compute(&self, x: &Array2<f32>) -> Array4<f32> {
+    fn compute(&self, x: ArrayView2<f32>) -> Array4<f32> {
         let mut out = Array2::from_shape_fn((x.nrows(), self.bias.value.len()), |(_, o)| {
             self.bias.value[o]
         });
-        matmul(x.view(), self.weight.value.t(), 1.0, out.view_mut());
+        matmul(x, self.weight.value.t(), 1.0, out.view_mut());
         self.activation
             .apply(out.as_slice_mut().expect("standard layout"));
         let (batch, outputs) = out.dim();
         out.into_shape_with_order((batch, outputs, 1, 1))
             .expect("same size")
     }
-}
 
-impl Connect {
     /// Adds the weight and bias gradients for `grad` (dL/d(weighted sum), `[B, outputs, 1, 1]`)
-    /// and returns dL/d(input); with `square`, inputs and weights enter squared, which turns
-    /// gradients into Gauss-Newton curvatures.
-    fn accumulate(&mut self, grad: &Array4<f32>, square: bool) -> Array4<f32> {
+    /// and returns dL/d(input) `[B, C, H, W]` for `input` when `step` wants it; in a curvature
+    /// pass, inputs and weights enter squared, which turns gradients into Gauss-Newton
+    /// curvatures.
+    fn accumulate(
+        &mut self,
+        grad: &Array4<f32>,
+        step: &Backward<'_>,
+    ) -> Result<Option<Array4<f32>>> {
         let g = grad.index_axis(Axis(3), 0).index_axis_move(Axis(2), 0); // [B, outputs]
-        fn squared(a: &Array2<f32>, square: bool) -> CowArray<'_, f32, Ix2> {
-            if square {
-                a.mapv(|v| v * v).into()
-            } else {
-                a.view().into()
-            }
+        let square = step.is_curvature();
+        fn squared<'a>(a: CowArray<'a, f32, Ix2>, square: bool) -> CowArray<'a, f32, Ix2> {
+            if square { a.mapv(|v| v * v).into() } else { a }
         }
-        let input = squared(&self.input, square);
-        let weight = squared(&self.weight.value, square);
+        let input = squared(self.flatten(step.input)?, square);
         // dL/dW += gᵀ · x, dL/dbias += Σ_b g, dL/dx = g · W
         matmul(g.t(), input.view(), 1.0, self.weight.grad.view_mut());
         self.bias.grad += &g.sum_axis(Axis(0));
+        if !step.wants_input() {
+            return Ok(None);
+        }
+        let weight = squared(self.weight.value.view().into(), square);
         let mut grad_input = Array2::zeros((g.nrows(), weight.ncols()));
         matmul(g, weight.view(), 0.0, grad_input.view_mut());
-        let [c, h, w] = self.input_shape;
-        grad_input
-            .into_shape_with_order((g.nrows(), c, h, w))
-            .expect("same size")
+        Ok(Some(
+            grad_input
+                .into_shape_with_order(step.input.raw_dim())
+                .expect("same size"),
+        ))
     }
 }
 
@@ -169,30 +180,13 @@ impl Layer for Connect {
         Ok([outputs, 1, 1])
     }
 
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.input = self.flatten(input)?;
-        self.input_shape = chw(input.shape());
-        let output = self.compute(&self.input);
-        self.output.clone_from(&output);
-        Ok(output)
+    fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
+        Ok(self.compute(self.flatten(input)?.view()))
     }
 
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let grad = self
-            .activation
-            .grad_of_sum("Connect", &self.output, grad_output)?;
-        Ok(self.accumulate(&grad, false))
-    }
-
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let curvature =
-            self.activation
-                .curvature_of_sum("Connect", &self.output, curvature_output)?;
-        Ok(self.accumulate(&curvature, true))
-    }
-
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        Ok(self.compute(&self.flatten(input)?))
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+        let grad = self.activation.of_sum(self, &step)?;
+        self.accumulate(&grad, &step)
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
@@ -216,7 +210,8 @@ impl Layer for Connect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_curvature, check_gradients};
+    use crate::layer::Mode;
+    use crate::testing::{backprop, check_curvature, check_gradients};
     use approx::assert_abs_diff_eq;
     use ndarray::array;
     use rand::SeedableRng;
@@ -225,9 +220,10 @@ mod tests {
     fn forward_by_hand() {
         // x = [1, 2], W = [[1, 1], [0.5, -1]], b = [0, 1]: sums 3 and 0.5 - 2 + 1 = -0.5;
         // sigmoid(3) = 0.952574, sigmoid(-0.5) = 0.377541
-        let mut fc =
-            Connect::from_params(array![[1.0, 1.0], [0.5, -1.0]], array![0.0, 1.0]).unwrap();
-        let out = fc.forward(array![[[[1.0]], [[2.0]]]].view()).unwrap();
+        let fc = Connect::from_params(array![[1.0, 1.0], [0.5, -1.0]], array![0.0, 1.0]).unwrap();
+        let out = fc
+            .forward(array![[[[1.0]], [[2.0]]]].view(), Pass::Predict)
+            .unwrap();
         assert_abs_diff_eq!(out, array![[[[0.952574]], [[0.377541]]]], epsilon = 1e-6);
     }
 
@@ -261,16 +257,13 @@ mod tests {
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
         let mut fc = Connect::new(120, 84, &mut rng).unwrap();
         assert!(matches!(
-            fc.forward(Array4::zeros((1, 119, 1, 1)).view()),
+            fc.forward(Array4::zeros((1, 119, 1, 1)).view(), Pass::Predict),
             Err(Error::Shape { .. })
         ));
+        let input = Array4::zeros((2, 120, 1, 1));
+        let grad = Array4::zeros((1, 84, 1, 1));
         assert!(matches!(
-            fc.backprop(Array4::zeros((1, 84, 1, 1)).view()),
-            Err(Error::NoForward { .. })
-        ));
-        fc.forward(Array4::zeros((2, 120, 1, 1)).view()).unwrap();
-        assert!(matches!(
-            fc.backprop(Array4::zeros((1, 84, 1, 1)).view()),
+            backprop(&mut fc, input.view(), grad.view(), Mode::Full),
             Err(Error::Shape { .. })
         ));
         assert!(Connect::from_params(Array2::zeros((3, 2)), Array1::zeros(2)).is_err());

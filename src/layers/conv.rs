@@ -11,10 +11,10 @@
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
-//! use lenet5::{Conv, Layer};
+//! use lenet5::{Conv, Layer, Pass};
 //! use ndarray::{Array1, Array4};
-//! let mut conv = Conv::from_params(Array4::ones((1, 1, 2, 2)), Array1::zeros(1))?;
-//! let out = conv.forward(Array4::ones((1, 1, 3, 3)).view())?;
+//! let conv = Conv::from_params(Array4::ones((1, 1, 2, 2)), Array1::zeros(1))?;
+//! let out = conv.forward(Array4::ones((1, 1, 3, 3)).view(), Pass::Predict)?;
 //! assert_eq!(out.dim(), (1, 1, 2, 2));
 //! assert!((out[[0, 0, 0, 0]] - 0.98201).abs() < 1e-5); // sigmoid(1 + 1 + 1 + 1)
 //! # Ok(()) }
@@ -27,10 +27,10 @@ use ndarray::{
 use rand::Rng;
 
 use super::activation::Activation;
-use super::window::{ConvShape, Taps, positions};
 use super::{Init, uniform_param};
+use crate::kernels::window::{ConvShape, Taps, positions};
 use crate::kernels::{add_outer, correlate, correlate_adjoint, correlate_weight_grad, matmul};
-use crate::layer::{Layer, LayerConfig, Param, ParamMut, ParamRef, chw};
+use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
 /// A 2-D convolution layer with `C_out` kernels of `C_in x K x K`, stride 1, no padding.
@@ -45,10 +45,6 @@ pub struct Conv {
     /// connected. The weights of a missing connection stay zero: their gradient is always
     /// cleared, and the products read them as zero whatever they hold.
     connections: Option<Array2<bool>>,
-    /// `[B, C_in, H, W]`: the last forward input, for the weight gradient.
-    input: Array4<f32>,
-    /// `[B, C_out, OH, OW]`: the last forward output, for the activation's derivative.
-    output: Array4<f32>,
 }
 
 impl Conv {
@@ -88,8 +84,6 @@ impl Conv {
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
             connections: None,
-            input: Array4::zeros((0, 0, 0, 0)),
-            output: Array4::zeros((0, 0, 0, 0)),
         })
     }
 
@@ -275,15 +269,13 @@ impl Conv {
             .apply(output.as_slice_mut().expect("standard layout"));
     }
 
-    /// Adds dL/dW and dL/d(bias) for `grad` (dL/d(weighted sum), `[B, C_out, OH, OW]`), and
-    /// returns dL/d(input) `[B, C_in, H, W]` when `with_input`. With `square`, inputs and
-    /// weights enter squared, which turns gradients into Gauss-Newton curvatures.
-    fn accumulate(
-        &mut self,
-        grad: Array4<f32>,
-        square: bool,
-        with_input: bool,
-    ) -> Option<Array4<f32>> {
+    /// Adds dL/dW and dL/d(bias) for `grad` (dL/d(weighted sum), `[B, C_out, OH, OW]`) and the
+    /// input of `step`, and returns dL/d(input) `[B, C_in, H, W]` when `step` wants it. In a
+    /// curvature pass, inputs and weights enter squared, which turns gradients into
+    /// Gauss-Newton curvatures.
+    fn accumulate(&mut self, grad: Array4<f32>, step: &Backward<'_>) -> Option<Array4<f32>> {
+        let (square, with_input) = (step.is_curvature(), step.wants_input());
+        let input = step.input.as_standard_layout();
         let (batch, c_out, oh, ow) = grad.dim();
         let (_, c_in, k, _) = self.weight.value.dim();
         let (height, width) = (oh + k - 1, ow + k - 1);
@@ -311,7 +303,7 @@ impl Conv {
         // dL/d(sums) transposed, [N, C_out rounded up to 8], for the weight gradient
         let lanes = c_out.div_ceil(8) * 8;
         let mut grad_t = vec![0.0; if n > 1 { n * lanes } else { 0 }];
-        for (b, (g, x)) in grad.outer_iter().zip(self.input.outer_iter()).enumerate() {
+        for (b, (g, x)) in grad.outer_iter().zip(input.outer_iter()).enumerate() {
             let full = grad_sums.as_slice_mut().expect("standard layout");
             let g_planes = g.as_slice().expect("standard layout").chunks_exact(oh * ow);
             for (full, g) in full.chunks_exact_mut(n).zip(g_planes) {
@@ -410,40 +402,13 @@ impl Layer for Conv {
         Ok([c_out, h - k + 1, w - k + 1])
     }
 
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let output = self.compute(input)?;
-        // kept for the weight gradient
-        self.input = input.as_standard_layout().into_owned();
-        self.output.clone_from(&output);
-        Ok(output)
-    }
-
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let grad = self
-            .activation
-            .grad_of_sum("Conv", &self.output, grad_output)?;
-        let grad_input = self.accumulate(grad, false, true);
-        Ok(grad_input.expect("asked for the input gradient"))
-    }
-
-    fn backprop_params(&mut self, grad_output: ArrayView4<f32>) -> Result<()> {
-        let grad = self
-            .activation
-            .grad_of_sum("Conv", &self.output, grad_output)?;
-        self.accumulate(grad, false, false);
-        Ok(())
-    }
-
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let curvature = self
-            .activation
-            .curvature_of_sum("Conv", &self.output, curvature_output)?;
-        let curvature_input = self.accumulate(curvature, true, true);
-        Ok(curvature_input.expect("asked for the input curvature"))
-    }
-
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+    fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
         self.compute(input)
+    }
+
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+        let grad = self.activation.of_sum(self, &step)?;
+        Ok(self.accumulate(grad, &step))
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
@@ -510,8 +475,8 @@ mod tests {
         // window (0,0): 1 - 5 + 0.5 = -3.5; every window gives -4 + 0.5 = -3.5, sigmoid(-3.5) = 0.029312
         let input =
             Array4::from_shape_vec((1, 1, 3, 3), (1..=9).map(|v| v as f32).collect()).unwrap();
-        let mut conv = Conv::from_params(array![[[[1.0, 0.0], [0.0, -1.0]]]], array![0.5]).unwrap();
-        let out = conv.forward(input.view()).unwrap();
+        let conv = Conv::from_params(array![[[[1.0, 0.0], [0.0, -1.0]]]], array![0.5]).unwrap();
+        let out = conv.forward(input.view(), Pass::Predict).unwrap();
         assert_abs_diff_eq!(
             out,
             Array4::from_elem((1, 1, 2, 2), 0.029312),
@@ -531,15 +496,15 @@ mod tests {
             let input = uniform((b, c_in, h, w), 1);
             let weight = uniform((c_out, c_in, k, k), 2);
             let bias = uniform(c_out, 3);
-            let mut conv = Conv::from_params(weight.clone(), bias.clone()).unwrap();
+            let conv = Conv::from_params(weight.clone(), bias.clone()).unwrap();
             let expected = conv_naive(&input, &weight, &bias);
             assert_abs_diff_eq!(
-                conv.forward(input.view()).unwrap(),
+                conv.forward(input.view(), Pass::Predict).unwrap(),
                 expected,
                 epsilon = 1e-5
             );
             assert_abs_diff_eq!(
-                conv.predict(input.view()).unwrap(),
+                conv.forward(input.view(), Pass::Predict).unwrap(),
                 expected,
                 epsilon = 1e-5
             );
@@ -603,8 +568,9 @@ mod tests {
         check_gradients(&mut conv, [2, 4, 5, 5], 12);
         // (1 + 2 + 4) kernels of 9, plus 3 biases
         assert_eq!(conv.param_count(), 7 * 9 + 3);
-        let out = conv.forward(uniform((1, 4, 5, 5), 5).view()).unwrap();
-        conv.backprop(out.view()).unwrap();
+        let input = uniform((1, 4, 5, 5), 5);
+        let out = conv.forward(input.view(), Pass::Predict).unwrap();
+        crate::testing::backprop(&mut conv, input.view(), out.view(), crate::Mode::Full).unwrap();
         let (weight, grad) = (&conv.weight.value, &conv.weight.grad);
         for ((p, i), &connected) in table().indexed_iter() {
             let kernel = weight.slice(ndarray::s![p, i, .., ..]);
@@ -670,20 +636,16 @@ mod tests {
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
         let mut conv = Conv::new(1, 6, 5, &mut rng).unwrap();
         assert!(matches!(
-            conv.backprop(Array4::zeros((1, 6, 28, 28)).view()),
-            Err(Error::NoForward { .. })
-        ));
-        assert!(matches!(
-            conv.forward(Array4::zeros((1, 2, 32, 32)).view()),
+            conv.forward(Array4::zeros((1, 2, 32, 32)).view(), Pass::Predict),
             Err(Error::Shape { .. })
         ));
         assert!(matches!(
-            conv.forward(Array4::zeros((1, 1, 4, 32)).view()),
+            conv.forward(Array4::zeros((1, 1, 4, 32)).view(), Pass::Predict),
             Err(Error::Shape { .. })
         ));
-        conv.forward(Array4::zeros((1, 1, 32, 32)).view()).unwrap();
+        let (input, grad) = (Array4::zeros((1, 1, 32, 32)), Array4::zeros((1, 6, 27, 28)));
         assert!(matches!(
-            conv.backprop(Array4::zeros((1, 6, 27, 28)).view()),
+            crate::testing::backprop(&mut conv, input.view(), grad.view(), crate::Mode::Full),
             Err(Error::Shape { .. })
         ));
         assert!(Conv::from_params(Array4::zeros((2, 1, 3, 2)), Array1::zeros(2)).is_err());

@@ -7,27 +7,23 @@
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
-//! use lenet5::{Layer, MaxPool};
+//! use lenet5::{Layer, MaxPool, Pass};
 //! use ndarray::array;
-//! let mut pool = MaxPool::new(2)?;
-//! let out = pool.forward(array![[[[1.0, 5.0], [3.0, 2.0]]]].view())?;
+//! let pool = MaxPool::new(2)?;
+//! let out = pool.forward(array![[[[1.0, 5.0], [3.0, 2.0]]]].view(), Pass::Predict)?;
 //! assert_eq!(out[[0, 0, 0, 0]], 5.0);
 //! # Ok(()) }
 //! ```
 
 use ndarray::{Array4, ArrayView4};
 
-use crate::layer::{Layer, LayerConfig, check_grad_output, chw};
+use crate::layer::{Backward, Layer, LayerConfig, Pass, chw};
 use crate::{Error, Result};
 
 /// `K x K` max pooling with stride `K`.
 #[derive(Debug, Clone)]
 pub struct MaxPool {
     kernel: usize,
-    /// `[B, C, OH, OW]`: for each output, the flat index in its input plane of the maximum.
-    argmax: Array4<usize>,
-    /// `[B, C, H, W]` of the last forward input.
-    input_shape: [usize; 4],
 }
 
 impl MaxPool {
@@ -42,11 +38,7 @@ impl MaxPool {
                 reason: "kernel must be positive, got 0".into(),
             });
         }
-        Ok(MaxPool {
-            kernel,
-            argmax: Array4::zeros((0, 0, 0, 0)),
-            input_shape: [0; 4],
-        })
+        Ok(MaxPool { kernel })
     }
 
     /// The output `[B, C, OH, OW]` and the position of each maximum in its plane.
@@ -110,20 +102,22 @@ impl Layer for MaxPool {
         Ok([c, h / k, w / k])
     }
 
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (output, argmax) = self.compute(input)?;
-        self.argmax = argmax;
-        let (b, c, h, w) = input.dim();
-        self.input_shape = [b, c, h, w];
-        Ok(output)
+    fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
+        Ok(self.compute(input)?.0)
     }
 
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let expected = Array4::<f32>::zeros(self.argmax.raw_dim());
-        check_grad_output("MaxPool", &expected, &grad_output)?;
-        let [b, c, h, w] = self.input_shape;
-        let mut grad_input = Array4::zeros((b, c, h, w));
-        let grad_output = grad_output.as_standard_layout();
+    /// Each output's gradient goes to the input that was its maximum. In a curvature pass the
+    /// same: the layer's slopes are 0 and 1, their own squares.
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+        step.check(self)?;
+        if !step.wants_input() {
+            return Ok(None);
+        }
+        let (_, argmax) = self.compute(step.input)?;
+        let mut grad_input = Array4::zeros(step.input.raw_dim());
+        let (_, _, h, w) = step.input.dim();
+        let (_, _, oh, ow) = argmax.dim();
+        let grad_output = step.grad_output.as_standard_layout();
         let planes = grad_input
             .as_slice_mut()
             .expect("fresh array")
@@ -131,36 +125,26 @@ impl Layer for MaxPool {
         let grads = grad_output
             .as_slice()
             .expect("standard layout")
-            .chunks_exact(self.argmax.dim().2 * self.argmax.dim().3);
-        let args = self
-            .argmax
+            .chunks_exact(oh * ow);
+        let args = argmax
             .as_slice()
             .expect("standard layout")
-            .chunks_exact(self.argmax.dim().2 * self.argmax.dim().3);
+            .chunks_exact(oh * ow);
         for ((plane, g), arg) in planes.zip(grads).zip(args) {
-            // each output's gradient goes to the input that was its maximum
             for (&g, &i) in g.iter().zip(arg) {
                 plane[i] += g;
             }
         }
-        Ok(grad_input)
-    }
-
-    /// Each output's curvature goes to the input that was its maximum, as the gradient does:
-    /// the layer's slopes are 0 and 1, their own squares.
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.backprop(curvature_output)
-    }
-
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        Ok(self.compute(input)?.0)
+        Ok(Some(grad_input))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::check_gradients_with;
+    use crate::check::gradients_with;
+    use crate::layer::Mode;
+    use crate::testing::backprop;
     use ndarray::array;
 
     #[test]
@@ -168,8 +152,18 @@ mod tests {
         // blocks [[1, 5], [3, 2]] and [[0, -1], [7, 7]]: maxima 5 (index 1) and 7 (the first, index 6)
         let mut pool = MaxPool::new(2).unwrap();
         let input = array![[[[1.0, 5.0, 0.0, -1.0], [3.0, 2.0, 7.0, 7.0]]]];
-        assert_eq!(pool.forward(input.view()).unwrap(), array![[[[5.0, 7.0]]]]);
-        let grad = pool.backprop(array![[[[10.0, 20.0]]]].view()).unwrap();
+        assert_eq!(
+            pool.forward(input.view(), Pass::Predict).unwrap(),
+            array![[[[5.0, 7.0]]]]
+        );
+        let grad = backprop(
+            &mut pool,
+            input.view(),
+            array![[[[10.0, 20.0]]]].view(),
+            Mode::Full,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
             grad,
             array![[[[0.0, 10.0, 0.0, 0.0], [0.0, 0.0, 20.0, 0.0]]]]
@@ -179,9 +173,11 @@ mod tests {
     #[test]
     fn curvature_goes_to_each_blocks_maximum() {
         let mut pool = MaxPool::new(2).unwrap();
-        pool.forward(array![[[[1.0, 2.0], [4.0, 3.0]]]].view())
+        let input = array![[[[1.0, 2.0], [4.0, 3.0]]]];
+        let mode = Mode::Curvature { slope: None };
+        let curvature = backprop(&mut pool, input.view(), array![[[[5.0]]]].view(), mode)
+            .unwrap()
             .unwrap();
-        let curvature = pool.backprop_curvature(array![[[[5.0]]]].view()).unwrap();
         assert_eq!(curvature, array![[[[0.0, 0.0], [5.0, 0.0]]]]);
     }
 
@@ -196,10 +192,15 @@ mod tests {
                 (i * 7919 % n) as f32 * 0.05
             });
             let mut pool = MaxPool::new(k).unwrap();
-            let r = crate::testing::uniform(pool.forward(input.view()).unwrap().raw_dim(), 3);
-            check_gradients_with(&mut pool, input, |out| {
+            let r = crate::testing::uniform(
+                pool.forward(input.view(), Pass::Predict).unwrap().raw_dim(),
+                3,
+            );
+            let report = gradients_with(&mut pool, input, |out| {
                 (crate::testing::dot(out, &r), r.clone())
-            });
+            })
+            .unwrap();
+            assert!(report.passed(), "{report}");
         }
     }
 
@@ -207,12 +208,18 @@ mod tests {
     fn bad_shapes_are_errors() {
         let mut pool = MaxPool::new(2).unwrap();
         assert!(matches!(
-            pool.forward(Array4::zeros((1, 1, 3, 4)).view()),
+            pool.forward(Array4::zeros((1, 1, 3, 4)).view(), Pass::Predict),
             Err(Error::Shape { .. })
         ));
+        let grad = Array4::zeros((1, 1, 1, 2));
         assert!(matches!(
-            pool.backprop(Array4::zeros((1, 1, 2, 2)).view()),
-            Err(Error::NoForward { .. })
+            backprop(
+                &mut pool,
+                Array4::zeros((1, 1, 2, 2)).view(),
+                grad.view(),
+                Mode::Full
+            ),
+            Err(Error::Shape { .. })
         ));
         assert!(MaxPool::new(0).is_err());
     }

@@ -1,19 +1,21 @@
-//! The layers of LeNet-5, one file each: forward and backprop side by side, tests below.
+//! The layers, one file each: forward and backward side by side, tests below.
 
 pub mod activation;
 pub mod connect;
 pub mod conv;
+pub mod dropout;
+pub mod elementwise;
+pub mod flatten;
 pub mod max_pool;
 pub mod rbf_output;
 pub mod subsampling;
-pub(crate) mod window;
 
 use ndarray::{Array, Array1, Array2, Dimension, IntoDimension};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
 use crate::layer::{Layer, LayerConfig};
-use crate::{Connect, Conv, Error, MaxPool, RbfOutput, Result, Subsampling};
+use crate::{Connect, Conv, Dropout, Error, Flatten, MaxPool, RbfOutput, Result, Subsampling};
 
 /// How a layer's trainable values are drawn, from each unit's fan-in `F` (its number of inputs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -126,7 +128,11 @@ pub(crate) fn param_values(config: &LayerConfig) -> Option<usize> {
         LayerConfig::Connect {
             inputs, outputs, ..
         } => weights_and_biases(outputs, inputs),
-        LayerConfig::RbfOutput { .. } | LayerConfig::MaxPool { .. } => Some(0),
+        LayerConfig::RbfOutput { .. }
+        | LayerConfig::MaxPool { .. }
+        | LayerConfig::Activation { .. }
+        | LayerConfig::Flatten
+        | LayerConfig::Dropout { .. } => Some(0),
         LayerConfig::Other { .. } => None,
     }
 }
@@ -203,6 +209,14 @@ pub fn from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
             Box::new(RbfOutput::from_params(weight)?)
         }
         &LayerConfig::MaxPool { kernel } => Box::new(MaxPool::new(kernel)?),
+        &LayerConfig::Activation { activation } => {
+            elementwise::boxed(activation).ok_or_else(|| Error::InvalidArgument {
+                what: "layers::from_config",
+                reason: format!("there is no standalone {activation:?} layer"),
+            })?
+        }
+        LayerConfig::Flatten => Box::new(Flatten),
+        &LayerConfig::Dropout { rate, seed } => Box::new(Dropout::new(rate, seed)?),
         LayerConfig::Other { name } => {
             return Err(Error::InvalidArgument {
                 what: "layers::from_config",

@@ -10,10 +10,10 @@
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
-//! use lenet5::{Layer, RbfOutput};
+//! use lenet5::{Layer, Pass, RbfOutput};
 //! use ndarray::array;
-//! let mut rbf = RbfOutput::from_params(array![[0.0, 1.0], [1.0, 1.0]])?;
-//! let out = rbf.forward(array![[[[0.0]], [[1.0]]]].view())?;
+//! let rbf = RbfOutput::from_params(array![[0.0, 1.0], [1.0, 1.0]])?;
+//! let out = rbf.forward(array![[[[0.0]], [[1.0]]]].view(), Pass::Predict)?;
 //! assert_eq!(out.into_raw_vec_and_offset().0, vec![0.0, -1.0]); // class 0 is the exact match
 //! # Ok(()) }
 //! ```
@@ -21,9 +21,9 @@
 use std::path::Path;
 
 use image::{DynamicImage, GrayImage};
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis, CowArray, Ix2};
 
-use crate::layer::{Layer, LayerConfig, check_grad_output, chw};
+use crate::layer::{Backward, Layer, LayerConfig, Mode, Pass, chw, standard};
 use crate::{Error, Result};
 
 /// The shipped digit bitmap, `assets/rbf_digits.pbm`.
@@ -40,12 +40,6 @@ pub const CLASSES: usize = 10;
 pub struct RbfOutput {
     /// `[classes, inputs]`: one prototype per class, fixed.
     weight: Array2<f32>,
-    /// `[B, inputs]`: the last forward input, for the input gradient.
-    input: Array2<f32>,
-    /// `[C, H, W]` of the last forward input, the shape of the input gradient.
-    input_shape: [usize; 3],
-    /// `[B, classes]`: dL/d(output) of the last backprop, for the curvature.
-    grad_output: Array2<f32>,
 }
 
 impl RbfOutput {
@@ -112,9 +106,6 @@ impl RbfOutput {
         }
         Ok(RbfOutput {
             weight: weight.as_standard_layout().into_owned(),
-            input: Array2::zeros((0, 0)),
-            input_shape: [0; 3],
-            grad_output: Array2::zeros((0, 0)),
         })
     }
 
@@ -137,27 +128,18 @@ impl RbfOutput {
         self.weight.view()
     }
 
-    /// `input` `[B, C, H, W]` as `[B, C·H·W]`, after checking its size.
-    fn flatten(&self, input: ArrayView4<f32>) -> Result<Array2<f32>> {
+    /// `input` `[B, C, H, W]` as `[B, C·H·W]` (a copy only when it is not in standard
+    /// layout), after checking its size.
+    fn flatten<'a>(&self, input: ArrayView4<'a, f32>) -> Result<CowArray<'a, f32, Ix2>> {
         self.output_shape(chw(input.shape()))?;
         let shape = (input.dim().0, self.weight.ncols());
-        Ok(input
-            .as_standard_layout()
-            .into_owned()
+        Ok(standard(input)
             .into_shape_with_order(shape)
             .expect("size checked"))
     }
 
-    /// `[B, inputs]` as `[B, C, H, W]` of the last forward input.
-    fn input_shaped(&self, values: Array2<f32>) -> Array4<f32> {
-        let [c, h, w] = self.input_shape;
-        values
-            .into_shape_with_order((self.input.nrows(), c, h, w))
-            .expect("same size")
-    }
-
     /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`.
-    fn compute(&self, x: &Array2<f32>) -> Array4<f32> {
+    fn compute(&self, x: ArrayView2<f32>) -> Array4<f32> {
         Array4::from_shape_fn((x.nrows(), self.weight.nrows(), 1, 1), |(b, i, _, _)| {
             -x.row(b)
                 .iter()
@@ -194,64 +176,64 @@ impl Layer for RbfOutput {
         Ok([classes, 1, 1])
     }
 
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        self.input = self.flatten(input)?;
-        self.input_shape = chw(input.shape());
-        Ok(self.compute(&self.input))
+    fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
+        Ok(self.compute(self.flatten(input)?.view()))
     }
 
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (batch, inputs) = self.input.dim();
-        let expected = Array4::<f32>::zeros((batch, self.weight.nrows(), 1, 1));
-        check_grad_output("RbfOutput", &expected, &grad_output)?;
-        // dx_j = Σ_i g_i · (-2) · (x_j - W[i, j])
-        let g = grad_output
-            .index_axis(Axis(3), 0)
+    /// The prototypes are fixed, so only the input's derivative is computed:
+    /// `∂E/∂x_j = Σ_i -2 (x_j - w_ij) ∂E/∂out_i`. With penalties `y_i = -out_i = Σ_j (x_j -
+    /// w_ij)²`, a sum of squares, the curvature `∂²E/∂x_j² = Σ_i 4 (x_j - w_ij)² ∂²E/∂y_i² + 2
+    /// max(∂E/∂y_i, 0)` keeps each square's own second derivative `2 ∂E/∂y_i` (where it is
+    /// convex) as well as the squared slopes, so it needs the [`Mode::Curvature`] `slope`.
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+        step.check(self)?;
+        let x = self.flatten(step.input)?;
+        let (batch, inputs) = x.dim();
+        let g = step
+            .grad_output
+            .index_axis_move(Axis(3), 0)
             .index_axis_move(Axis(2), 0);
-        let grad_input = Array2::from_shape_fn((batch, inputs), |(b, j)| {
-            let x = self.input[[b, j]];
-            g.row(b)
-                .iter()
-                .zip(self.weight.column(j))
-                .map(|(g, w)| -2.0 * g * (x - w))
-                .sum::<f32>()
-        });
-        self.grad_output = g.to_owned();
-        Ok(self.input_shaped(grad_input))
-    }
-
-    /// With penalties `y_i = -out_i = Σ_j (x_j - w_ij)²`, a sum of squares: the Gauss-Newton
-    /// curvature `∂²E/∂x_j² = Σ_i 4 (x_j - w_ij)² ∂²E/∂y_i² + 2 max(∂E/∂y_i, 0)` keeps each
-    /// square's own second derivative `2 ∂E/∂y_i` (where it is convex) as well as the squared
-    /// slopes. It reads ∂E/∂y from the last [`Layer::backprop`], so that must come first.
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (batch, inputs) = self.input.dim();
-        let expected = Array4::<f32>::zeros((batch, self.weight.nrows(), 1, 1));
-        check_grad_output("RbfOutput", &expected, &curvature_output)?;
-        if self.grad_output.dim() != (batch, self.weight.nrows()) {
-            return Err(Error::NoForward { layer: "RbfOutput" });
-        }
-        let c = curvature_output
-            .index_axis(Axis(3), 0)
-            .index_axis_move(Axis(2), 0);
-        let curvature_input = Array2::from_shape_fn((batch, inputs), |(b, j)| {
-            let x = self.input[[b, j]];
-            let each = c.row(b).into_iter().zip(self.grad_output.row(b));
-            each.zip(self.weight.column(j))
-                .map(|((c, g), w)| 4.0 * (x - w) * (x - w) * c + 2.0 * (-g).max(0.0))
-                .sum::<f32>()
-        });
-        Ok(self.input_shaped(curvature_input))
-    }
-
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        Ok(self.compute(&self.flatten(input)?))
+        let grad_input = match step.mode {
+            Mode::Params => return Ok(None),
+            Mode::Full => Array2::from_shape_fn((batch, inputs), |(b, j)| {
+                let x = x[[b, j]];
+                g.row(b)
+                    .iter()
+                    .zip(self.weight.column(j))
+                    .map(|(g, w)| -2.0 * g * (x - w))
+                    .sum::<f32>()
+            }),
+            Mode::Curvature { slope } => {
+                let slope = slope.ok_or_else(|| Error::InvalidArgument {
+                    what: "RbfOutput",
+                    reason: "its curvature needs dE/d(output), which a stack gives its last \
+                             layer only"
+                        .into(),
+                })?;
+                let slope = slope
+                    .index_axis_move(Axis(3), 0)
+                    .index_axis_move(Axis(2), 0);
+                Array2::from_shape_fn((batch, inputs), |(b, j)| {
+                    let x = x[[b, j]];
+                    let each = g.row(b).into_iter().zip(slope.row(b));
+                    each.zip(self.weight.column(j))
+                        .map(|((c, s), w)| 4.0 * (x - w) * (x - w) * c + 2.0 * (-s).max(0.0))
+                        .sum::<f32>()
+                })
+            }
+        };
+        Ok(Some(
+            grad_input
+                .into_shape_with_order(step.input.raw_dim())
+                .expect("same size"),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::backprop;
     use crate::testing::check_gradients;
     use approx::assert_abs_diff_eq;
     use ndarray::array;
@@ -259,9 +241,9 @@ mod tests {
     #[test]
     fn forward_by_hand() {
         // x = [1, 0, 2]; prototypes [0, 0, 0] and [1, 1, 1]: -(1 + 0 + 4) = -5 and -(0 + 1 + 1) = -2
-        let mut rbf = RbfOutput::from_params(array![[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]).unwrap();
+        let rbf = RbfOutput::from_params(array![[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]).unwrap();
         let out = rbf
-            .forward(array![[[[1.0]], [[0.0]], [[2.0]]]].view())
+            .forward(array![[[[1.0]], [[0.0]], [[2.0]]]].view(), Pass::Predict)
             .unwrap();
         assert_abs_diff_eq!(out, array![[[[-5.0]], [[-2.0]]]]);
     }
@@ -290,14 +272,19 @@ mod tests {
         // x_0: 4·1·0.5 + 2·max(1, 0) + 4·0·2 + 2·max(-0.5, 0) = 4
         // x_1: 4·0·0.5 + 2 + 4·1·2 + 0 = 10
         let mut rbf = RbfOutput::from_params(array![[0.0, 0.0], [1.0, 1.0]]).unwrap();
+        let (input, c) = (array![[[[1.0]], [[0.0]]]], array![[[[0.5]], [[2.0]]]]);
+        let slope = array![[[[-1.0]], [[0.5]]]];
+        // without dE/d(output) the curvature cannot be had
+        let mode = Mode::Curvature { slope: None };
         assert!(matches!(
-            rbf.backprop_curvature(array![[[[0.5]], [[2.0]]]].view()),
-            Err(Error::NoForward { .. })
+            backprop(&mut rbf, input.view(), c.view(), mode),
+            Err(Error::InvalidArgument { .. })
         ));
-        rbf.forward(array![[[[1.0]], [[0.0]]]].view()).unwrap();
-        rbf.backprop(array![[[[-1.0]], [[0.5]]]].view()).unwrap();
-        let curvature = rbf
-            .backprop_curvature(array![[[[0.5]], [[2.0]]]].view())
+        let mode = Mode::Curvature {
+            slope: Some(slope.view()),
+        };
+        let curvature = backprop(&mut rbf, input.view(), c.view(), mode)
+            .unwrap()
             .unwrap();
         assert_abs_diff_eq!(curvature, array![[[[4.0]], [[10.0]]]]);
     }
@@ -320,16 +307,12 @@ mod tests {
         ));
         let mut rbf = RbfOutput::digits();
         assert!(matches!(
-            rbf.forward(Array4::zeros((1, 83, 1, 1)).view()),
+            rbf.forward(Array4::zeros((1, 83, 1, 1)).view(), Pass::Predict),
             Err(Error::Shape { .. })
         ));
+        let (input, grad) = (Array4::zeros((1, 84, 1, 1)), Array4::zeros((2, 10, 1, 1)));
         assert!(matches!(
-            rbf.backprop(Array4::zeros((1, 10, 1, 1)).view()),
-            Err(Error::NoForward { .. })
-        ));
-        rbf.forward(Array4::zeros((1, 84, 1, 1)).view()).unwrap();
-        assert!(matches!(
-            rbf.backprop(Array4::zeros((2, 10, 1, 1)).view()),
+            backprop(&mut rbf, input.view(), grad.view(), Mode::Full),
             Err(Error::Shape { .. })
         ));
     }

@@ -5,10 +5,10 @@
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
-//! use lenet5::{Layer, Subsampling};
+//! use lenet5::{Layer, Pass, Subsampling};
 //! use ndarray::{array, Array4};
-//! let mut pool = Subsampling::from_params(2, array![0.25], array![0.0])?;
-//! let out = pool.forward(Array4::ones((1, 1, 4, 4)).view())?;
+//! let pool = Subsampling::from_params(2, array![0.25], array![0.0])?;
+//! let out = pool.forward(Array4::ones((1, 1, 4, 4)).view(), Pass::Predict)?;
 //! assert_eq!(out.dim(), (1, 1, 2, 2));
 //! assert!((out[[0, 0, 1, 1]] - 0.73106).abs() < 1e-5); // sigmoid(0.25 · 4)
 //! # Ok(()) }
@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::activation::Activation;
 use super::{Init, uniform_param};
-use crate::layer::{Layer, LayerConfig, Param, ParamMut, ParamRef, chw};
+use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
 /// Trainable `K x K` sum-pooling with stride `K`, one coefficient and one bias per channel.
@@ -31,10 +31,6 @@ pub struct Subsampling {
     /// `[C]`, uniform in [-1, 1) from [`Subsampling::new`].
     bias: Param<Ix1>,
     activation: Activation,
-    /// `[B, C, OH, OW]`: the block sums of the last forward input, for the coefficient gradient.
-    sums: Array4<f32>,
-    /// `[B, C, OH, OW]`: the last forward output, for the activation's derivative.
-    output: Array4<f32>,
 }
 
 impl Subsampling {
@@ -67,8 +63,6 @@ impl Subsampling {
             coef: Param::new(coef),
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
-            sums: Array4::zeros((0, 0, 0, 0)),
-            output: Array4::zeros((0, 0, 0, 0)),
         })
     }
 
@@ -97,8 +91,8 @@ impl Subsampling {
         self.bias.value.view()
     }
 
-    /// Block sums `[B, C, OH, OW]` of `input` and the output computed from them.
-    fn compute(&self, input: ArrayView4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+    /// The block sums `[B, C, OH, OW]` of `input`.
+    fn block_sums(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
         let (k, width) = (self.kernel, input.dim().3);
         let input = input.as_standard_layout();
@@ -128,7 +122,11 @@ impl Subsampling {
                 }
             }
         }
-        let mut output = sums.clone();
+        Ok(sums)
+    }
+
+    /// `f(bias + coef · sums)` for the block sums `[B, C, OH, OW]`, in place.
+    fn output_of(&self, mut output: Array4<f32>) -> Array4<f32> {
         for (mut y, (&a, &b)) in output
             .axis_iter_mut(Axis(1))
             .zip(self.coef.value.iter().zip(&self.bias.value))
@@ -137,18 +135,48 @@ impl Subsampling {
         }
         self.activation
             .apply(output.as_slice_mut().expect("standard layout"));
-        Ok((sums, output))
+        output
     }
 
     /// Adds the coefficient and bias gradients for `grad` (dL/d(weighted sum),
-    /// `[B, C, OH, OW]`) and returns dL/d(input); with `square`, the block sums and
-    /// coefficients enter squared, which turns gradients into Gauss-Newton curvatures.
-    fn accumulate(&mut self, grad: Array4<f32>, square: bool) -> Array4<f32> {
+    /// `[B, C, OH, OW]`) and returns dL/d(input) when `step` wants it; in a curvature pass, the
+    /// block sums and coefficients enter squared, which turns gradients into Gauss-Newton
+    /// curvatures.
+    fn accumulate(
+        &mut self,
+        grad: Array4<f32>,
+        step: &Backward<'_>,
+    ) -> Result<Option<Array4<f32>>> {
+        let square = step.is_curvature();
         let sq = |v: f32| if square { v * v } else { v };
+        let sums = self.block_sums(step.input)?;
         let (batch, c, oh, ow) = grad.dim();
         let k = self.kernel;
         let width = ow * k;
-        let mut grad_input = Array4::zeros((batch, c, oh * k, width));
+        let wants_input = step.wants_input();
+        let mut grad_input = Array4::zeros(if wants_input {
+            (batch, c, oh * k, width)
+        } else {
+            (0, 0, 0, 0)
+        });
+        let planes = grad
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(oh * ow)
+            .zip(
+                sums.as_slice()
+                    .expect("standard layout")
+                    .chunks_exact(oh * ow),
+            );
+        for (plane, (g, sums)) in planes.enumerate() {
+            let ch = plane % c;
+            // coef gradient = Σ over blocks of (block sum · g); bias gradient = Σ g
+            self.coef.grad[ch] += g.iter().zip(sums).map(|(g, &s)| g * sq(s)).sum::<f32>();
+            self.bias.grad[ch] += g.iter().sum::<f32>();
+        }
+        if !wants_input {
+            return Ok(None);
+        }
         let planes_in = grad_input
             .as_slice_mut()
             .expect("fresh array")
@@ -158,16 +186,8 @@ impl Subsampling {
                 .expect("standard layout")
                 .chunks_exact(oh * ow),
         );
-        let sums = self
-            .sums
-            .as_slice()
-            .expect("standard layout")
-            .chunks_exact(oh * ow);
-        for (plane, ((grad_x, g), sums)) in planes.zip(sums).enumerate() {
+        for (plane, (grad_x, g)) in planes.enumerate() {
             let ch = plane % c;
-            // coef gradient = Σ over blocks of (block sum · g); bias gradient = Σ g
-            self.coef.grad[ch] += g.iter().zip(sums).map(|(g, &s)| g * sq(s)).sum::<f32>();
-            self.bias.grad[ch] += g.iter().sum::<f32>();
             // each input in a block gets coef[c] · g
             let a = sq(self.coef.value[ch]);
             for (rows, g_row) in grad_x.chunks_exact_mut(k * width).zip(g.chunks_exact(ow)) {
@@ -178,7 +198,7 @@ impl Subsampling {
                 }
             }
         }
-        grad_input
+        Ok(Some(grad_input))
     }
 }
 
@@ -210,29 +230,13 @@ impl Layer for Subsampling {
         Ok([c, h / k, w / k])
     }
 
-    fn forward(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (sums, output) = self.compute(input)?;
-        self.sums = sums;
-        self.output.clone_from(&output);
-        Ok(output)
+    fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
+        Ok(self.output_of(self.block_sums(input)?))
     }
 
-    fn backprop(&mut self, grad_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let grad = self
-            .activation
-            .grad_of_sum("Subsampling", &self.output, grad_output)?;
-        Ok(self.accumulate(grad, false))
-    }
-
-    fn backprop_curvature(&mut self, curvature_output: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let curvature =
-            self.activation
-                .curvature_of_sum("Subsampling", &self.output, curvature_output)?;
-        Ok(self.accumulate(curvature, true))
-    }
-
-    fn predict(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        Ok(self.compute(input)?.1)
+    fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+        let grad = self.activation.of_sum(self, &step)?;
+        self.accumulate(grad, &step)
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
@@ -265,8 +269,8 @@ mod tests {
         // block [[1,2],[3,4]] sums to 10, block [[5,6],[7,8]] to 26; coef 0.1, bias -1:
         // sigmoid(-1 + 1.0) = 0.5, sigmoid(-1 + 2.6) = sigmoid(1.6) = 0.832018
         let input = array![[[[1.0, 2.0, 5.0, 6.0], [3.0, 4.0, 7.0, 8.0]]]];
-        let mut pool = Subsampling::from_params(2, array![0.1], array![-1.0]).unwrap();
-        let out = pool.forward(input.view()).unwrap();
+        let pool = Subsampling::from_params(2, array![0.1], array![-1.0]).unwrap();
+        let out = pool.forward(input.view(), Pass::Predict).unwrap();
         assert_abs_diff_eq!(out, array![[[[0.5, 0.832018]]]], epsilon = 1e-6);
     }
 
@@ -302,16 +306,17 @@ mod tests {
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
         let mut pool = Subsampling::new(6, 2, &mut rng).unwrap();
         assert!(matches!(
-            pool.forward(Array4::zeros((1, 6, 27, 28)).view()),
+            pool.forward(Array4::zeros((1, 6, 27, 28)).view(), Pass::Predict),
             Err(Error::Shape { .. })
         ));
         assert!(matches!(
-            pool.forward(Array4::zeros((1, 5, 28, 28)).view()),
+            pool.forward(Array4::zeros((1, 5, 28, 28)).view(), Pass::Predict),
             Err(Error::Shape { .. })
         ));
+        let (input, grad) = (Array4::zeros((1, 6, 28, 28)), Array4::zeros((1, 6, 14, 13)));
         assert!(matches!(
-            pool.backprop(Array4::zeros((1, 6, 14, 14)).view()),
-            Err(Error::NoForward { .. })
+            crate::testing::backprop(&mut pool, input.view(), grad.view(), crate::Mode::Full),
+            Err(Error::Shape { .. })
         ));
         assert!(Subsampling::from_params(2, array![1.0], array![1.0, 2.0]).is_err());
         assert!(Subsampling::new(6, 0, &mut rng).is_err());

@@ -6,7 +6,7 @@ use super::loss::Loss;
 use super::optim::GradientDescent;
 use super::trainer::{EpochStats, Progress, Sampling, Schedule, Trainer};
 use crate::data::mnist::Dataset;
-use crate::{Layer, Result};
+use crate::{Result, Sequential};
 
 /// The report's recipe: per-sample SGD on the one training loop, [`Trainer`].
 ///
@@ -61,7 +61,7 @@ impl Sgd {
     ///
     /// # Errors
     /// As [`Trainer::train`].
-    pub fn train<N: Layer + ?Sized>(
+    pub fn train<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
         self,
         net: &mut N,
         data: &Dataset,
@@ -75,7 +75,7 @@ impl Sgd {
 mod tests {
     use super::*;
     use crate::testing::bars;
-    use crate::{Error, LeNet5};
+    use crate::{Error, Layer, LeNet5};
 
     fn values(net: &LeNet5) -> Vec<f32> {
         net.params().iter().flat_map(|p| p.value.to_vec()).collect()

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use ndarray::Array4;
+use ndarray::{Array4, ArrayView4};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -14,7 +14,8 @@ use super::loss::Loss;
 use super::optim::Optimizer;
 use crate::data::Distortion;
 use crate::data::mnist::{CLASSES, Dataset};
-use crate::{Error, Layer, Result};
+use crate::layer::{Layer, Mode, Pass};
+use crate::{Error, Result, Sequential};
 
 /// Which training samples an epoch takes, and in what order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -263,7 +264,7 @@ impl Trainer {
         self.loss
     }
 
-    fn validate(&self, net: &(impl Layer + ?Sized), data: &Dataset) -> Result<()> {
+    fn validate(&self, net: &Sequential, data: &Dataset) -> Result<()> {
         let invalid = |what, reason: String| Err(Error::InvalidArgument { what, reason });
         if self.epochs == 0 {
             return invalid("Trainer::epochs", "must be at least 1, got 0".into());
@@ -313,23 +314,23 @@ impl Trainer {
     /// when a loss or a step is NaN or infinite, with the parameters as they were before that
     /// batch (or those of the best epoch, with [`Trainer::with_keep_best`]); and the network's
     /// shape errors.
-    pub fn train<N: Layer + ?Sized>(
+    pub fn train<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
         &mut self,
         net: &mut N,
         data: &Dataset,
         mut observe: impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
     ) -> Result<Vec<EpochStats>> {
-        self.validate(net, data)?;
+        self.validate(net.as_ref(), data)?;
         let mut best: Option<Best> = None;
         let result = self.run(net, data, &mut observe, &mut best);
         if let Some(best) = best {
-            restore(net, &best.values);
+            restore(net.as_mut(), &best.values);
         }
         result
     }
 
     /// The epochs of [`Trainer::train`], keeping the best epoch's weights in `best` when asked.
-    fn run<N: Layer + ?Sized>(
+    fn run<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
         &mut self,
         net: &mut N,
         data: &Dataset,
@@ -340,14 +341,15 @@ impl Trainer {
         let mut order_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
         let mut distort_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0d15_7047);
         let mut curvature_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0xc0_7e57);
+        let mut noise_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0d40_9047);
         let mut history = Vec::with_capacity(self.epochs);
         for epoch in 1..=self.epochs {
             let start = Instant::now();
             let lr = self.schedule.lr(epoch)?;
             let wanted = self.optimizer.curvature_samples();
             if wanted > 0 {
-                let curvature =
-                    estimate_curvature(net, data, self.loss, wanted, &mut curvature_rng)?;
+                let rngs = (&mut curvature_rng, &mut noise_rng);
+                let curvature = estimate_curvature(net.as_mut(), data, self.loss, wanted, rngs)?;
                 self.optimizer.set_curvature(curvature);
             }
             let order = self.order(data.len(), &mut order_rng);
@@ -357,8 +359,13 @@ impl Trainer {
                     .distortion
                     .as_ref()
                     .map(|d| (d, &mut distort_rng as &mut dyn rand::Rng));
-                let scores = net.forward(data.batch_of(batch, distortion)?.view())?;
-                let (loss, grad) = self.batch_loss(&scores, data, batch)?;
+                let input = data.batch_of(batch, distortion)?;
+                let stack = net.as_mut();
+                let pass = Pass::Train {
+                    seed: noise_rng.random(),
+                };
+                let trace = stack.trace(input.view(), pass)?;
+                let (loss, grad) = self.batch_loss(trace.output(), data, batch)?;
                 let diverged = |what| {
                     Err(Error::Diverged {
                         epoch,
@@ -369,8 +376,8 @@ impl Trainer {
                 if !loss.is_finite() {
                     return diverged(format!("loss is {loss}"));
                 }
-                net.backprop_params(grad.view())?;
-                if !self.optimizer.step(net.params_mut(), lr)? {
+                stack.backprop(&trace, grad.view(), Mode::Params)?;
+                if !self.optimizer.step(stack.params_mut(), lr)? {
                     return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
                 }
                 done += batch.len();
@@ -396,7 +403,7 @@ impl Trainer {
                 });
             }
             let validation_accuracy = match &self.validation {
-                Some(validation) => Some(evaluate(net, validation)?.accuracy),
+                Some(validation) => Some(evaluate(net.as_ref(), validation)?.accuracy),
                 None => None,
             };
             let measure_train =
@@ -405,7 +412,7 @@ impl Trainer {
                 epoch,
                 loss: loss_sum / done as f64,
                 accuracy: if measure_train {
-                    Some(evaluate(net, data)?.accuracy)
+                    Some(evaluate(net.as_ref(), data)?.accuracy)
                 } else {
                     None
                 },
@@ -417,7 +424,8 @@ impl Trainer {
             if self.keep_best {
                 let score = validation_accuracy.or(stats.accuracy).unwrap_or(0.0);
                 if best.as_ref().is_none_or(|b| score > b.score) {
-                    let values = net.params().iter().map(|p| p.value.to_vec()).collect();
+                    let params = net.as_ref().params();
+                    let values = params.iter().map(|p| p.value.to_vec()).collect();
                     *best = Some(Best { score, values });
                 }
             }
@@ -446,7 +454,7 @@ impl Trainer {
     /// dL/d(scores) of the batch's mean loss.
     fn batch_loss(
         &self,
-        scores: &Array4<f32>,
+        scores: ArrayView4<f32>,
         data: &Dataset,
         batch: &[usize],
     ) -> Result<(f64, Array4<f32>)> {
@@ -475,8 +483,8 @@ impl Trainer {
 /// # Errors
 /// The network's [`Error::Shape`] when it does not take the data's images, and
 /// [`Error::InvalidArgument`] when it gives another number of scores than there are classes.
-pub(crate) fn check_scores_per_class(net: &(impl Layer + ?Sized), data: &Dataset) -> Result<()> {
-    let [c, h, w] = net.output_shape(data.image_shape())?;
+pub(crate) fn check_scores_per_class(net: &Sequential, data: &Dataset) -> Result<()> {
+    let [c, h, w] = net.output_shape_for(data.image_shape())?;
     if c * h * w != CLASSES {
         return Err(Error::InvalidArgument {
             what: "network",
@@ -495,41 +503,48 @@ struct Best {
 }
 
 /// Writes `values` (one vector per parameter, as [`Layer::params`] lists them) back into `net`.
-fn restore(net: &mut (impl Layer + ?Sized), values: &[Vec<f32>]) {
+fn restore(net: &mut Sequential, values: &[Vec<f32>]) {
     for (p, v) in net.params_mut().into_iter().zip(values) {
         p.value.copy_from_slice(v);
     }
 }
 
-fn clear_gradients(net: &mut (impl Layer + ?Sized)) {
+fn clear_gradients(net: &mut Sequential) {
     net.params_mut().into_iter().for_each(|p| p.grad.fill(0.0));
 }
 
-/// The mean Gauss-Newton curvature ∂²E/∂param² of `samples` random training samples
-/// ([`Layer::backprop_curvature`] after [`Loss::curvature`]), one vector per parameter. The
-/// gradients are left cleared.
+/// The mean Gauss-Newton curvature ∂²E/∂param² of `samples` training samples drawn from the
+/// first generator of `rngs` (a [`Mode::Curvature`] pass after [`Loss::curvature`]), one vector
+/// per parameter; each pass's [`Pass`] seed comes from the second. The gradients are left
+/// cleared.
 fn estimate_curvature(
-    net: &mut (impl Layer + ?Sized),
+    net: &mut Sequential,
     data: &Dataset,
     loss: Loss,
     samples: usize,
-    rng: &mut Xoshiro256PlusPlus,
+    (rng, noise): (&mut Xoshiro256PlusPlus, &mut Xoshiro256PlusPlus),
 ) -> Result<Vec<Vec<f32>>> {
     let mut sums: Vec<Vec<f32>> = net
         .params()
         .iter()
         .map(|p| vec![0.0; p.value.len()])
         .collect();
+    clear_gradients(net);
     for _ in 0..samples {
         let i = rng.random_range(0..data.len());
         let label = usize::from(data.labels()[i]);
-        let scores = net.forward(data.batch(i..i + 1)?.view())?;
+        let input = data.batch(i..i + 1)?;
+        let trace = net.trace(
+            input.view(),
+            Pass::Train {
+                seed: noise.random(),
+            },
+        )?;
+        let scores = trace.output().as_standard_layout().into_owned();
         let mut grad = Array4::zeros(scores.raw_dim());
         let grad_slice = grad.as_slice_mut().expect("zeros are in standard layout");
         loss.compute(
-            scores
-                .as_slice()
-                .expect("a forward output is in standard layout"),
+            scores.as_slice().expect("standard layout"),
             label,
             grad_slice,
         )?;
@@ -541,10 +556,10 @@ fn estimate_curvature(
                 .as_slice_mut()
                 .expect("zeros are in standard layout"),
         )?;
-        // layers that need dE/d(output) for their curvature keep it from this pass
-        net.backprop_params(grad.view())?;
-        clear_gradients(net);
-        net.backprop_curvature(curvature.view())?;
+        let mode = Mode::Curvature {
+            slope: Some(grad.view()),
+        };
+        net.backprop(&trace, curvature.view(), mode)?;
         for (sum, p) in sums.iter_mut().zip(net.params_mut()) {
             sum.iter_mut().zip(p.grad.iter()).for_each(|(s, c)| *s += c);
         }
@@ -574,18 +589,18 @@ mod tests {
         let data = bars(4);
         let trainer = Trainer::new(GradientDescent).with_batch_size(4);
         let mut net = LeNet5::with_seed(2);
-        let scores = net.forward(data.batch(0..4).unwrap().view()).unwrap();
-        let (_, grad) = trainer.batch_loss(&scores, &data, &[0, 1, 2, 3]).unwrap();
-        net.backprop_params(grad.view()).unwrap();
+        let step = |net: &mut LeNet5, batch: &[usize]| {
+            let input = data.batch_of(batch, None).unwrap();
+            let trace = net.trace(input.view(), Pass::Predict).unwrap();
+            let (_, grad) = trainer.batch_loss(trace.output(), &data, batch).unwrap();
+            net.backprop(&trace, grad.view(), Mode::Params).unwrap();
+        };
+        step(&mut net, &[0, 1, 2, 3]);
         let batched = grads(&mut net);
         let mut one_by_one = vec![0.0f32; batched.len()];
         for i in 0..4 {
             let mut single = LeNet5::with_seed(2);
-            let scores = single
-                .forward(data.batch(i..i + 1).unwrap().view())
-                .unwrap();
-            let (_, grad) = trainer.batch_loss(&scores, &data, &[i]).unwrap();
-            single.backprop_params(grad.view()).unwrap();
+            step(&mut single, &[i]);
             one_by_one
                 .iter_mut()
                 .zip(grads(&mut single))
@@ -601,7 +616,9 @@ mod tests {
         let mut net = LeNet5::lecun1998();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
         let data = bars(20).with_encoding(crate::Preset::LeCun1998.encoding());
-        let h = estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, 50, &mut rng).unwrap();
+        let mut noise = Xoshiro256PlusPlus::seed_from_u64(2);
+        let rngs = (&mut rng, &mut noise);
+        let h = estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, 50, rngs).unwrap();
         assert_eq!(h.len(), net.params().len());
         assert!(h.iter().flatten().all(|&v| v >= 0.0 && v.is_finite()));
         assert!(h.iter().flatten().any(|&v| v > 0.0));
@@ -774,7 +791,9 @@ mod tests {
         let estimate = |samples| {
             let mut net = LeNet5::lecun1998();
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-            estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, samples, &mut rng).unwrap()
+            let mut noise = Xoshiro256PlusPlus::seed_from_u64(0);
+            let rngs = (&mut rng, &mut noise);
+            estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, samples, rngs).unwrap()
         };
         let (one, many) = (estimate(1), estimate(40));
         for (a, b) in one.iter().flatten().zip(many.iter().flatten()) {

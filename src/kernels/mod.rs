@@ -8,7 +8,9 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
-use crate::layers::window::{ConvShape, Taps};
+pub(crate) mod window;
+
+use window::{ConvShape, Taps};
 
 /// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when the processor
 /// has them, and for the baseline target otherwise.
@@ -444,7 +446,7 @@ mod tests {
         } = shape;
         let input = uniform((c_in, height, width), seed);
         let mut cols = Array2::zeros((c_in * k * k, shape.positions()));
-        crate::layers::window::im2col(input.view(), k, cols.view_mut());
+        window::im2col(input.view(), k, cols.view_mut());
         (input, cols)
     }
 
@@ -481,7 +483,7 @@ mod tests {
             let mut cols = Array2::zeros((c_in * k * k, n));
             matmul(masked.t(), grad.view(), 0.0, cols.view_mut());
             let mut expected = start.clone();
-            crate::layers::window::col2im_add(cols.view(), k, expected.view_mut());
+            window::col2im_add(cols.view(), k, expected.view_mut());
             let mut got = start;
             let mut scratch = vec![0.0; 2 * n];
             let (g, w) = (grad.as_slice().unwrap(), masked.as_slice().unwrap());
