@@ -272,61 +272,56 @@ pub(crate) fn dot<D: Dimension>(a: &Array<f32, D>, b: &Array<f32, D>) -> f64 {
 mod tests {
     use super::*;
     use crate::Connect;
-    use crate::layer::{Param, ParamMut, ParamRef};
-    use ndarray::{ArrayView4, Ix1};
+    use ndarray::ArrayView4;
 
-    /// `y = s · x` per channel, with a backward pass that forgets the factor 2 it should
-    /// have when `wrong`.
+    /// A crate layer whose backward pass halves what it adds and returns when `halve`.
     #[derive(Debug, Clone)]
-    struct Scale {
-        s: Param<Ix1>,
-        wrong: bool,
+    struct Halved {
+        inner: Connect,
+        halve: bool,
     }
 
-    impl Layer for Scale {
+    impl Layer for Halved {
         fn name(&self) -> &'static str {
-            "Scale"
+            "Halved"
         }
         fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
-            Ok(input)
+            self.inner.output_shape(input)
         }
-        fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
-            let mut y = input.to_owned();
-            for (mut plane, &s) in y.axis_iter_mut(ndarray::Axis(1)).zip(&self.s.value) {
-                plane *= 2.0 * s;
-            }
-            Ok(y)
+        fn forward(&self, input: ArrayView4<f32>, pass: Pass) -> Result<Array4<f32>> {
+            self.inner.forward(input, pass)
         }
         fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
-            let k = if self.wrong { 1.0 } else { 2.0 };
-            let mut grad = step.grad_output.to_owned();
-            for (c, mut plane) in grad.axis_iter_mut(ndarray::Axis(1)).enumerate() {
-                let x = step.input.index_axis(ndarray::Axis(1), c);
-                self.s.grad[c] += k * (&plane * &x).sum();
-                plane *= k * self.s.value[c];
+            let factor = if self.halve { 0.5 } else { 1.0 };
+            let grad = self.inner.backward(step)?.map(|g| g * factor);
+            for p in self.inner.params_mut() {
+                p.grad.iter_mut().for_each(|g| *g *= factor);
             }
-            Ok(Some(grad))
+            Ok(grad)
         }
-        fn params(&self) -> Vec<ParamRef<'_>> {
-            vec![self.s.as_ref("s")]
+        fn params(&self) -> Vec<crate::ParamRef<'_>> {
+            self.inner.params()
         }
-        fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
-            vec![self.s.as_mut("s")]
+        fn params_mut(&mut self) -> Vec<crate::ParamMut<'_>> {
+            self.inner.params_mut()
         }
+    }
+
+    fn halved(halve: bool) -> Halved {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+        let inner = Connect::new(6, 3, &mut rng)
+            .unwrap()
+            .with_activation(crate::Activation::Identity);
+        Halved { inner, halve }
     }
 
     #[test]
     fn a_right_backward_passes_and_a_wrong_one_is_found_where_it_is_wrong() {
-        let s = Param::new(ndarray::array![0.5, -1.5]);
-        let mut right = Scale {
-            s: s.clone(),
-            wrong: false,
-        };
-        let report = gradients(&mut right, [2, 2, 3, 3], 1).unwrap();
+        let report = gradients(&mut halved(false), [2, 6, 1, 1], 1).unwrap();
         assert!(report.passed(), "{report}");
-        assert_eq!(report.checked, 2 * 2 * 3 * 3 + 2);
-        let mut wrong = Scale { s, wrong: true };
-        let report = gradients(&mut wrong, [2, 2, 3, 3], 1).unwrap();
+        // every input, weight and bias entry
+        assert_eq!(report.checked, 12 + 18 + 3);
+        let report = gradients(&mut halved(true), [2, 6, 1, 1], 1).unwrap();
         assert!(!report.passed());
         // half of the true derivative: a relative error of 1/2 wherever it is not tiny
         assert!((report.worst - 0.5).abs() < 1e-3, "{report}");
@@ -334,19 +329,23 @@ mod tests {
 
     #[test]
     fn a_curvature_pass_that_is_not_the_gauss_newton_diagonal_fails() {
-        // Scale's backward ignores the mode, so its "curvature" is the gradient, not its square
-        let mut layer = Scale {
-            s: Param::new(ndarray::array![3.0]),
-            wrong: false,
-        };
-        assert!(!curvature(&mut layer, [1, 1, 2, 2], 3).unwrap().passed());
+        let report = curvature(&mut halved(false), [2, 6, 1, 1], 9).unwrap();
+        assert!(report.passed(), "{report}");
+        assert!(
+            !curvature(&mut halved(true), [2, 6, 1, 1], 9)
+                .unwrap()
+                .passed()
+        );
     }
 
     #[test]
-    fn the_crate_s_layers_pass() {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
-        let mut fc = Connect::new(6, 3, &mut rng).unwrap();
-        let report = curvature(&mut fc, [2, 6, 1, 1], 9).unwrap();
-        assert!(report.passed() && report.checked == 12 + 18 + 3, "{report}");
+    fn a_nan_is_the_worst_error_there_is() {
+        let mut layer = halved(false);
+        let report = gradients_with(&mut layer, Array4::ones((1, 6, 1, 1)), |out| {
+            (f64::NAN, Array4::ones(out.raw_dim()))
+        })
+        .unwrap();
+        assert_eq!(report.worst, f64::INFINITY);
+        assert!(!report.passed());
     }
 }

@@ -18,11 +18,10 @@
 //! a file whose metadata says otherwise.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
-use crate::io::{MAX_MODEL_FILE, check_finite, model_error, read_limited, write_atomic};
+use crate::io::{check_finite, model_error};
 use crate::layers::rbf_output::{CLASSES, GLYPH_HEIGHT, GLYPH_WIDTH};
 use crate::{C3_CONNECTIONS, Layer, LeNet5, Preset, RbfOutput, Result, Sequential};
 
@@ -84,151 +83,88 @@ fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], architecture: Option<&st
     safetensors::serialize(views, metadata).expect("serialising to memory cannot fail")
 }
 
-impl LeNet5 {
-    /// The parameters as safetensors bytes, with PyTorch's names and layouts (see [`crate::interop`]).
-    pub fn to_safetensors(&self) -> Vec<u8> {
-        serialize(&tensors(self), Some(self.preset().architecture()))
-    }
-
-    /// Writes [`LeNet5::to_safetensors`] to `path`, atomically.
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io) when the file cannot be written; a previous file is left intact.
-    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_atomic(path.as_ref(), &self.to_safetensors())
-    }
-
-    /// A network with the parameters of a safetensors file laid out as [`LeNet5::to_safetensors`]
-    /// writes it (for example by PyTorch's `safetensors.torch.save_file`). `source_name` names
-    /// the bytes in errors.
-    ///
-    /// The preset is recognised from the tensors: `fc1`/`fc2` are the modern network's; the
-    /// report's and LeCun's share their names and differ in `rbf.weight` (0/1 or ±1 codes) or,
-    /// without it, in C3's kernels (LeCun's missing connections are zero). The `architecture`
-    /// metadata, when present, must name the same preset.
-    ///
-    /// # Errors
-    /// [`Error::Model`](crate::Error::Model) when the bytes are not safetensors, a tensor is missing, not `F32`, of
-    /// another shape or holds a NaN or infinite value, the tensors fit no preset, or the
-    /// metadata names another preset than the tensors.
-    pub fn from_safetensors(bytes: &[u8], source_name: &str) -> Result<Self> {
-        let bad = |reason: String| model_error(source_name, reason);
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let preset = recognise(&file).map_err(bad)?;
-        let named = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(ARCHITECTURE_KEY).cloned());
-        if let Some(name) = named {
-            let said = Preset::from_architecture(&name)
-                .ok_or_else(|| bad(format!("unknown architecture {name:?}")))?;
-            if said != preset {
-                return Err(bad(format!(
-                    "the metadata says {name:?} but the tensors are {:?}'s",
-                    preset.architecture()
-                )));
-            }
-        }
-        let mut net = LeNet5::from_preset(preset, crate::DEFAULT_SEED);
-        // the trainable tensors come first; the fixed codes, when there are any, last
-        let expected = tensors(&net);
-        let (trainable, fixed) = expected.split_at(net.network().params().len());
-        let mut values = Vec::with_capacity(trainable.len());
-        for (name, shape, _) in trainable {
-            values.push(read_f32(&file, name, shape).map_err(bad)?);
-        }
-        for (name, shape, bytes) in fixed {
-            if file.tensor(name).is_ok()
-                && read_f32(&file, name, shape).map_err(bad)? != f32s(bytes)
-            {
-                return Err(bad(format!(
-                    "{name} differs from the network's fixed codes"
-                )));
-            }
-        }
-        for (p, v) in net.network_mut().params_mut().into_iter().zip(&values) {
-            p.value.copy_from_slice(v);
-        }
-        Ok(net)
-    }
-
-    /// [`LeNet5::from_safetensors`] on the bytes of `path`, read up to [`MAX_MODEL_FILE`].
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io) when the file cannot be read, [`Error::TooLarge`](crate::Error::TooLarge) when it is larger, and
-    /// the errors of [`LeNet5::from_safetensors`].
-    pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let bytes = read_limited(path, MAX_MODEL_FILE, "a safetensors file")?;
-        Self::from_safetensors(&bytes, &path.display().to_string())
-    }
+/// The parameters of a preset's network as safetensors bytes, with PyTorch's names.
+pub(crate) fn preset_to_bytes(net: &LeNet5) -> Vec<u8> {
+    serialize(&tensors(net), Some(net.preset().architecture()))
 }
 
-impl Sequential {
-    /// The weights as safetensors bytes, each parameter named as in model files,
-    /// `layers.{index}.{name}` (`layers.0.weight`).
-    pub fn to_safetensors(&self) -> Vec<u8> {
-        let tensors: Vec<_> = self
-            .named_params()
-            .into_iter()
-            .map(|(name, p)| (name, p.shape.to_vec(), le_bytes(p.value)))
-            .collect();
-        serialize(&tensors, Some(Sequential::ARCHITECTURE))
-    }
-
-    /// Writes [`Sequential::to_safetensors`] to `path`, atomically.
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io) when the file cannot be written; a previous file is left intact.
-    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_atomic(path.as_ref(), &self.to_safetensors())
-    }
-
-    /// Loads the weights of safetensors `bytes` named as [`Sequential::to_safetensors`] names
-    /// them into this stack; `source_name` names the bytes in errors. The stack is changed
-    /// only on success.
-    ///
-    /// # Errors
-    /// [`Error::Model`](crate::Error::Model) when the bytes are not safetensors, a parameter's
-    /// tensor is missing, not `F32`, of another shape or not finite, or the file holds a
-    /// tensor that is not a parameter of this stack.
-    pub fn load_safetensors_bytes(&mut self, bytes: &[u8], source_name: &str) -> Result<()> {
-        let bad = |reason: String| model_error(source_name, reason);
-        let file = SafeTensors::deserialize(bytes)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let params = self.named_params();
-        if let Some(extra) = file
-            .names()
-            .into_iter()
-            .find(|name| params.iter().all(|(p, _)| p != *name))
-        {
-            return Err(bad(format!("{extra} is not a parameter of this network")));
+/// The network of safetensors `bytes` laid out as [`preset_to_bytes`] writes them, its preset
+/// recognised from the tensors (see [`LeNet5::from_safetensors`]).
+pub(crate) fn preset_from_bytes(bytes: &[u8], source_name: &str) -> Result<LeNet5> {
+    let bad = |reason: String| model_error(source_name, reason);
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let preset = recognise(&file).map_err(bad)?;
+    let named = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(ARCHITECTURE_KEY).cloned());
+    if let Some(name) = named {
+        let said = Preset::from_architecture(&name)
+            .ok_or_else(|| bad(format!("unknown architecture {name:?}")))?;
+        if said != preset {
+            return Err(bad(format!(
+                "the metadata says {name:?} but the tensors are {:?}'s",
+                preset.architecture()
+            )));
         }
-        let values = params
-            .iter()
-            .map(|(name, p)| read_f32(&file, name, p.shape))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        for ((_, p), v) in self.named_params_mut().into_iter().zip(&values) {
-            p.value.copy_from_slice(v);
+    }
+    let mut net = LeNet5::from_preset(preset, crate::DEFAULT_SEED);
+    // the trainable tensors come first; the fixed codes, when there are any, last
+    let expected = tensors(&net);
+    let (trainable, fixed) = expected.split_at(net.network().params().len());
+    let mut values = Vec::with_capacity(trainable.len());
+    for (name, shape, _) in trainable {
+        values.push(read_f32(&file, name, shape).map_err(bad)?);
+    }
+    for (name, shape, bytes) in fixed {
+        if file.tensor(name).is_ok() && read_f32(&file, name, shape).map_err(bad)? != f32s(bytes) {
+            return Err(bad(format!(
+                "{name} differs from the network's fixed codes"
+            )));
         }
-        Ok(())
     }
+    for (p, v) in net.network_mut().params_mut().into_iter().zip(&values) {
+        p.value.copy_from_slice(v);
+    }
+    Ok(net)
+}
 
-    /// [`Sequential::load_safetensors_bytes`] on the file `path`, read up to [`MAX_MODEL_FILE`].
-    ///
-    /// # Errors
-    /// [`Error::Io`](crate::Error::Io) when the file cannot be read,
-    /// [`Error::TooLarge`](crate::Error::TooLarge) when it is larger, and the errors of
-    /// [`Sequential::load_safetensors_bytes`].
-    pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = read_limited(path, MAX_MODEL_FILE, "a safetensors file")?;
-        self.load_safetensors_bytes(&bytes, &path.display().to_string())
+/// A stack's weights as safetensors bytes, named `layers.{index}.{name}` as in model files.
+pub(crate) fn stack_to_bytes(net: &Sequential) -> Vec<u8> {
+    let tensors: Vec<_> = net
+        .named_params()
+        .into_iter()
+        .map(|(name, p)| (name, p.shape.to_vec(), le_bytes(p.value)))
+        .collect();
+    serialize(&tensors, Some(Sequential::ARCHITECTURE))
+}
+
+/// Loads safetensors `bytes` named as [`stack_to_bytes`] names them into `net`, which is
+/// changed only on success.
+pub(crate) fn load_into_stack(net: &mut Sequential, bytes: &[u8], source_name: &str) -> Result<()> {
+    let bad = |reason: String| model_error(source_name, reason);
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let params = net.named_params();
+    if let Some(extra) = file
+        .names()
+        .into_iter()
+        .find(|name| params.iter().all(|(p, _)| p != *name))
+    {
+        return Err(bad(format!("{extra} is not a parameter of this network")));
     }
+    let values = params
+        .iter()
+        .map(|(name, p)| read_f32(&file, name, p.shape))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    for ((_, p), v) in net.named_params_mut().into_iter().zip(&values) {
+        p.value.copy_from_slice(v);
+    }
+    Ok(())
 }
 
 /// Values as little-endian `F32` bytes.

@@ -1,5 +1,6 @@
 //! [`LeNet5`]: the report's seven-layer network, LeCun et al. 1998's original and a modern
-//! variant, each with its input encoding and training schedule.
+//! variant ([`Preset`]), each with its layers and input encoding. How each is trained is in
+//! [`crate::recipes`]; this module knows nothing of training.
 
 use std::fmt;
 use std::path::Path;
@@ -11,11 +12,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::data::mnist::{CLASSES, Encoding, PAD, SIDE};
 use crate::layers::Init;
-use crate::train::eval::argmax;
-use crate::train::{Adam, Loss, Sampling, Schedule, Sdlm, Sgd, Trainer, softmax};
+use crate::scores::{argmax, softmax};
 use crate::{
     Activation, Connect, Conv, Error, MaxPool, RbfOutput, Result, Sequential, Subsampling, digit,
-    io,
+    interop, io,
 };
 
 /// The shipped model, `assets/lenet5-report.bin`.
@@ -56,10 +56,8 @@ pub const C3_CONNECTIONS: [[bool; 6]; 16] = {
     table
 };
 
-/// The MAP loss constant `j` of [`Preset::LeCun1998`]; the paper gives no value.
-pub const LECUN_J: f32 = 1.0;
-
-/// Which LeNet-5: its layers, input encoding, loss and training schedule.
+/// Which LeNet-5: its layers and input encoding here, its loss and training schedule in
+/// [`crate::recipes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Preset {
@@ -79,9 +77,9 @@ pub enum Preset {
     /// | 6 | `RbfOutput`, fixed ±1 codes of 7x12 bitmaps | 10x1x1 | II-B, F7 |
     ///
     /// Input: background -0.1, ink 1.175 (II-B). Weights and biases uniform in ±2.4 / fan-in
-    /// (Appendix A). Loss: the MAP criterion (II-C) with `j` = [`LECUN_J`]. Training:
+    /// (Appendix A). Loss: the MAP criterion (II-C) with `j` = [`LECUN_J`](crate::LECUN_J). Training:
     /// stochastic diagonal Levenberg-Marquardt (Appendix C) with mu 0.5 (the paper: 0.02; see
-    /// [`Sdlm::lecun1998`]) and the curvature
+    /// [`Sdlm::lecun1998`](crate::train::Sdlm::lecun1998)) and the curvature
     /// re-estimated on 500 samples before each pass; 20 passes with the learning rate 0.0005
     /// for 2 passes, 0.0002 for 3, 0.0001 for 3, 0.00005 for 4, then 0.00001 (III-B).
     /// 60 000 trainable parameters.
@@ -118,52 +116,6 @@ impl Preset {
                 background: -0.1307 / 0.3081,
                 ink: (1.0 - 0.1307) / 0.3081,
             },
-        }
-    }
-
-    /// The loss this network trains on.
-    pub fn loss(self) -> Loss {
-        match self {
-            Preset::Report | Preset::Modern => Loss::SoftmaxCrossEntropy,
-            Preset::LeCun1998 => Loss::Map { j: LECUN_J },
-        }
-    }
-
-    /// This network's training schedule, seeded by `seed`.
-    pub fn trainer(self, seed: u64) -> Trainer {
-        match self {
-            Preset::Report => Sgd.trainer().with_seed(seed),
-            Preset::LeCun1998 => {
-                let passes = [
-                    (2, 0.0005),
-                    (3, 0.0002),
-                    (3, 0.0001),
-                    (4, 0.00005),
-                    (8, 0.00001),
-                ];
-                let rates = passes
-                    .iter()
-                    .flat_map(|&(n, lr)| std::iter::repeat_n(lr, n))
-                    .collect();
-                Trainer::new(Sdlm::lecun1998())
-                    .with_epochs(20)
-                    .with_schedule(Schedule::PerEpoch(rates))
-                    .with_sampling(Sampling::Shuffle)
-                    .with_loss(self.loss())
-                    .with_train_accuracy(true)
-                    .with_seed(seed)
-            }
-            Preset::Modern => Trainer::new(Adam::default())
-                .with_epochs(20)
-                .with_batch_size(32)
-                .with_schedule(Schedule::Exponential {
-                    lr: 1e-3,
-                    decay: 0.85,
-                })
-                .with_sampling(Sampling::Shuffle)
-                .with_loss(self.loss())
-                .with_train_accuracy(true)
-                .with_seed(seed),
         }
     }
 
@@ -429,6 +381,49 @@ impl LeNet5 {
         let mut net = Self::from_preset(preset, DEFAULT_SEED);
         io::load_bytes(&mut net.net, architecture.as_str(), &bytes, &name)?;
         Ok(net)
+    }
+
+    /// The parameters as safetensors bytes, with PyTorch's names and layouts (see
+    /// [`crate::interop`]).
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        interop::preset_to_bytes(self)
+    }
+
+    /// Writes [`LeNet5::to_safetensors`] to `path`, atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written; a previous file is left intact.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        io::write_atomic(path.as_ref(), &self.to_safetensors())
+    }
+
+    /// A network with the parameters of a safetensors file laid out as [`LeNet5::to_safetensors`]
+    /// writes it (for example by PyTorch's `safetensors.torch.save_file`). `source_name` names
+    /// the bytes in errors.
+    ///
+    /// The preset is recognised from the tensors: `fc1`/`fc2` are the modern network's; the
+    /// report's and LeCun's share their names and differ in `rbf.weight` (0/1 or ±1 codes) or,
+    /// without it, in C3's kernels (LeCun's missing connections are zero). The `architecture`
+    /// metadata, when present, must name the same preset.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the bytes are not safetensors, a tensor is missing, not `F32`, of
+    /// another shape or holds a NaN or infinite value, the tensors fit no preset, or the
+    /// metadata names another preset than the tensors.
+    pub fn from_safetensors(bytes: &[u8], source_name: &str) -> Result<Self> {
+        interop::preset_from_bytes(bytes, source_name)
+    }
+
+    /// [`LeNet5::from_safetensors`] on the bytes of `path`, read up to
+    /// [`io::MAX_MODEL_FILE`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::TooLarge`] when it is larger, and
+    /// the errors of [`LeNet5::from_safetensors`].
+    pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = io::read_limited(path, io::MAX_MODEL_FILE, "a safetensors file")?;
+        Self::from_safetensors(&bytes, &path.display().to_string())
     }
 
     /// The layers as a [`Sequential`].

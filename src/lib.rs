@@ -35,6 +35,8 @@ pub mod layer;
 pub mod layers;
 mod lenet5;
 pub mod plot;
+pub mod recipes;
+mod scores;
 pub mod sequential;
 #[cfg(test)]
 mod testing;
@@ -53,11 +55,12 @@ pub use layers::flatten::Flatten;
 pub use layers::max_pool::MaxPool;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
-pub use lenet5::{C3_CONNECTIONS, DEFAULT_SEED, LECUN_J, LeNet5, Prediction, Preset};
+pub use lenet5::{C3_CONNECTIONS, DEFAULT_SEED, LeNet5, Prediction, Preset};
 /// The `ndarray` this crate's arrays come from, so that a user's arrays are of the same version.
 pub use ndarray;
 /// The `rand` this crate's constructors draw from (`Conv::new(.., &mut rng)`), so that a
 /// user's generator implements the same `Rng`.
 pub use rand;
+pub use recipes::LECUN_J;
 pub use sequential::{Sequential, Trace};
 pub use train::Sgd;

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::{Array4, ArrayView4, CowArray};
 
 use crate::layer::{Backward, Layer, LayerConfig, Mode, ParamMut, ParamRef, Pass, chw};
-use crate::{Error, Result, io};
+use crate::{Error, Result, interop, io};
 
 /// The activations of one forward pass through a [`Sequential`]: what its backward pass
 /// ([`Sequential::backprop`]) reads, so that no layer keeps anything between passes.
@@ -162,6 +162,44 @@ impl Sequential {
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         io::load_weights_bytes(self, &io::read(path)?, &path.display().to_string())
+    }
+
+    /// The weights as safetensors bytes, each parameter named as in model files,
+    /// `layers.{index}.{name}` (`layers.0.weight`).
+    pub fn to_safetensors(&self) -> Vec<u8> {
+        interop::stack_to_bytes(self)
+    }
+
+    /// Writes [`Sequential::to_safetensors`] to `path`, atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written; a previous file is left intact.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        io::write_atomic(path.as_ref(), &self.to_safetensors())
+    }
+
+    /// Loads the weights of safetensors `bytes` named as [`Sequential::to_safetensors`] names
+    /// them into this stack; `source_name` names the bytes in errors. The stack is changed
+    /// only on success.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the bytes are not safetensors, a parameter's tensor is missing,
+    /// not `F32`, of another shape or not finite, or the file holds a tensor that is not a
+    /// parameter of this stack.
+    pub fn load_safetensors_bytes(&mut self, bytes: &[u8], source_name: &str) -> Result<()> {
+        interop::load_into_stack(self, bytes, source_name)
+    }
+
+    /// [`Sequential::load_safetensors_bytes`] on the file `path`, read up to
+    /// [`io::MAX_MODEL_FILE`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::TooLarge`] when it is larger, and
+    /// the errors of [`Sequential::load_safetensors_bytes`].
+    pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = io::read_limited(path, io::MAX_MODEL_FILE, "a safetensors file")?;
+        self.load_safetensors_bytes(&bytes, &path.display().to_string())
     }
 
     /// `[C, H, W]` of one input.

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::trainer::check_scores_per_class;
 use crate::data::mnist::{CLASSES, Dataset};
+pub use crate::scores::argmax;
 use crate::{Result, Sequential};
 
 /// Images per batch of [`predict_classes`]: small, so that a batch's activations stay in the
@@ -57,17 +58,6 @@ pub fn classify(
         .outer_iter()
         .map(|s| argmax(s.iter().copied()) as u8)
         .collect())
-}
-
-/// The index of the largest value (the first one on ties; NaN never wins).
-pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, v) in values.into_iter().enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }
 
 /// How a network does on a labelled data set.

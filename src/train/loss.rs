@@ -3,63 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::Result;
+pub use crate::scores::softmax;
+use crate::scores::{check_lengths, normalise};
 
 /// Probabilities are clamped to at least this before the logarithm (the report's `1e-20`).
 pub const MIN_PROBABILITY: f32 = 1e-20;
-
-/// `probabilities[i] = e^(s_i - max s) / Σ_j e^(s_j - max s)` for `scores` `[classes]`.
-///
-/// # Errors
-/// [`Error::Shape`] when `scores` is empty or `probabilities` has another length.
-pub fn softmax(scores: &[f32], probabilities: &mut [f32]) -> Result<()> {
-    check_lengths("softmax", scores, probabilities, None)?;
-    normalise(scores, None, probabilities);
-    Ok(())
-}
-
-/// That `scores` is not empty, `out` has its length and `label` (if any) indexes it.
-fn check_lengths(
-    function: &'static str,
-    scores: &[f32],
-    out: &[f32],
-    label: Option<usize>,
-) -> Result<()> {
-    if scores.is_empty() || out.len() != scores.len() {
-        return Err(Error::Shape {
-            layer: function,
-            expected: format!(
-                "scores [classes > 0] and an output of the same length, {}",
-                scores.len()
-            ),
-            got: vec![scores.len(), out.len()],
-        });
-    }
-    match label {
-        Some(label) if label >= scores.len() => Err(Error::InvalidArgument {
-            what: function,
-            reason: format!("label {label} is not below the {} classes", scores.len()),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// `p_i = e^(s_i - m) / Z` with `Z = Σ_j e^(s_j - m)`, plus `e^(rest - m)` when there is a
-/// `rest` score that takes probability but no class; `m` is the largest exponent. Returns
-/// `ln` of the unshifted normaliser, `m + ln Z`.
-fn normalise(scores: &[f32], rest: Option<f32>, p: &mut [f32]) -> f32 {
-    let m = scores
-        .iter()
-        .copied()
-        .fold(rest.unwrap_or(f32::NEG_INFINITY), f32::max);
-    let mut total = rest.map_or(0.0, |r| (r - m).exp());
-    for (p, &s) in p.iter_mut().zip(scores) {
-        *p = (s - m).exp();
-        total += *p;
-    }
-    p.iter_mut().for_each(|p| *p /= total);
-    m + total.ln()
-}
 
 /// Loss of `scores` `[classes]` (larger is better) for the true class `label`, writing
 /// dL/d(scores) = `p - one_hot(label)` into `grad` `[classes]`.
@@ -77,8 +26,8 @@ fn normalise(scores: &[f32], rest: Option<f32>, p: &mut [f32]) -> f32 {
 /// ```
 ///
 /// # Errors
-/// [`Error::Shape`] when `scores` is empty or `grad` has another length,
-/// [`Error::InvalidArgument`] when `label` is not below the number of scores.
+/// [`Error::Shape`](crate::Error::Shape) when `scores` is empty or `grad` has another length,
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when `label` is not below the number of scores.
 pub fn softmax_cross_entropy(scores: &[f32], label: usize, grad: &mut [f32]) -> Result<f32> {
     check_lengths("softmax_cross_entropy", scores, grad, Some(label))?;
     normalise(scores, None, grad);
@@ -150,6 +99,7 @@ impl Loss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use approx::assert_relative_eq;
 
     #[test]
