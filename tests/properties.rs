@@ -6,7 +6,8 @@
 
 use lenet5::data::idx::Idx;
 use lenet5::{
-    Backward, Connect, Conv, Layer, LeNet5, MaxPool, Mode, Pass, RbfOutput, Sequential, Subsampling,
+    Backward, Connect, Conv, Dropout, Flatten, Layer, LeNet5, MaxPool, Mode, Pass, RbfOutput, Relu,
+    ScaledTanh, Sequential, Sigmoid, Subsampling, Tanh,
 };
 use ndarray::{Array2, Array4};
 use proptest::prelude::*;
@@ -61,6 +62,12 @@ proptest! {
             Box::new(MaxPool::new(k).unwrap()),
             Box::new(Connect::new(c_in * h * w, c_out, &mut rng).unwrap()),
             Box::new(RbfOutput::from_params(Array2::ones((c_out, c_in * h * w))).unwrap()),
+            Box::new(Relu),
+            Box::new(Sigmoid),
+            Box::new(Tanh),
+            Box::new(ScaledTanh),
+            Box::new(Flatten),
+            Box::new(Dropout::new(0.5, seed).unwrap()),
         ];
         for mut layer in layers {
             match layer.output_shape([c_in, h, w]) {
@@ -89,5 +96,36 @@ proptest! {
         lenet5::io::load_bytes(loaded.network_mut(), LeNet5::ARCHITECTURE, &bytes, "mem").unwrap();
         let values = |n: &Sequential| n.params().iter().flat_map(|p| p.value.to_vec()).collect::<Vec<f32>>();
         prop_assert_eq!(values(loaded.network()), values(net.network()));
+    }
+}
+
+proptest! {
+    #[test]
+    fn activation_layers_keep_their_ranges_and_order(values in prop::collection::vec(-50.0f32..50.0, 1..40)) {
+        let n = values.len();
+        let mut sorted = values.clone();
+        sorted.sort_by(f32::total_cmp);
+        let input = Array4::from_shape_vec((1, n, 1, 1), sorted).unwrap();
+        let ranges: [(Box<dyn Layer>, f32, f32); 4] = [
+            (Box::new(Relu), 0.0, f32::INFINITY),
+            (Box::new(Sigmoid), 0.0, 1.0),
+            (Box::new(Tanh), -1.0, 1.0),
+            (Box::new(ScaledTanh), -1.7159, 1.7159),
+        ];
+        for (layer, low, high) in ranges {
+            let out = layer.forward(input.view(), Pass::Predict).unwrap();
+            // within the function's range, and never decreasing, as every one is monotone
+            prop_assert!(out.iter().all(|&y| y >= low && y <= high), "{}", layer.name());
+            prop_assert!(out.iter().zip(out.iter().skip(1)).all(|(a, b)| a <= b), "{}", layer.name());
+        }
+    }
+
+    #[test]
+    fn flatten_keeps_every_value_in_order(c in 1usize..4, h in 1usize..5, w in 1usize..5, seed: u64) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let input = Array4::from_shape_simple_fn((2, c, h, w), || rand::RngExt::random::<f32>(&mut rng));
+        let out = Flatten.forward(input.view(), Pass::Train { seed }).unwrap();
+        prop_assert_eq!(out.dim(), (2, c * h * w, 1, 1));
+        prop_assert_eq!(out.iter().collect::<Vec<_>>(), input.iter().collect::<Vec<_>>());
     }
 }
