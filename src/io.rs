@@ -562,6 +562,28 @@ mod tests {
     }
 
     #[test]
+    fn layer_kinds_keep_their_positions_in_files() {
+        // files store a LayerConfig's variant by its position: older files must still read
+        let kinds = [
+            (LayerConfig::MaxPool { kernel: 2 }, 4),
+            (LayerConfig::Other { name: "x".into() }, 5),
+            (
+                LayerConfig::Activation {
+                    activation: crate::Activation::Relu,
+                },
+                6,
+            ),
+            (LayerConfig::Flatten, 7),
+            (LayerConfig::Dropout { rate: 0.5, seed: 1 }, 8),
+        ];
+        for (config, position) in kinds {
+            let bytes =
+                bincode::serde::encode_to_vec(&config, bincode::config::standard()).unwrap();
+            assert_eq!(bytes[0], position, "{config}");
+        }
+    }
+
+    #[test]
     fn bytes_round_trip() {
         let bytes = to_bytes(LeNet5::with_seed(3).network(), ARCH);
         let mut other = LeNet5::with_seed(4);

@@ -273,7 +273,8 @@ dyn_clone::clone_trait_object!(Layer);
 
 /// What a layer is, without its trained values: its kind, sizes, activation and fixed values.
 ///
-/// Two layers with equal configs take the same parameters with the same meaning.
+/// Two layers with equal configs take the same parameters with the same meaning. Model files
+/// store the variants by their position, so new ones are only ever added at the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum LayerConfig {
@@ -322,6 +323,11 @@ pub enum LayerConfig {
         /// `K`.
         kernel: usize,
     },
+    /// Any other layer, known by its [`Layer::name`].
+    Other {
+        /// The layer's name.
+        name: String,
+    },
     /// A standalone activation layer ([`Relu`](crate::Relu), [`Sigmoid`](crate::Sigmoid),
     /// [`Tanh`](crate::Tanh), [`ScaledTanh`](crate::ScaledTanh)).
     Activation {
@@ -336,11 +342,6 @@ pub enum LayerConfig {
         rate: f32,
         /// The layer's own seed, mixed with each training pass's.
         seed: u64,
-    },
-    /// Any other layer, known by its [`Layer::name`].
-    Other {
-        /// The layer's name.
-        name: String,
     },
 }
 
