@@ -5,17 +5,19 @@
 //! | bytes | content |
 //! |---|---|
 //! | 8 | magic `LENET5\0M` |
-//! | 4 | format version, little-endian `u32` (now 2; 1 is still read) |
+//! | 4 | format version, little-endian `u32` (now 3; 1 and 2 are still read) |
 //! | 8 | payload length, little-endian `u64` |
 //! | 4 | CRC-32 of the payload, little-endian `u32` |
-//! | n | payload: bincode 2 (standard config) of the architecture name, the input shape and each layer's [`LayerConfig`] (version 2 only), and every parameter's name, shape and values |
+//! | n | payload: bincode 2 (standard config) of the architecture name, the input shape and each layer's [`LayerConfig`] (since version 2), the input [`Encoding`] (since version 3), and every parameter's name, shape and values |
 //!
 //! Loading checks every field and returns [`Error::Model`] for a truncated, corrupted,
 //! other-version or other-architecture file, for a file whose layers differ from the network's
-//! in kind, size, activation or fixed values (version 2), and for NaN or infinite values.
-//! Version 1 files carry no layer configs: they load into any network with the same
-//! architecture name and parameter shapes. A version 2 file holds all it takes to rebuild a
-//! stack of this crate's layers ([`stack_from_bytes`], `Sequential::load`).
+//! in kind, size, activation or fixed values (since version 2) or in input encoding (since
+//! version 3), and for NaN or infinite values. Version 1 files carry no layer configs: they
+//! load into any network with the same architecture name and parameter shapes. A file of
+//! version 2 or 3 holds all it takes to rebuild a stack of this crate's layers
+//! ([`stack_from_bytes`], `Sequential::load`); a version 2 file's stack takes the encoding of
+//! the preset it names, else [`Encoding::Binary`].
 //!
 //! # Saving
 //! [`write_atomic`] writes a temporary file with a name of its own beside the target (so saves
@@ -36,12 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::layer::LayerConfig;
-use crate::{Error, Result, Sequential};
+use crate::{Encoding, Error, Preset, Result, Sequential};
 
 /// The first bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"LENET5\0M";
 /// The format version this crate writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Magic, version, payload length and checksum.
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 /// The largest payload read, 64 MiB (LeNet-5's is 250 kB): a corrupt length cannot make
@@ -50,11 +52,21 @@ pub const MAX_PAYLOAD: usize = 64 << 20;
 /// The largest model file read.
 pub const MAX_MODEL_FILE: u64 = (HEADER_LEN + MAX_PAYLOAD) as u64;
 
-/// The payload of a version 2 file.
+/// The payload of a version 3 file.
 #[derive(Serialize, Deserialize)]
 struct Payload {
     architecture: String,
     /// `[C, H, W]` of one input.
+    input_shape: [usize; 3],
+    encoding: Encoding,
+    layers: Vec<LayerConfig>,
+    params: Vec<Tensor>,
+}
+
+/// The payload of a version 2 file: no encoding.
+#[derive(Deserialize)]
+struct PayloadV2 {
+    architecture: String,
     input_shape: [usize; 3],
     layers: Vec<LayerConfig>,
     params: Vec<Tensor>,
@@ -92,6 +104,7 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
     let payload = Payload {
         architecture: architecture.into(),
         input_shape: net.input_shape(),
+        encoding: net.encoding(),
         layers: net.configs(),
         params,
     };
@@ -183,7 +196,11 @@ pub fn stack_from_bytes(bytes: &[u8], source_name: &str) -> Result<Sequential> {
             implied.map_or("more than usize::MAX".into(), |n| n.to_string())
         )));
     }
-    let mut net = Sequential::new(input_shape);
+    let encoding = decoded.encoding.unwrap_or_else(|| {
+        Preset::from_architecture(&decoded.architecture)
+            .map_or_else(Encoding::default, Preset::encoding)
+    });
+    let mut net = Sequential::new(input_shape).with_encoding(encoding);
     for (i, config) in layers.iter().enumerate() {
         let layer = crate::layers::from_config(config)
             .and_then(|layer| net.push(layer))
@@ -204,6 +221,14 @@ fn apply(net: &mut Sequential, decoded: Decoded, source_name: &str) -> Result<()
         return Err(bad(format!(
             "inputs are {shape:?} in the file, {:?} in the network",
             net.input_shape()
+        )));
+    }
+    if let Some(encoding) = decoded.encoding
+        && encoding != net.encoding()
+    {
+        return Err(bad(format!(
+            "inputs are encoded as {encoding:?} in the file, {:?} in the network",
+            net.encoding()
         )));
     }
     if let Some(layers) = &decoded.layers {
@@ -232,10 +257,12 @@ pub(crate) fn model_error(source_name: &str, reason: String) -> Error {
     }
 }
 
-/// A decoded payload of either version; `input_shape` and `layers` are `None` for version 1.
+/// A decoded payload of any version; `input_shape` and `layers` are `None` for version 1,
+/// `encoding` before version 3.
 struct Decoded {
     architecture: String,
     input_shape: Option<[usize; 3]>,
+    encoding: Option<Encoding>,
     layers: Option<Vec<LayerConfig>>,
     params: Vec<Tensor>,
 }
@@ -254,9 +281,9 @@ fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
         return Err(bad("not a lenet5 model file (bad magic)".into()));
     }
     let version = u32::from_le_bytes(field(8..12).try_into().expect("4 bytes"));
-    if version != 1 && version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(bad(format!(
-            "format version {version} is not supported (this crate reads 1 and {VERSION})"
+            "format version {version} is not supported (this crate reads 1 to {VERSION})"
         )));
     }
     let len = u64::from_le_bytes(field(12..20).try_into().expect("8 bytes"));
@@ -270,25 +297,39 @@ fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
     if crc != crc32fast::hash(payload) {
         return Err(bad("checksum mismatch: the file is corrupted".into()));
     }
-    let decoded = if version == 1 {
-        let (v1, used) = decode_payload::<PayloadV1>(payload).map_err(bad)?;
-        let decoded = Decoded {
-            architecture: v1.architecture,
-            input_shape: None,
-            layers: None,
-            params: v1.params,
-        };
-        (decoded, used)
-    } else {
-        let (v2, used) = decode_payload::<Payload>(payload).map_err(bad)?;
-        let decoded = Decoded {
-            architecture: v2.architecture,
-            input_shape: Some(v2.input_shape),
-            layers: Some(v2.layers),
-            params: v2.params,
-        };
-        (decoded, used)
-    };
+    let decoded = match version {
+        1 => decode_payload::<PayloadV1>(payload).map(|(v1, used)| {
+            let decoded = Decoded {
+                architecture: v1.architecture,
+                input_shape: None,
+                encoding: None,
+                layers: None,
+                params: v1.params,
+            };
+            (decoded, used)
+        }),
+        2 => decode_payload::<PayloadV2>(payload).map(|(v2, used)| {
+            let decoded = Decoded {
+                architecture: v2.architecture,
+                input_shape: Some(v2.input_shape),
+                encoding: None,
+                layers: Some(v2.layers),
+                params: v2.params,
+            };
+            (decoded, used)
+        }),
+        _ => decode_payload::<Payload>(payload).map(|(v3, used)| {
+            let decoded = Decoded {
+                architecture: v3.architecture,
+                input_shape: Some(v3.input_shape),
+                encoding: Some(v3.encoding),
+                layers: Some(v3.layers),
+                params: v3.params,
+            };
+            (decoded, used)
+        }),
+    }
+    .map_err(bad)?;
     match decoded {
         (decoded, used) if used == payload.len() => Ok(decoded),
         (_, used) => Err(bad(format!(
@@ -867,6 +908,50 @@ mod tests {
     }
 
     #[test]
+    fn version_2_files_still_load_with_their_presets_encoding() {
+        #[derive(Serialize)]
+        struct V2 {
+            architecture: String,
+            input_shape: [usize; 3],
+            layers: Vec<LayerConfig>,
+            params: Vec<Tensor>,
+        }
+        let net = LeNet5::lecun1998();
+        let v2 = V2 {
+            architecture: crate::Preset::LeCun1998.architecture().into(),
+            input_shape: net.input_shape(),
+            layers: net.configs(),
+            params: tensors_of(&net),
+        };
+        let bytes = frame(2, &v2);
+        let stack = stack_from_bytes(&bytes, "mem").unwrap();
+        assert_eq!(stack.encoding(), crate::Preset::LeCun1998.encoding());
+        let mut into = LeNet5::lecun1998();
+        load_bytes(&mut into, "lenet5-lecun1998", &bytes, "mem").unwrap();
+    }
+
+    #[test]
+    fn weights_load_only_into_a_network_of_the_same_encoding() {
+        let net = small(2, crate::Activation::Sigmoid);
+        let bytes = to_bytes(&net, ARCH);
+        assert_eq!(
+            stack_from_bytes(&bytes, "mem").unwrap().encoding(),
+            Encoding::Binary
+        );
+        let linear = Encoding::Linear {
+            background: -0.1,
+            ink: 1.175,
+        };
+        let mut other = small(2, crate::Activation::Sigmoid).with_encoding(linear);
+        let err = load_weights_bytes(&mut other, &bytes, "mem")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encoded as Binary in the file"), "{err}");
+        let bytes = to_bytes(&other, ARCH);
+        assert_eq!(stack_from_bytes(&bytes, "mem").unwrap().encoding(), linear);
+    }
+
+    #[test]
     fn layers_that_differ_only_in_fixed_values_are_told_apart() {
         let stack = |rbf: crate::RbfOutput| Sequential::new([84, 1, 1]).add(rbf).unwrap();
         let bytes = to_bytes(&stack(crate::RbfOutput::digits()), ARCH);
@@ -914,6 +999,7 @@ mod tests {
         let payload = Payload {
             architecture: ARCH.into(),
             input_shape: net.input_shape(),
+            encoding: Encoding::Binary,
             layers: net.configs(),
             params,
         };
@@ -943,6 +1029,7 @@ mod tests {
             let payload = Payload {
                 architecture: ARCH.into(),
                 input_shape: [1, 4, 4],
+                encoding: Encoding::Binary,
                 layers: vec![LayerConfig::Conv {
                     in_channels,
                     out_channels: 2,

@@ -128,7 +128,7 @@ impl Preset {
 
     /// The layers, with weights drawn from `rng` layer by layer.
     fn build(self, rng: &mut impl Rng) -> Result<Sequential> {
-        let net = Sequential::new(LeNet5::INPUT_SHAPE);
+        let net = Sequential::new(LeNet5::INPUT_SHAPE).with_encoding(self.encoding());
         match self {
             Preset::Report => net
                 .add(Conv::new(1, 6, 5, rng)?)?
@@ -329,7 +329,7 @@ impl LeNet5 {
             ));
         }
         let mut input = Array4::zeros((1, 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
-        self.preset
+        self.net
             .encoding()
             .preprocess_into(image, input.slice_mut(s![0, 0, .., ..]))?;
         let scores = self.predict(input.view())?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::{Array4, ArrayView4, CowArray};
 
 use crate::layer::{Backward, Layer, LayerConfig, Mode, ParamMut, ParamRef, Pass, chw};
-use crate::{Error, Result, interop, io};
+use crate::{Encoding, Error, Result, interop, io};
 
 /// The activations of one forward pass through a [`Sequential`]: what its backward pass
 /// ([`Sequential::backprop`]) reads, so that no layer keeps anything between passes.
@@ -50,6 +50,8 @@ impl Trace<'_> {
 #[derive(Clone)]
 pub struct Sequential {
     input_shape: [usize; 3],
+    /// How pixels become this network's inputs.
+    encoding: Encoding,
     /// `[C, H, W]` after each layer.
     shapes: Vec<[usize; 3]>,
     layers: Vec<Box<dyn Layer>>,
@@ -63,9 +65,23 @@ impl Sequential {
     pub fn new(input_shape: [usize; 3]) -> Self {
         Sequential {
             input_shape,
+            encoding: Encoding::default(),
             shapes: Vec::new(),
             layers: Vec::new(),
         }
+    }
+
+    /// The same stack, fed pixels encoded by `encoding` ([`Encoding::Binary`], the report's, by
+    /// default): training and evaluation on a [`Dataset`](crate::Dataset) encode its images so,
+    /// and model files record it.
+    pub fn with_encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// How pixels become this network's inputs.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// Appends `layer`.

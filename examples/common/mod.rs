@@ -88,9 +88,10 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
             data.display()
         )
     })?;
+    // the network encodes the images its own way
     let (train, test) = (
-        Dataset::load(&data, Split::Train)?.with_encoding(preset.encoding()),
-        Dataset::load(&data, Split::Test)?.with_encoding(preset.encoding()),
+        Dataset::load(&data, Split::Train)?,
+        Dataset::load(&data, Split::Test)?,
     );
 
     let mut net = LeNet5::from_preset(preset, args.seed);

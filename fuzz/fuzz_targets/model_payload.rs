@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut bytes = MAGIC.to_vec();
-    bytes.extend(u32::from(version % 3).to_le_bytes());
+    bytes.extend(u32::from(version % 4).to_le_bytes());
     bytes.extend((payload.len() as u64).to_le_bytes());
     bytes.extend(crc32fast::hash(payload).to_le_bytes());
     bytes.extend(payload);

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array3, Array4, ArrayView2, ArrayViewMut2, Axis, s};
 use rand::Rng;
 
+use serde::{Deserialize, Serialize};
+
 use super::distort::Distortion;
 use super::idx::Idx;
-use crate::{Error, Result};
+use crate::{Error, Result, Sequential};
 
 /// Side of an MNIST image.
 pub const SIDE: usize = 28;
@@ -42,10 +44,13 @@ impl Split {
     }
 }
 
-/// How a pixel intensity (0 = background, 255 = ink) becomes a network input.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How a pixel intensity (0 = background, 255 = ink) becomes a network input. A network
+/// carries its own ([`Sequential::with_encoding`](crate::Sequential::with_encoding)), so that
+/// data reaches it encoded the way it was trained.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub enum Encoding {
     /// The report's: 1.0 for an intensity `>= 40`, else 0.0.
+    #[default]
     Binary,
     /// `background + (ink - background) · intensity / 255`; LeCun 1998 uses background -0.1
     /// and ink 1.175 (Section II-B), so that the mean input is about 0 and its variance about 1.
@@ -74,27 +79,30 @@ impl Encoding {
         }
     }
 
-    /// Writes `image` `[H, W]`, encoded, into the middle of `out` `[H + 4, W + 4]`, and the
-    /// encoded background into its 2-pixel border.
+    /// Writes `image` `[H, W]`, encoded, into the middle of `out` `[H + 2p, W + 2q]`, and the
+    /// encoded background into its border of `p` rows and `q` columns on each side (LeNet-5's
+    /// 32x32 input: a border of 2 around MNIST's 28x28).
     ///
     /// # Errors
-    /// [`Error::Shape`] when `out` is not `[H + 4, W + 4]`.
+    /// [`Error::Shape`] when `out` is smaller than `image` or leaves an odd margin.
     pub fn preprocess_into<T: Copy + Into<f32>>(
         self,
         image: ArrayView2<T>,
         mut out: ArrayViewMut2<f32>,
     ) -> Result<()> {
         let (h, w) = image.dim();
-        if out.dim() != (h + 2 * PAD, w + 2 * PAD) {
-            return Err(Error::shape(
-                "Encoding::preprocess_into",
-                &[h + 2 * PAD, w + 2 * PAD],
-                out.shape(),
-            ));
+        let (oh, ow) = out.dim();
+        if oh < h || ow < w || !(oh - h).is_multiple_of(2) || !(ow - w).is_multiple_of(2) {
+            return Err(Error::Shape {
+                layer: "Encoding::preprocess_into",
+                expected: format!("[{h} + 2p, {w} + 2q]"),
+                got: out.shape().to_vec(),
+            });
         }
+        let (p, q) = ((oh - h) / 2, (ow - w) / 2);
         out.fill(self.encode(0.0));
-        out.slice_mut(s![PAD..PAD + h, PAD..PAD + w])
-            .zip_mut_with(&image, |o, &p| *o = self.encode(p.into()));
+        out.slice_mut(s![p..p + h, q..q + w])
+            .zip_mut_with(&image, |o, &v| *o = self.encode(v.into()));
         Ok(())
     }
 }
@@ -106,8 +114,8 @@ pub struct Dataset {
     images: Array3<u8>,
     /// `[N]`, each below [`CLASSES`].
     labels: Vec<u8>,
-    /// How [`Dataset::batch`] turns pixels into inputs.
-    encoding: Encoding,
+    /// How batches turn pixels into inputs, when the data says so; else the network's.
+    encoding: Option<Encoding>,
 }
 
 impl Dataset {
@@ -185,19 +193,21 @@ impl Dataset {
         Ok(Dataset {
             images,
             labels,
-            encoding: Encoding::Binary,
+            encoding: None,
         })
     }
 
-    /// The same data, encoded by `encoding` in every batch (the report's [`Encoding::Binary`]
-    /// by default).
+    /// The same data, meant for networks with `encoding` only: training or evaluating a
+    /// network of another encoding is then an error. Without it, a network's batches are
+    /// encoded its own way ([`Sequential::encoding`]), and [`Dataset::batch`] uses the report's
+    /// [`Encoding::Binary`].
     pub fn with_encoding(mut self, encoding: Encoding) -> Self {
-        self.encoding = encoding;
+        self.encoding = Some(encoding);
         self
     }
 
-    /// How batches are encoded.
-    pub fn encoding(&self) -> Encoding {
+    /// The encoding this data is meant for, if it names one.
+    pub fn encoding(&self) -> Option<Encoding> {
         self.encoding
     }
 
@@ -225,6 +235,33 @@ impl Dataset {
         [1, SIDE + 2 * PAD, SIDE + 2 * PAD]
     }
 
+    /// How batches for `net` are made: its encoding, and its input side (`[1, S, S]` with the
+    /// 28x28 images centred in a border of `(S - 28) / 2`: 28 for none, 32 for LeNet-5's).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `net` does not take one-channel squares of an even margin around
+    /// 28x28, and [`Error::InvalidArgument`] when this data names an encoding
+    /// ([`Dataset::with_encoding`]) other than the network's.
+    pub fn input_for(&self, net: &Sequential) -> Result<(Encoding, usize)> {
+        let [c, h, w] = net.input_shape();
+        if c != 1 || h != w || h < SIDE || !(h - SIDE).is_multiple_of(2) {
+            return Err(Error::Shape {
+                layer: "Dataset",
+                expected: format!("a network of [1, S, S] inputs, S = {SIDE} + an even margin"),
+                got: vec![c, h, w],
+            });
+        }
+        match self.encoding {
+            Some(mine) if mine != net.encoding() => Err(Error::InvalidArgument {
+                what: "Dataset",
+                reason: format!(
+                    "the data is meant for {mine:?} inputs, the network takes {:?}",
+                    net.encoding()
+                ),
+            }),
+            _ => Ok((net.encoding(), h)),
+        }
+    }
     fn check_index(&self, i: usize) -> Result<()> {
         if i >= self.len() {
             return Err(Error::InvalidArgument {
@@ -280,20 +317,47 @@ impl Dataset {
     pub fn batch_of(
         &self,
         indices: &[usize],
+        distortion: Option<(&Distortion, &mut dyn Rng)>,
+    ) -> Result<Array4<f32>> {
+        let encoding = self.encoding.unwrap_or_default();
+        self.encode(indices, distortion, encoding, SIDE + 2 * PAD)
+    }
+
+    /// Images `indices` as `net` takes them (`[B, 1, S, S]`, see [`Dataset::input_for`]), each
+    /// first distorted by `distortion` when there is one: what training and evaluation feed it.
+    ///
+    /// # Errors
+    /// As [`Dataset::input_for`] and [`Dataset::batch_of`].
+    pub fn batch_for(
+        &self,
+        net: &Sequential,
+        indices: &[usize],
+        distortion: Option<(&Distortion, &mut dyn Rng)>,
+    ) -> Result<Array4<f32>> {
+        let (encoding, side) = self.input_for(net)?;
+        self.encode(indices, distortion, encoding, side)
+    }
+
+    /// `[B, 1, side, side]`: images `indices`, distorted, encoded and centred.
+    fn encode(
+        &self,
+        indices: &[usize],
         mut distortion: Option<(&Distortion, &mut dyn Rng)>,
+        encoding: Encoding,
+        side: usize,
     ) -> Result<Array4<f32>> {
         if let Some(&i) = indices.iter().find(|&&i| i >= self.len()) {
             self.check_index(i)?;
         }
-        let mut batch = Array4::zeros((indices.len(), 1, SIDE + 2 * PAD, SIDE + 2 * PAD));
+        let mut batch = Array4::zeros((indices.len(), 1, side, side));
         for (&i, mut out) in indices.iter().zip(batch.outer_iter_mut()) {
             let out = out.index_axis_mut(Axis(0), 0);
             let image = self.images.index_axis(Axis(0), i);
             match &mut distortion {
-                None => self.encoding.preprocess_into(image, out)?,
+                None => encoding.preprocess_into(image, out)?,
                 Some((distortion, rng)) => {
                     let warped = distortion.apply(image, *rng);
-                    self.encoding.preprocess_into(warped.view(), out)?;
+                    encoding.preprocess_into(warped.view(), out)?;
                 }
             }
         }

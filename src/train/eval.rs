@@ -15,10 +15,12 @@ pub const EVAL_BATCH: usize = 8;
 
 /// The class with the highest score for each image of `data`, in order.
 ///
+/// The images are encoded and padded as the network takes them ([`Dataset::batch_for`]).
+///
 /// # Errors
-/// The network's [`Error::Shape`](crate::Error::Shape) when it does not take `[B, 1, 32, 32]`
-/// images, and [`Error::InvalidArgument`](crate::Error::InvalidArgument) when it does not give
-/// one score per class.
+/// As [`Dataset::input_for`] when the network does not take the data's images, and
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument) when it does not give one score
+/// per class.
 pub fn predict_classes(net: &(impl AsRef<Sequential> + ?Sized), data: &Dataset) -> Result<Vec<u8>> {
     let net = net.as_ref();
     check_scores_per_class(net, data)?;
@@ -26,11 +28,8 @@ pub fn predict_classes(net: &(impl AsRef<Sequential> + ?Sized), data: &Dataset) 
     let batches: Result<Vec<Vec<u8>>> = starts
         .into_par_iter()
         .map(|start| {
-            classify(
-                net,
-                data.batch(start..(start + EVAL_BATCH).min(data.len()))?
-                    .view(),
-            )
+            let indices: Vec<usize> = (start..(start + EVAL_BATCH).min(data.len())).collect();
+            classify(net, data.batch_for(net, &indices, None)?.view())
         })
         .collect();
     Ok(batches?.concat())

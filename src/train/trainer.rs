@@ -359,8 +359,8 @@ impl Trainer {
                     .distortion
                     .as_ref()
                     .map(|d| (d, &mut distort_rng as &mut dyn rand::Rng));
-                let input = data.batch_of(batch, distortion)?;
                 let stack = net.as_mut();
+                let input = data.batch_for(stack, batch, distortion)?;
                 let pass = Pass::Train {
                     seed: noise_rng.random(),
                 };
@@ -478,13 +478,15 @@ impl Trainer {
     }
 }
 
-/// That `net` turns one image of `data` into one score per class.
+/// That `net` takes the images of `data` (see [`Dataset::input_for`]) and turns each into one
+/// score per class.
 ///
 /// # Errors
-/// The network's [`Error::Shape`] when it does not take the data's images, and
-/// [`Error::InvalidArgument`] when it gives another number of scores than there are classes.
+/// As [`Dataset::input_for`], and [`Error::InvalidArgument`] when the network gives another
+/// number of scores than there are classes.
 pub(crate) fn check_scores_per_class(net: &Sequential, data: &Dataset) -> Result<()> {
-    let [c, h, w] = net.output_shape_for(data.image_shape())?;
+    data.input_for(net)?;
+    let [c, h, w] = net.output_shape();
     if c * h * w != CLASSES {
         return Err(Error::InvalidArgument {
             what: "network",
@@ -533,7 +535,7 @@ fn estimate_curvature(
     for _ in 0..samples {
         let i = rng.random_range(0..data.len());
         let label = usize::from(data.labels()[i]);
-        let input = data.batch(i..i + 1)?;
+        let input = data.batch_for(net, &[i], None)?;
         let trace = net.trace(
             input.view(),
             Pass::Train {
@@ -724,6 +726,49 @@ mod tests {
     }
 
     #[test]
+    fn networks_of_28x28_inputs_train_on_the_images_unpadded_and_in_their_encoding() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let linear = crate::Encoding::Linear {
+            background: -0.5,
+            ink: 0.5,
+        };
+        let mut net = crate::Sequential::new([1, 28, 28])
+            .with_encoding(linear)
+            .add(
+                crate::Connect::new(28 * 28, 10, &mut rng)
+                    .unwrap()
+                    .with_activation(crate::Activation::Identity)
+                    .with_init(crate::Init::He, &mut rng),
+            )
+            .unwrap();
+        let data = bars(200);
+        // the batches are the images themselves, encoded the network's way
+        let batch = data.batch_for(&net, &[3], None).unwrap();
+        assert_eq!(batch.dim(), (1, 1, 28, 28));
+        assert_eq!(batch[[0, 0, 6, 0]], 0.5); // a bar pixel (row 6 for label 3)
+        assert_eq!(batch[[0, 0, 0, 0]], -0.5);
+        let mut trainer = Trainer::new(crate::train::Adam::default())
+            .with_epochs(3)
+            .with_schedule(Schedule::Exponential {
+                lr: 0.01,
+                decay: 0.9,
+            });
+        trainer
+            .train(&mut net, &data, |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(evaluate(&net, &data).unwrap().accuracy, 1.0);
+        // data meant for another encoding is refused, not fed in silently
+        let binary = bars(20).with_encoding(crate::Encoding::Binary);
+        let err = evaluate(&net, &binary).unwrap_err().to_string();
+        assert!(err.contains("meant for Binary inputs"), "{err}");
+        assert!(
+            trainer
+                .train(&mut net, &binary, |_| ControlFlow::Continue(()))
+                .is_err()
+        );
+    }
+
+    #[test]
     fn a_network_without_one_score_per_class_is_refused() {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
         let mut net = crate::Sequential::new([1, 32, 32])
@@ -736,7 +781,8 @@ mod tests {
             .to_string();
         assert!(err.contains("12x1x1 scores per image"), "{err}");
         assert!(evaluate(&net, &data).is_err());
-        let mut small = crate::Sequential::new([1, 28, 28]);
+        // 28 rows but 30 columns: no square margin around the images fits it
+        let mut small = crate::Sequential::new([1, 28, 30]);
         assert!(matches!(evaluate(&small, &data), Err(Error::Shape { .. })));
         assert!(
             Trainer::new(GradientDescent)
