@@ -1,6 +1,7 @@
 //! Training losses over a network's scores (larger is better): the report's softmax
 //! cross-entropy, and LeCun et al. 1998's MAP criterion for RBF outputs.
 
+use ndarray::{Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -81,6 +82,44 @@ impl Loss {
         }
     }
 
+    /// The mean loss of a batch of `scores` `[B, classes, 1, 1]` (any `[B, C, H, W]`, each
+    /// sample's scores read row by row) for `labels` `[B]`, and dL/d(scores) of that mean, the
+    /// shape of `scores`.
+    ///
+    /// ```
+    /// use lenet5::ndarray::array;
+    /// use lenet5::train::Loss;
+    /// let scores = array![[[[0.0]], [[0.0]]], [[[0.0]], [[0.0]]]]; // [2, 2, 1, 1]
+    /// let (loss, grad) = Loss::SoftmaxCrossEntropy.batch(scores.view(), &[0, 1])?;
+    /// assert!((loss - 2f64.ln()).abs() < 1e-6);
+    /// assert_eq!(grad[[0, 0, 0, 0]], -0.25); // (0.5 - 1) / 2
+    /// # Ok::<(), lenet5::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) when there is not one label per sample or no
+    /// sample, and the errors of [`Loss::compute`].
+    pub fn batch(self, scores: ArrayView4<f32>, labels: &[usize]) -> Result<(f64, Array4<f32>)> {
+        let batch = scores.dim().0;
+        if batch == 0 || labels.len() != batch {
+            return Err(crate::Error::shape(
+                "Loss::batch",
+                &[batch],
+                &[labels.len()],
+            ));
+        }
+        let scores = scores.as_standard_layout();
+        let mut grad = Array4::zeros(scores.raw_dim());
+        let mut total = 0.0;
+        for ((s, mut g), &label) in scores.outer_iter().zip(grad.outer_iter_mut()).zip(labels) {
+            let s = s.to_slice().expect("standard layout");
+            let g = g.as_slice_mut().expect("zeros are in standard layout");
+            total += f64::from(self.compute(s, label, g)?);
+        }
+        grad /= batch as f32;
+        Ok((total / batch as f64, grad))
+    }
+
     /// ∂²L/∂s_i² into `curvature`, from the `grad` that [`Loss::compute`] wrote for `label`.
     /// For both losses `grad = p - one_hot(label)` and the diagonal is `p_i (1 - p_i)`.
     ///
@@ -101,6 +140,38 @@ mod tests {
     use super::*;
     use crate::Error;
     use approx::assert_relative_eq;
+
+    #[test]
+    fn a_batch_is_the_mean_of_its_samples() {
+        let scores = crate::check::uniform((3, 4, 1, 1), 1);
+        let labels = [2, 0, 3];
+        for loss in [Loss::SoftmaxCrossEntropy, Loss::Map { j: 1.5 }] {
+            let (mean, grad) = loss.batch(scores.view(), &labels).unwrap();
+            let mut total = 0.0;
+            for (b, &label) in labels.iter().enumerate() {
+                let s: Vec<f32> = scores
+                    .index_axis(ndarray::Axis(0), b)
+                    .iter()
+                    .copied()
+                    .collect();
+                let mut g = [0.0; 4];
+                total += f64::from(loss.compute(&s, label, &mut g).unwrap());
+                for (k, g) in g.iter().enumerate() {
+                    assert_eq!(grad[[b, k, 0, 0]], g / 3.0);
+                }
+            }
+            assert!((mean - total / 3.0).abs() < 1e-12);
+        }
+        let err = Loss::SoftmaxCrossEntropy.batch(scores.view(), &[0, 1]);
+        assert!(matches!(err, Err(Error::Shape { .. })));
+        let empty = Array4::<f32>::zeros((0, 4, 1, 1));
+        assert!(Loss::SoftmaxCrossEntropy.batch(empty.view(), &[]).is_err());
+        assert!(
+            Loss::SoftmaxCrossEntropy
+                .batch(scores.view(), &[0, 1, 4])
+                .is_err()
+        );
+    }
 
     #[test]
     fn map_loss_by_hand_and_by_finite_differences() {

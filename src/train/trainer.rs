@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use ndarray::{Array4, ArrayView4};
+use ndarray::Array4;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -365,7 +365,9 @@ impl Trainer {
                     seed: noise_rng.random(),
                 };
                 let trace = stack.trace(input.view(), pass)?;
-                let (loss, grad) = self.batch_loss(trace.output(), data, batch)?;
+                let labels: Vec<usize> = batch.iter().map(|&i| data.labels()[i].into()).collect();
+                let (mean, grad) = self.loss.batch(trace.output(), &labels)?;
+                let loss = mean * batch.len() as f64;
                 let diverged = |what| {
                     Err(Error::Diverged {
                         epoch,
@@ -449,33 +451,6 @@ impl Trainer {
             }
         }
     }
-
-    /// The summed loss of `scores` `[B, classes, 1, 1]` for the labels of `batch`, and
-    /// dL/d(scores) of the batch's mean loss.
-    fn batch_loss(
-        &self,
-        scores: ArrayView4<f32>,
-        data: &Dataset,
-        batch: &[usize],
-    ) -> Result<(f64, Array4<f32>)> {
-        let mut grad = Array4::zeros(scores.raw_dim());
-        let mut total = 0.0;
-        for ((s, mut g), &i) in scores.outer_iter().zip(grad.outer_iter_mut()).zip(batch) {
-            let label = usize::from(data.labels()[i]);
-            total += f64::from(
-                self.loss.compute(
-                    s.as_slice()
-                        .expect("a forward output is in standard layout"),
-                    label,
-                    g.as_slice_mut().expect("zeros are in standard layout"),
-                )?,
-            );
-        }
-        if batch.len() > 1 {
-            grad /= batch.len() as f32;
-        }
-        Ok((total, grad))
-    }
 }
 
 /// That `net` takes the images of `data` (see [`Dataset::input_for`]) and turns each into one
@@ -542,17 +517,11 @@ fn estimate_curvature(
                 seed: noise.random(),
             },
         )?;
-        let scores = trace.output().as_standard_layout().into_owned();
-        let mut grad = Array4::zeros(scores.raw_dim());
-        let grad_slice = grad.as_slice_mut().expect("zeros are in standard layout");
-        loss.compute(
-            scores.as_slice().expect("standard layout"),
-            label,
-            grad_slice,
-        )?;
-        let mut curvature = Array4::zeros(scores.raw_dim());
+        let (_, grad) = loss.batch(trace.output(), &[label])?;
+        let mut curvature = Array4::zeros(grad.raw_dim());
         loss.curvature(
-            grad_slice,
+            grad.as_slice()
+                .expect("a fresh array is in standard layout"),
             label,
             curvature
                 .as_slice_mut()
@@ -594,7 +563,8 @@ mod tests {
         let step = |net: &mut LeNet5, batch: &[usize]| {
             let input = data.batch_of(batch, None).unwrap();
             let trace = net.trace(input.view(), Pass::Predict).unwrap();
-            let (_, grad) = trainer.batch_loss(trace.output(), &data, batch).unwrap();
+            let labels: Vec<usize> = batch.iter().map(|&i| data.labels()[i].into()).collect();
+            let (_, grad) = trainer.loss().batch(trace.output(), &labels).unwrap();
             net.backprop(&trace, grad.view(), Mode::Params).unwrap();
         };
         step(&mut net, &[0, 1, 2, 3]);
