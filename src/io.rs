@@ -113,10 +113,16 @@ pub fn to_bytes(net: &Sequential, architecture: &str) -> Vec<u8> {
 
 /// A model file: the header for `version` and the bincode encoding of `payload`.
 fn frame(version: u32, payload: &impl Serialize) -> Vec<u8> {
+    frame_as(MAGIC, version, payload)
+}
+
+/// A file of the crate's framing: `magic`, `version`, the payload's length and CRC-32, then
+/// the bincode encoding of `payload`.
+pub(crate) fn frame_as(magic: [u8; 8], version: u32, payload: &impl Serialize) -> Vec<u8> {
     let payload = bincode::serde::encode_to_vec(payload, bincode::config::standard())
         .expect("encoding to memory cannot fail");
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
-    bytes.extend(MAGIC);
+    bytes.extend(magic);
     bytes.extend(version.to_le_bytes());
     bytes.extend((payload.len() as u64).to_le_bytes());
     bytes.extend(crc32fast::hash(&payload).to_le_bytes());
@@ -267,23 +273,35 @@ struct Decoded {
     params: Vec<Tensor>,
 }
 
-/// The payload of the model file `bytes`, after checking its header and checksum.
-fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
+/// The version and payload of `bytes`, a file of the crate's framing with `magic` and a
+/// version from 1 to `latest`, after checking its header and checksum; `what` names the kind
+/// of file in errors.
+///
+/// # Errors
+/// [`Error::Model`] for a short file, another magic or version, or a length or checksum that
+/// does not match.
+pub(crate) fn unframe<'a>(
+    bytes: &'a [u8],
+    magic: [u8; 8],
+    latest: u32,
+    what: &str,
+    source_name: &str,
+) -> Result<(u32, &'a [u8])> {
     let bad = |reason| model_error(source_name, reason);
     let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(bad(format!(
-            "{} bytes is too short for a model file",
+            "{} bytes is too short for {what}",
             bytes.len()
         )));
     };
     let field = |range: std::ops::Range<usize>| &header[range];
-    if field(0..8) != MAGIC {
-        return Err(bad("not a lenet5 model file (bad magic)".into()));
+    if field(0..8) != magic {
+        return Err(bad(format!("not {what} (bad magic)")));
     }
     let version = u32::from_le_bytes(field(8..12).try_into().expect("4 bytes"));
-    if !(1..=VERSION).contains(&version) {
+    if !(1..=latest).contains(&version) {
         return Err(bad(format!(
-            "format version {version} is not supported (this crate reads 1 to {VERSION})"
+            "format version {version} is not supported (this crate reads 1 to {latest})"
         )));
     }
     let len = u64::from_le_bytes(field(12..20).try_into().expect("8 bytes"));
@@ -297,55 +315,57 @@ fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
     if crc != crc32fast::hash(payload) {
         return Err(bad("checksum mismatch: the file is corrupted".into()));
     }
-    let decoded = match version {
-        1 => decode_payload::<PayloadV1>(payload).map(|(v1, used)| {
-            let decoded = Decoded {
+    Ok((version, payload))
+}
+
+/// The payload of the model file `bytes`, after checking its header and checksum.
+fn decode(bytes: &[u8], source_name: &str) -> Result<Decoded> {
+    let bad = |reason| model_error(source_name, reason);
+    let (version, payload) = unframe(bytes, MAGIC, VERSION, "a lenet5 model file", source_name)?;
+    Ok(match version {
+        1 => {
+            let v1: PayloadV1 = decode_payload(payload).map_err(bad)?;
+            Decoded {
                 architecture: v1.architecture,
                 input_shape: None,
                 encoding: None,
                 layers: None,
                 params: v1.params,
-            };
-            (decoded, used)
-        }),
-        2 => decode_payload::<PayloadV2>(payload).map(|(v2, used)| {
-            let decoded = Decoded {
+            }
+        }
+        2 => {
+            let v2: PayloadV2 = decode_payload(payload).map_err(bad)?;
+            Decoded {
                 architecture: v2.architecture,
                 input_shape: Some(v2.input_shape),
                 encoding: None,
                 layers: Some(v2.layers),
                 params: v2.params,
-            };
-            (decoded, used)
-        }),
-        _ => decode_payload::<Payload>(payload).map(|(v3, used)| {
-            let decoded = Decoded {
+            }
+        }
+        _ => {
+            let v3: Payload = decode_payload(payload).map_err(bad)?;
+            Decoded {
                 architecture: v3.architecture,
                 input_shape: Some(v3.input_shape),
                 encoding: Some(v3.encoding),
                 layers: Some(v3.layers),
                 params: v3.params,
-            };
-            (decoded, used)
-        }),
-    }
-    .map_err(bad)?;
-    match decoded {
-        (decoded, used) if used == payload.len() => Ok(decoded),
-        (_, used) => Err(bad(format!(
-            "{} bytes after the payload",
-            payload.len() - used
-        ))),
-    }
+            }
+        }
+    })
 }
 
-/// `T` decoded from `payload` with a size limit, and the bytes it used.
-fn decode_payload<T: serde::de::DeserializeOwned>(
+/// `T` decoded from the whole of `payload`, with a size limit.
+pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(
     payload: &[u8],
-) -> std::result::Result<(T, usize), String> {
+) -> std::result::Result<T, String> {
     let config = bincode::config::standard().with_limit::<MAX_PAYLOAD>();
-    bincode::serde::decode_from_slice(payload, config)
-        .map_err(|e| format!("undecodable payload: {e}"))
+    match bincode::serde::decode_from_slice(payload, config) {
+        Ok((decoded, used)) if used == payload.len() => Ok(decoded),
+        Ok((_, used)) => Err(format!("{} bytes after the payload", payload.len() - used)),
+        Err(e) => Err(format!("undecodable payload: {e}")),
+    }
 }
 
 /// That the file's layers `saved` are the network's `layers`, one for one.

@@ -37,6 +37,7 @@ mod lenet5;
 pub mod plot;
 pub mod recipes;
 mod scores;
+mod seeds;
 pub mod sequential;
 #[cfg(test)]
 mod testing;

@@ -74,6 +74,8 @@ fn outputs_are_checked_before_anything_runs() {
     for (args, says) in [
         (&["--out", "nodir/x.bin"][..], "nodir/x.bin"),
         (&["--out", "notes.txt"], "is not a lenet5 model"),
+        (&["--resume", "missing.ckpt"], "--resume: missing.ckpt"),
+        (&["--resume", "notes.txt"], "a lenet5 checkpoint"),
     ] {
         let out = run("mnist", args, &dir);
         let stderr = String::from_utf8_lossy(&out.stderr);

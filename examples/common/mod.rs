@@ -4,11 +4,13 @@
 use std::error::Error;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use lenet5::data::Distortion;
-use lenet5::train::{Progress, evaluate};
+use lenet5::train::{Checkpoint, Progress, evaluate};
 use lenet5::{Dataset, LeNet5, Preset, Split};
 
 /// The flags of the training examples.
@@ -32,17 +34,22 @@ pub struct TrainArgs {
     /// End with the weights of the epoch with the best training accuracy
     #[arg(long)]
     keep_best: bool,
+    /// Go on with the run saved in this checkpoint (a run writes NAME.run.ckpt beside its
+    /// model after every epoch and on Ctrl-C); give it the run's own flags
+    #[arg(long, value_name = "FILE")]
+    resume: Option<PathBuf>,
 }
 
-/// `FILE.curves.svg` for the model `FILE.bin`: a name that can never be the model's own.
-fn curves_path(out: &Path) -> PathBuf {
+/// `FILE.{suffix}` for the model `FILE.bin`, where `suffix` has a dot of its own
+/// (`curves.svg`): a name that can never be the model's own.
+fn beside(out: &Path, suffix: &str) -> PathBuf {
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
-    out.with_file_name(format!("{stem}.curves.svg"))
+    out.with_file_name(format!("{stem}.{suffix}"))
 }
 
-/// Refuses to write over an existing file that is not a lenet5 model, and checks that `out`
-/// and its curves can be written, before any training.
-fn check_outputs(out: &Path, plot: &Path) -> Result<(), Box<dyn Error>> {
+/// Refuses to write over an existing file that is not a lenet5 model, and checks that `out`,
+/// its curves and its checkpoint can be written, before any training.
+fn check_outputs(out: &Path, plot: &Path, checkpoint: &Path) -> Result<(), Box<dyn Error>> {
     if let Ok(mut file) = std::fs::File::open(out) {
         let mut magic = [0u8; 8];
         let is_model =
@@ -55,7 +62,11 @@ fn check_outputs(out: &Path, plot: &Path) -> Result<(), Box<dyn Error>> {
             .into());
         }
     }
-    for (flag, path) in [("--out", out), ("--out's curves", plot)] {
+    for (flag, path) in [
+        ("--out", out),
+        ("--out's curves", plot),
+        ("--out's checkpoint", checkpoint),
+    ] {
         lenet5::io::check_writable(path).map_err(|e| format!("{flag}: {e}"))?;
     }
     Ok(())
@@ -71,8 +82,13 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
         std::env::var_os("MNIST_DIR").map_or_else(|| PathBuf::from("data/mnist"), PathBuf::from)
     });
     let out = args.out.unwrap_or_else(|| PathBuf::from(default_out));
-    let plot = curves_path(&out);
-    check_outputs(&out, &plot)?;
+    let plot = beside(&out, "curves.svg");
+    let run_file = beside(&out, "run.ckpt");
+    check_outputs(&out, &plot, &run_file)?;
+    let resume = match &args.resume {
+        Some(path) => Some(Checkpoint::load(path).map_err(|e| format!("--resume: {e}"))?),
+        None => None,
+    };
 
     let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
         "{msg} {wide_bar} {pos}/{len}",
@@ -98,11 +114,20 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
     let mut trainer = preset
         .trainer(args.seed)
         .with_distortion(args.distort.then(Distortion::default))
-        .with_keep_best(args.keep_best);
+        .with_keep_best(args.keep_best)
+        .with_checkpoints(1, &run_file);
     if let Some(epochs) = args.epochs {
         trainer = trainer.with_epochs(epochs as usize);
     }
-    let history = trainer.train(&mut net, &train, |progress| {
+    // Ctrl-C stops the run after the current batch; the trainer then writes the checkpoint
+    // of the last finished epoch
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let observe = |progress: Progress<'_, LeNet5>| {
+        if interrupted.load(Ordering::SeqCst) {
+            return ControlFlow::Break(());
+        }
         match progress {
             Progress::Sample {
                 epoch,
@@ -122,14 +147,27 @@ pub fn run(preset: Preset, default_out: &str) -> Result<(), Box<dyn Error>> {
             }),
         }
         ControlFlow::Continue(())
-    })?;
+    };
+    let history = match &resume {
+        Some(checkpoint) => trainer.resume(&mut net, &train, checkpoint, observe)?,
+        None => trainer.train(&mut net, &train, observe)?,
+    };
     bar.finish_and_clear();
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(format!(
+            "interrupted: the run to its last finished epoch is in {0}; go on with --resume {0}",
+            run_file.display()
+        )
+        .into());
+    }
 
     net.save(&out)?;
     lenet5::io::write_atomic(
         &plot,
         lenet5::plot::training_curves_svg(&history).as_bytes(),
     )?;
+    // the run is complete: its result is the model
+    std::fs::remove_file(&run_file)?;
     eprintln!("saved {} and {}", out.display(), plot.display());
     println!("test accuracy: {:.4}", evaluate(&net, &test)?.accuracy);
     Ok(())

@@ -22,6 +22,7 @@
 use ndarray::{Array4, ArrayView4, Zip};
 
 use crate::layer::{Backward, Layer, LayerConfig, Pass};
+use crate::seeds::mix;
 use crate::{Error, Result};
 
 /// Zeroes a random share `rate` of the values in training.
@@ -60,24 +61,16 @@ impl Dropout {
         let Pass::Train { seed } = pass else {
             return Array4::ones(shape);
         };
-        let key = splitmix64(self.seed ^ splitmix64(seed));
+        let key = mix(self.seed ^ mix(seed));
         let threshold = (f64::from(self.rate) * f64::from(1u32 << DRAW_BITS)) as u64;
         let keep = 1.0 / (1.0 - self.rate);
         let mut index = 0u64;
         Array4::from_shape_simple_fn(shape, || {
-            let draw = splitmix64(key.wrapping_add(index)) >> (64 - DRAW_BITS);
+            let draw = mix(key.wrapping_add(index)) >> (64 - DRAW_BITS);
             index += 1;
             if draw < threshold { 0.0 } else { keep }
         })
     }
-}
-
-/// SplitMix64's output function (Steele et al. 2014): a bijective mix of 64 bits.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 impl Layer for Dropout {

@@ -5,9 +5,37 @@
 //! of [`Layer::params_mut`](crate::Layer::params_mut), and refuses a step that would make a value
 //! non-finite, so a diverging run keeps its last finite weights.
 
+use serde::{Deserialize, Serialize};
+
 use crate::kernels::multiversion;
 use crate::layer::ParamMut;
 use crate::{Error, Result};
+
+/// What an optimiser has learnt while training (moments, velocities, a step count), as a
+/// checkpoint keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    /// Steps taken, where the optimiser counts them.
+    pub steps: u64,
+    /// Its buffers, each one vector per parameter in the order of
+    /// [`Layer::params_mut`](crate::Layer::params_mut).
+    pub buffers: Vec<Vec<Vec<f32>>>,
+}
+
+/// `state`'s buffers, or an error naming `optimizer` when it holds another number of them.
+fn buffers<const N: usize>(
+    optimizer: &'static str,
+    state: OptimizerState,
+) -> Result<[Vec<Vec<f32>>; N]> {
+    let held = state.buffers.len();
+    state
+        .buffers
+        .try_into()
+        .map_err(|_| Error::InvalidArgument {
+            what: optimizer,
+            reason: format!("a state of {held} buffers, {optimizer} keeps {N}"),
+        })
+}
 
 /// Moves parameters by their gradients (the batch mean), then clears the gradients.
 pub trait Optimizer: std::fmt::Debug + Send {
@@ -27,6 +55,22 @@ pub trait Optimizer: std::fmt::Debug + Send {
     /// The estimated diagonal curvature (the mean squared sampled gradient), one vector per
     /// parameter; called before each epoch when [`Optimizer::curvature_samples`] is not zero.
     fn set_curvature(&mut self, _curvature: Vec<Vec<f32>>) {}
+
+    /// What the optimiser has learnt so far, for a checkpoint; nothing by default. An
+    /// optimiser that keeps state between steps implements this and [`Optimizer::restore`],
+    /// so that a resumed run steps as an uninterrupted one would.
+    fn state(&self) -> OptimizerState {
+        OptimizerState::default()
+    }
+
+    /// Takes back a [`Optimizer::state`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `state` is not one this optimiser gives (the default
+    /// takes only an empty one).
+    fn restore(&mut self, state: OptimizerState) -> Result<()> {
+        buffers::<0>("Optimizer", state).map(drop)
+    }
 }
 
 /// Checks that `next(k, i, value, grad)` is finite for value `i` of every parameter `k`, then
@@ -132,6 +176,18 @@ impl Optimizer for Momentum {
             v - lr * velocity[k][i]
         }))
     }
+
+    fn state(&self) -> OptimizerState {
+        OptimizerState {
+            steps: 0,
+            buffers: vec![self.velocity.clone()],
+        }
+    }
+
+    fn restore(&mut self, state: OptimizerState) -> Result<()> {
+        [self.velocity] = buffers("Momentum", state)?;
+        Ok(())
+    }
 }
 
 /// Adam (Kingma & Ba 2015): per-value steps from running means of the gradient and its square,
@@ -191,6 +247,20 @@ impl Optimizer for Adam {
         Ok(update_if_finite(params, |k, i, v, _| {
             v - lr * (mean[k][i] / c1) / ((square[k][i] / c2).sqrt() + eps) - lr * decay * v
         }))
+    }
+
+    fn state(&self) -> OptimizerState {
+        OptimizerState {
+            steps: u64::try_from(self.steps).unwrap_or(0),
+            buffers: vec![self.mean.clone(), self.square.clone()],
+        }
+    }
+
+    fn restore(&mut self, state: OptimizerState) -> Result<()> {
+        let steps = i32::try_from(state.steps).unwrap_or(i32::MAX);
+        [self.mean, self.square] = buffers("Adam", state)?;
+        self.steps = steps;
+        Ok(())
     }
 }
 
@@ -261,6 +331,19 @@ impl Optimizer for Sdlm {
     fn set_curvature(&mut self, curvature: Vec<Vec<f32>>) {
         self.curvature = curvature;
         self.factors = None;
+    }
+
+    fn state(&self) -> OptimizerState {
+        OptimizerState {
+            steps: 0,
+            buffers: vec![self.curvature.clone()],
+        }
+    }
+
+    fn restore(&mut self, state: OptimizerState) -> Result<()> {
+        let [curvature] = buffers("Sdlm", state)?;
+        self.set_curvature(curvature);
+        Ok(())
     }
 }
 

@@ -2,20 +2,24 @@
 //! mini-batch Adam with distortions.
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use ndarray::Array4;
+use rand::RngExt;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{Best, Checkpoint};
 use super::eval::evaluate;
 use super::loss::Loss;
 use super::optim::Optimizer;
 use crate::data::Distortion;
 use crate::data::mnist::{CLASSES, Dataset};
 use crate::layer::{Layer, Mode, Pass};
-use crate::{Error, Result, Sequential};
+use crate::seeds::stream;
+use crate::{Error, Result, Sequential, io};
 
 /// Which training samples an epoch takes, and in what order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,7 +96,7 @@ impl Schedule {
 }
 
 /// What one epoch did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     /// 1-based.
     pub epoch: usize,
@@ -143,7 +147,15 @@ pub enum Progress<'a, N: ?Sized> {
 /// | accuracy on the training set after each epoch | not measured |
 /// | validation set | none |
 /// | keep the best epoch | no |
-/// | seed | 1 (order, distortions and curvature samples) |
+/// | checkpoints | none |
+/// | seed | 1 |
+///
+/// The seed gives four random streams, drawn anew for every epoch from the seed and the
+/// epoch's number: the sample order, the distortions, the curvature samples and the
+/// [`Pass::Train`] seeds of each batch (dropout masks). None of them is the network's initial
+/// weights' stream, which its constructor draws from a seed of its own; and since no stream
+/// carries over from one epoch to the next, a run resumed from a [`Checkpoint`] draws what an
+/// uninterrupted one would.
 ///
 /// ```
 /// use lenet5::train::{Adam, Schedule, Trainer};
@@ -164,7 +176,32 @@ pub struct Trainer {
     train_accuracy: bool,
     validation: Option<Dataset>,
     keep_best: bool,
+    checkpoints: Option<(usize, PathBuf)>,
     seed: u64,
+}
+
+/// The trainer's random streams (see [`Trainer`]).
+#[derive(Clone, Copy)]
+enum Stream {
+    Order = 1,
+    Distortion = 2,
+    Curvature = 3,
+    Pass = 4,
+}
+
+impl Stream {
+    /// This stream's generator for `epoch` from `seed`.
+    fn of(self, seed: u64, epoch: usize) -> Xoshiro256PlusPlus {
+        stream(seed, self as u64, epoch as u64)
+    }
+}
+
+/// Where a run starts: after `epoch` epochs, with their stats and best weights.
+#[derive(Default)]
+struct Start {
+    epoch: usize,
+    history: Vec<EpochStats>,
+    best: Option<Best>,
 }
 
 impl Trainer {
@@ -181,6 +218,7 @@ impl Trainer {
             train_accuracy: false,
             validation: None,
             keep_best: false,
+            checkpoints: None,
             seed: 1,
         }
     }
@@ -243,10 +281,35 @@ impl Trainer {
         self
     }
 
-    /// Sets the seed of the sample order, the distortions and the curvature samples.
+    /// Sets the seed of the trainer's random streams (see [`Trainer`]).
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Writes a [`Checkpoint`] to `path`, atomically, after every `every` epochs and the last
+    /// one, and when the callback stops the run (the last finished epoch's);
+    /// [`Trainer::resume`] goes on from it.
+    pub fn with_checkpoints(mut self, every: usize, path: impl Into<PathBuf>) -> Self {
+        self.checkpoints = Some((every, path.into()));
+        self
+    }
+
+    /// The settings a checkpoint must have been written with to resume under this trainer:
+    /// all but the number of epochs and the optimiser (whose state the checkpoint holds).
+    fn settings(&self) -> String {
+        format!(
+            "batch {}, {:?}, {:?}, {:?}, distortion {:?}, train accuracy {}, validation {:?}, keep best {}, seed {}",
+            self.batch_size,
+            self.sampling,
+            self.schedule,
+            self.loss,
+            self.distortion,
+            self.train_accuracy,
+            self.validation.as_ref().map(Dataset::len),
+            self.keep_best,
+            self.seed
+        )
     }
 
     /// The number of epochs.
@@ -296,6 +359,15 @@ impl Trainer {
         if let Some(d) = &self.distortion {
             d.validate()?;
         }
+        if let Some((every, path)) = &self.checkpoints {
+            if *every == 0 {
+                return invalid(
+                    "Trainer::checkpoints",
+                    "every 0 epochs: must be at least 1".into(),
+                );
+            }
+            io::check_writable(path)?;
+        }
         if let Some(validation) = &self.validation {
             if validation.is_empty() {
                 return invalid("Trainer::validation", "the validation set is empty".into());
@@ -312,48 +384,133 @@ impl Trainer {
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad setting or an empty data set; [`Error::Diverged`]
     /// when a loss or a step is NaN or infinite, with the parameters as they were before that
-    /// batch (or those of the best epoch, with [`Trainer::with_keep_best`]); and the network's
-    /// shape errors.
+    /// batch (or those of the best epoch, with [`Trainer::with_keep_best`]); the network's
+    /// shape errors; and [`Error::Io`] when a checkpoint cannot be written.
     pub fn train<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
         &mut self,
         net: &mut N,
         data: &Dataset,
-        mut observe: impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
+        observe: impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
     ) -> Result<Vec<EpochStats>> {
         self.validate(net.as_ref(), data)?;
-        let mut best: Option<Best> = None;
-        let result = self.run(net, data, &mut observe, &mut best);
-        if let Some(best) = best {
-            restore(net.as_mut(), &best.values);
-        }
-        result
+        self.run(net, data, observe, Start::default())
     }
 
-    /// The epochs of [`Trainer::train`], keeping the best epoch's weights in `best` when asked.
+    /// Goes on with the run `checkpoint` was written in, on `net` (the same stack, whose
+    /// weights it replaces), from the epoch after the checkpoint's to [`Trainer::epochs`], as
+    /// [`Trainer::train`] would have: the same settings give the same model bytes as a run
+    /// that was never stopped. Returns the stats of every epoch, the checkpoint's first.
+    ///
+    /// ```no_run
+    /// # fn main() -> lenet5::Result<()> {
+    /// use std::ops::ControlFlow;
+    /// use lenet5::train::Checkpoint;
+    /// use lenet5::{Dataset, LeNet5, Preset, Split};
+    /// let train = Dataset::load("data/mnist", Split::Train)?;
+    /// let mut net = LeNet5::new();
+    /// let mut trainer = Preset::Report.trainer(1).with_checkpoints(1, "run.ckpt");
+    /// let checkpoint = Checkpoint::load("run.ckpt")?; // written by an earlier, stopped run
+    /// trainer.resume(&mut net, &train, &checkpoint, |_| ControlFlow::Continue(()))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Trainer::train`], and [`Error::InvalidArgument`] when the checkpoint was written
+    /// under other settings or past this trainer's epochs, or its optimiser state is not this
+    /// optimiser's; [`Error::Model`] when its network is not `net`'s. `net` and the optimiser
+    /// are then unchanged.
+    pub fn resume<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
+        &mut self,
+        net: &mut N,
+        data: &Dataset,
+        checkpoint: &Checkpoint,
+        observe: impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
+    ) -> Result<Vec<EpochStats>> {
+        self.validate(net.as_ref(), data)?;
+        let invalid = |reason: String| Error::InvalidArgument {
+            what: "Trainer::resume",
+            reason,
+        };
+        if checkpoint.settings != self.settings() {
+            return Err(invalid(format!(
+                "the checkpoint was written with {}, this trainer has {}",
+                checkpoint.settings,
+                self.settings()
+            )));
+        }
+        if checkpoint.epoch > self.epochs {
+            return Err(invalid(format!(
+                "the checkpoint is of epoch {}, this trainer runs {}",
+                checkpoint.epoch, self.epochs
+            )));
+        }
+        let mut resumed = net.as_ref().clone();
+        io::load_weights_bytes(&mut resumed, &checkpoint.model, "the checkpoint")?;
+        self.optimizer.restore(checkpoint.optimizer.clone())?;
+        *net.as_mut() = resumed;
+        let start = Start {
+            epoch: checkpoint.epoch,
+            history: checkpoint.history.clone(),
+            best: checkpoint.best.clone(),
+        };
+        self.run(net, data, observe, start)
+    }
+
+    /// The epochs after `start`, ending with the best epoch's weights when asked, and writing
+    /// the last finished epoch's checkpoint when `observe` stops the run mid-epoch.
     fn run<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
         &mut self,
         net: &mut N,
         data: &Dataset,
-        observe: &mut impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
-        best: &mut Option<Best>,
+        mut observe: impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
+        start: Start,
     ) -> Result<Vec<EpochStats>> {
-        // separate streams, so that the sample order does not depend on the other draws
-        let mut order_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
-        let mut distort_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0d15_7047);
-        let mut curvature_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0xc0_7e57);
-        let mut noise_rng = Xoshiro256PlusPlus::seed_from_u64(self.seed ^ 0x0d40_9047);
-        let mut history = Vec::with_capacity(self.epochs);
-        for epoch in 1..=self.epochs {
+        let Start {
+            epoch: done,
+            mut history,
+            mut best,
+        } = start;
+        let mut run = Run {
+            history: &mut history,
+            best: &mut best,
+            unsaved: None,
+        };
+        let result = self.epochs_after(done, net, data, &mut observe, &mut run);
+        if let (Ok(Flow::Stopped), Some((_, path)), Some(last)) =
+            (&result, &self.checkpoints, run.unsaved.take())
+        {
+            last.save(path)?;
+        }
+        if let Some(best) = best {
+            restore(net.as_mut(), &best.values);
+        }
+        result.map(|_| history)
+    }
+
+    /// Epochs `done + 1` to the last, their stats pushed to `run.history`; a checkpoint is
+    /// written when due, and otherwise kept in `run.unsaved` (when the trainer writes them).
+    fn epochs_after<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
+        &mut self,
+        done: usize,
+        net: &mut N,
+        data: &Dataset,
+        observe: &mut impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
+        run: &mut Run<'_>,
+    ) -> Result<Flow> {
+        for epoch in done + 1..=self.epochs {
             let start = Instant::now();
             let lr = self.schedule.lr(epoch)?;
             let wanted = self.optimizer.curvature_samples();
             if wanted > 0 {
-                let rngs = (&mut curvature_rng, &mut noise_rng);
-                let curvature = estimate_curvature(net.as_mut(), data, self.loss, wanted, rngs)?;
+                let mut rng = Stream::Curvature.of(self.seed, epoch);
+                let curvature =
+                    estimate_curvature(net.as_mut(), data, self.loss, wanted, &mut rng)?;
                 self.optimizer.set_curvature(curvature);
             }
-            let order = self.order(data.len(), &mut order_rng);
-            let (mut done, mut loss_sum) = (0, 0.0);
+            let order = self.order(data.len(), &mut Stream::Order.of(self.seed, epoch));
+            let mut distort_rng = Stream::Distortion.of(self.seed, epoch);
+            let mut pass_rng = Stream::Pass.of(self.seed, epoch);
+            let (mut samples, mut loss_sum) = (0, 0.0);
             for batch in order.chunks(self.batch_size) {
                 let distortion = self
                     .distortion
@@ -362,7 +519,7 @@ impl Trainer {
                 let stack = net.as_mut();
                 let input = data.batch_for(stack, batch, distortion)?;
                 let pass = Pass::Train {
-                    seed: noise_rng.random(),
+                    seed: pass_rng.random(),
                 };
                 let trace = stack.trace(input.view(), pass)?;
                 let labels: Vec<usize> = batch.iter().map(|&i| data.labels()[i].into()).collect();
@@ -382,19 +539,18 @@ impl Trainer {
                 if !self.optimizer.step(stack.params_mut(), lr)? {
                     return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
                 }
-                done += batch.len();
+                samples += batch.len();
                 loss_sum += loss;
-                if observe(Progress::Sample {
+                let progress = Progress::Sample {
                     epoch,
-                    done,
+                    done: samples,
                     expected: order.len(),
-                })
-                .is_break()
-                {
-                    return Ok(history);
+                };
+                if observe(progress).is_break() {
+                    return Ok(Flow::Stopped);
                 }
             }
-            if done == 0 {
+            if samples == 0 {
                 return Err(Error::InvalidArgument {
                     what: "Trainer::sampling",
                     reason: format!(
@@ -412,7 +568,7 @@ impl Trainer {
                 self.train_accuracy || (self.keep_best && validation_accuracy.is_none());
             let stats = EpochStats {
                 epoch,
-                loss: loss_sum / done as f64,
+                loss: loss_sum / samples as f64,
                 accuracy: if measure_train {
                     Some(evaluate(net.as_ref(), data)?.accuracy)
                 } else {
@@ -420,24 +576,40 @@ impl Trainer {
                 },
                 validation_accuracy,
                 lr,
-                samples: done,
+                samples,
                 seconds: start.elapsed().as_secs_f64(),
             };
             if self.keep_best {
                 let score = validation_accuracy.or(stats.accuracy).unwrap_or(0.0);
-                if best.as_ref().is_none_or(|b| score > b.score) {
+                if run.best.as_ref().is_none_or(|b| score > b.score) {
                     let params = net.as_ref().params();
                     let values = params.iter().map(|p| p.value.to_vec()).collect();
-                    *best = Some(Best { score, values });
+                    *run.best = Some(Best { score, values });
                 }
             }
             let stop = observe(Progress::Epoch(&stats, &*net)).is_break();
-            history.push(stats);
+            run.history.push(stats);
+            if let Some((every, path)) = &self.checkpoints {
+                let checkpoint = Checkpoint {
+                    settings: self.settings(),
+                    epoch,
+                    model: io::to_bytes(net.as_ref(), Sequential::ARCHITECTURE),
+                    optimizer: self.optimizer.state(),
+                    history: run.history.clone(),
+                    best: run.best.clone(),
+                };
+                run.unsaved = None;
+                if stop || epoch % every == 0 || epoch == self.epochs {
+                    checkpoint.save(path)?;
+                } else {
+                    run.unsaved = Some(checkpoint);
+                }
+            }
             if stop {
                 break;
             }
         }
-        Ok(history)
+        Ok(Flow::Done)
     }
 
     /// The samples of one epoch, in training order.
@@ -473,10 +645,18 @@ pub(crate) fn check_scores_per_class(net: &Sequential, data: &Dataset) -> Result
     Ok(())
 }
 
-/// The weights of the best epoch so far, and its accuracy.
-struct Best {
-    score: f64,
-    values: Vec<Vec<f32>>,
+/// How a run's epochs ended: all run (or stopped at an epoch's end), or stopped mid-epoch.
+enum Flow {
+    Done,
+    Stopped,
+}
+
+/// What a run carries across its epochs: their stats, the best epoch's weights, and the last
+/// finished epoch's checkpoint while it is not yet written.
+struct Run<'a> {
+    history: &'a mut Vec<EpochStats>,
+    best: &'a mut Option<Best>,
+    unsaved: Option<Checkpoint>,
 }
 
 /// Writes `values` (one vector per parameter, as [`Layer::params`] lists them) back into `net`.
@@ -490,16 +670,15 @@ fn clear_gradients(net: &mut Sequential) {
     net.params_mut().into_iter().for_each(|p| p.grad.fill(0.0));
 }
 
-/// The mean Gauss-Newton curvature ∂²E/∂param² of `samples` training samples drawn from the
-/// first generator of `rngs` (a [`Mode::Curvature`] pass after [`Loss::curvature`]), one vector
-/// per parameter; each pass's [`Pass`] seed comes from the second. The gradients are left
-/// cleared.
+/// The mean Gauss-Newton curvature ∂²E/∂param² of `samples` training samples drawn from
+/// `rng` (a [`Mode::Curvature`] pass after [`Loss::curvature`]), one vector per parameter;
+/// each pass's [`Pass`] seed comes from `rng` too. The gradients are left cleared.
 fn estimate_curvature(
     net: &mut Sequential,
     data: &Dataset,
     loss: Loss,
     samples: usize,
-    (rng, noise): (&mut Xoshiro256PlusPlus, &mut Xoshiro256PlusPlus),
+    rng: &mut Xoshiro256PlusPlus,
 ) -> Result<Vec<Vec<f32>>> {
     let mut sums: Vec<Vec<f32>> = net
         .params()
@@ -511,12 +690,7 @@ fn estimate_curvature(
         let i = rng.random_range(0..data.len());
         let label = usize::from(data.labels()[i]);
         let input = data.batch_for(net, &[i], None)?;
-        let trace = net.trace(
-            input.view(),
-            Pass::Train {
-                seed: noise.random(),
-            },
-        )?;
+        let trace = net.trace(input.view(), Pass::Train { seed: rng.random() })?;
         let (_, grad) = loss.batch(trace.output(), &[label])?;
         let mut curvature = Array4::zeros(grad.raw_dim());
         loss.curvature(
@@ -547,6 +721,7 @@ mod tests {
     use crate::LeNet5;
     use crate::testing::bars;
     use crate::train::{GradientDescent, Sdlm};
+    use rand::SeedableRng;
 
     fn grads(net: &mut LeNet5) -> Vec<f32> {
         net.params_mut()
@@ -588,9 +763,7 @@ mod tests {
         let mut net = LeNet5::lecun1998();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
         let data = bars(20).with_encoding(crate::Preset::LeCun1998.encoding());
-        let mut noise = Xoshiro256PlusPlus::seed_from_u64(2);
-        let rngs = (&mut rng, &mut noise);
-        let h = estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, 50, rngs).unwrap();
+        let h = estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, 50, &mut rng).unwrap();
         assert_eq!(h.len(), net.params().len());
         assert!(h.iter().flatten().all(|&v| v >= 0.0 && v.is_finite()));
         assert!(h.iter().flatten().any(|&v| v > 0.0));
@@ -807,9 +980,7 @@ mod tests {
         let estimate = |samples| {
             let mut net = LeNet5::lecun1998();
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
-            let mut noise = Xoshiro256PlusPlus::seed_from_u64(0);
-            let rngs = (&mut rng, &mut noise);
-            estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, samples, rngs).unwrap()
+            estimate_curvature(&mut net, &data, Loss::Map { j: 1.0 }, samples, &mut rng).unwrap()
         };
         let (one, many) = (estimate(1), estimate(40));
         for (a, b) in one.iter().flatten().zip(many.iter().flatten()) {
@@ -883,5 +1054,159 @@ mod tests {
         let best = scores.iter().copied().fold(0.0, f64::max);
         assert!(best > scores[3], "{scores:?}");
         assert_eq!(evaluate(&net, &train).unwrap().accuracy, best);
+    }
+
+    /// A stack with dropout (so that the pass seeds matter), trained with distortions, a
+    /// validation set and keep-best (so that every carried state matters).
+    fn resumable(seed: u64) -> (crate::Sequential, Trainer) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let net = crate::Sequential::new([1, 32, 32])
+            .add(
+                crate::Conv::new(1, 4, 5, &mut rng)
+                    .unwrap()
+                    .with_init(crate::Init::He, &mut rng),
+            )
+            .unwrap()
+            .add(crate::MaxPool::new(4).unwrap())
+            .unwrap()
+            .add(crate::Dropout::new(0.3, 9).unwrap())
+            .unwrap()
+            .add_with(|shape| {
+                Ok(crate::Connect::flattening(shape, 10, &mut rng)?
+                    .with_activation(crate::Activation::Identity))
+            })
+            .unwrap();
+        let trainer = Trainer::new(crate::train::Adam::default())
+            .with_epochs(4)
+            .with_batch_size(8)
+            .with_schedule(Schedule::Exponential {
+                lr: 0.01,
+                decay: 0.8,
+            })
+            .with_distortion(Some(Distortion::default()))
+            .with_validation(Some(bars(30)))
+            .with_keep_best(true)
+            .with_seed(5);
+        (net, trainer)
+    }
+
+    #[test]
+    fn a_run_stopped_and_resumed_writes_the_bytes_of_one_never_stopped() {
+        let data = bars(80);
+        let dir = std::env::temp_dir().join(format!("lenet5-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.ckpt");
+        let (mut whole, mut trainer) = resumable(1);
+        let history = trainer
+            .train(&mut whole, &data, |_| ControlFlow::Continue(()))
+            .unwrap();
+        let expected = crate::io::to_bytes(&whole, "x");
+
+        // stopped in the middle of epoch 3: the checkpoint is epoch 2's
+        let (mut stopped, trainer) = resumable(1);
+        let mut trainer = trainer.with_checkpoints(5, &path);
+        let partial = trainer
+            .train(&mut stopped, &data, |p| match p {
+                Progress::Sample { epoch: 3, done, .. } if done >= 40 => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            })
+            .unwrap();
+        assert_eq!(partial.len(), 2);
+        let checkpoint = Checkpoint::load(&path).unwrap();
+        assert_eq!(checkpoint.epoch(), 2);
+
+        // resumed on a network of other weights, by a new trainer of the same settings
+        let (mut resumed, trainer) = resumable(2);
+        let mut trainer = trainer.with_checkpoints(5, &path);
+        let all = trainer
+            .resume(&mut resumed, &data, &checkpoint, |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(crate::io::to_bytes(&resumed, "x"), expected);
+        let losses = |h: &[EpochStats]| {
+            h.iter()
+                .map(|s| (s.loss, s.validation_accuracy))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(losses(&all), losses(&history));
+        assert_eq!(Checkpoint::load(&path).unwrap().epoch(), 4);
+
+        // other settings, or another network, are refused and change nothing
+        let (mut other, trainer) = resumable(2);
+        let before = crate::io::to_bytes(&other, "x");
+        let err = trainer
+            .with_seed(6)
+            .resume(
+                &mut other,
+                &data,
+                &checkpoint,
+                |_| ControlFlow::Continue(()),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("seed 5"), "{err}");
+        let (_, mut trainer) = resumable(2);
+        let mut small = crate::Sequential::new([1, 32, 32])
+            .add(
+                crate::Connect::new(32 * 32, 10, &mut Xoshiro256PlusPlus::seed_from_u64(1))
+                    .unwrap(),
+            )
+            .unwrap();
+        assert!(
+            trainer
+                .resume(
+                    &mut small,
+                    &data,
+                    &checkpoint,
+                    |_| ControlFlow::Continue(())
+                )
+                .is_err()
+        );
+        assert_eq!(crate::io::to_bytes(&other, "x"), before);
+        let mut bytes = checkpoint.to_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(Checkpoint::from_bytes(&bytes, "mem").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sdlm_runs_resume_too() {
+        let data = bars(40).with_encoding(crate::Preset::LeCun1998.encoding());
+        let trainer = || {
+            Trainer::new(Sdlm::new(0.5, 10))
+                .with_epochs(3)
+                .with_loss(Loss::Map { j: 1.0 })
+                .with_schedule(Schedule::PerEpoch(vec![0.0005]))
+        };
+        let mut whole = LeNet5::lecun1998();
+        trainer()
+            .train(&mut whole, &data, |_| ControlFlow::Continue(()))
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("lenet5-resume-sdlm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.ckpt");
+        let mut stopped = LeNet5::lecun1998();
+        trainer()
+            .with_checkpoints(1, &path)
+            .train(&mut stopped, &data, |p| match p {
+                Progress::Epoch(stats, _) if stats.epoch == 1 => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            })
+            .unwrap();
+        let checkpoint = Checkpoint::load(&path).unwrap();
+        let mut resumed = LeNet5::lecun1998();
+        trainer()
+            .with_checkpoints(1, &path)
+            .resume(&mut resumed, &data, &checkpoint, |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(
+            crate::io::to_bytes(&resumed, "x"),
+            crate::io::to_bytes(&whole, "x")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
