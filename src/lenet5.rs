@@ -129,30 +129,29 @@ impl Preset {
     /// The layers, with weights drawn from `rng` layer by layer.
     fn build(self, rng: &mut impl Rng) -> Result<Sequential> {
         let net = Sequential::new(LeNet5::INPUT_SHAPE).with_encoding(self.encoding());
+        // layers of zeros, for an initialisation of the preset's own
+        let conv = |c_in, c_out| {
+            Conv::from_params(
+                Array4::zeros((c_out, c_in, 5, 5)),
+                ndarray::Array1::zeros(c_out),
+            )
+        };
+        let pool =
+            |c| Subsampling::from_params(2, ndarray::Array1::zeros(c), ndarray::Array1::zeros(c));
+        let connect = || Connect::from_params(Array2::zeros((84, 120)), ndarray::Array1::zeros(84));
         match self {
-            Preset::Report => net
-                .add(Conv::new(1, 6, 5, rng)?)?
-                .add(Subsampling::new(6, 2, rng)?)?
-                .add(Conv::new(6, 16, 5, rng)?)?
-                .add(Subsampling::new(16, 2, rng)?)?
-                .add(Conv::new(16, 120, 5, rng)?)?
-                .add(Connect::new(120, 84, rng)?)?
-                .add(RbfOutput::digits()),
+            Preset::Report => {
+                let init = Init::Report;
+                net.add(conv(1, 6)?.with_init(init, rng))?
+                    .add(pool(6)?.with_init(init, rng))?
+                    .add(conv(6, 16)?.with_init(init, rng))?
+                    .add(pool(16)?.with_init(init, rng))?
+                    .add(conv(16, 120)?.with_init(init, rng))?
+                    .add(connect()?.with_init(init, rng))?
+                    .add(RbfOutput::digits())
+            }
             Preset::LeCun1998 => {
                 let (act, init) = (Activation::ScaledTanh, Init::LeCun);
-                let conv = |c_in, c_out| {
-                    Conv::from_params(
-                        Array4::zeros((c_out, c_in, 5, 5)),
-                        ndarray::Array1::zeros(c_out),
-                    )
-                };
-                let pool = |c| {
-                    Subsampling::from_params(
-                        2,
-                        ndarray::Array1::zeros(c),
-                        ndarray::Array1::zeros(c),
-                    )
-                };
                 let table = Array2::from_shape_fn((16, 6), |(p, i)| C3_CONNECTIONS[p][i]);
                 net.add(conv(1, 6)?.with_activation(act).with_init(init, rng))?
                     .add(pool(6)?.with_activation(act).with_init(init, rng))?
@@ -164,11 +163,7 @@ impl Preset {
                     )?
                     .add(pool(16)?.with_activation(act).with_init(init, rng))?
                     .add(conv(16, 120)?.with_activation(act).with_init(init, rng))?
-                    .add(
-                        Connect::from_params(Array2::zeros((84, 120)), ndarray::Array1::zeros(84))?
-                            .with_activation(act)
-                            .with_init(init, rng),
-                    )?
+                    .add(connect()?.with_activation(act).with_init(init, rng))?
                     .add(RbfOutput::digits().bipolar())
             }
             Preset::Modern => {

@@ -6,8 +6,13 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+use lenet5::rand::SeedableRng;
+use lenet5::rand::rngs::Xoshiro256PlusPlus;
 use lenet5::train::{Sampling, Schedule, Trainer, evaluate, predict_classes};
-use lenet5::{Dataset, LeNet5, Preset, Sgd, Split};
+use lenet5::{
+    Activation, Connect, Conv, Dataset, LeNet5, MaxPool, Preset, Sequential, Sgd, Split,
+    Subsampling,
+};
 use sha2::{Digest, Sha256};
 
 /// `$MNIST_DIR`; without it a panic under CI, else `None` after saying the test is skipped.
@@ -99,6 +104,57 @@ fn one_epoch_of(preset: Preset) -> Option<f64> {
         .unwrap();
     assert_eq!(history[0].samples, 10_000);
     Some(evaluate(&net, &test).unwrap().accuracy)
+}
+
+/// LeNet-5's sizes from the default constructors alone: sigmoid units throughout.
+fn default_sigmoid_stack() -> Sequential {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    Sequential::new([1, 32, 32])
+        .add(Conv::new(1, 6, 5, &mut rng).unwrap())
+        .and_then(|n| n.add(Subsampling::new(6, 2, &mut rng)?))
+        .and_then(|n| n.add(Conv::new(6, 16, 5, &mut rng)?))
+        .and_then(|n| n.add(Subsampling::new(16, 2, &mut rng)?))
+        .and_then(|n| n.add_with(|shape| Connect::flattening(shape, 120, &mut rng)))
+        .and_then(|n| n.add(Connect::new(120, 84, &mut rng)?))
+        .and_then(|n| n.add(Connect::new(84, 10, &mut rng)?))
+        .unwrap()
+}
+
+/// The same sizes with ReLU units, max pooling and a linear output, from the default
+/// constructors and `with_activation`.
+fn default_relu_stack() -> Sequential {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let relu = Activation::Relu;
+    Sequential::new([1, 32, 32])
+        .add(Conv::new(1, 6, 5, &mut rng).unwrap().with_activation(relu))
+        .and_then(|n| n.add(MaxPool::new(2)?))
+        .and_then(|n| n.add(Conv::new(6, 16, 5, &mut rng)?.with_activation(relu)))
+        .and_then(|n| n.add(MaxPool::new(2)?))
+        .and_then(|n| {
+            n.add_with(|shape| Ok(Connect::flattening(shape, 120, &mut rng)?.with_activation(relu)))
+        })
+        .and_then(|n| n.add(Connect::new(120, 84, &mut rng)?.with_activation(relu)))
+        .and_then(|n| n.add(Connect::new(84, 10, &mut rng)?.with_activation(Activation::Identity)))
+        .unwrap()
+}
+
+#[test]
+fn default_layers_learn_in_one_epoch_of_the_default_trainer() {
+    let (Some(train), Some(test)) = (load(Split::Train), load(Split::Test)) else {
+        return;
+    };
+    for (name, mut net) in [
+        ("sigmoid", default_sigmoid_stack()),
+        ("relu", default_relu_stack()),
+    ] {
+        Trainer::default()
+            .with_epochs(1)
+            .train(&mut net, &train, |_| ControlFlow::Continue(()))
+            .unwrap();
+        let accuracy = evaluate(&net, &test).unwrap().accuracy;
+        eprintln!("default {name} stack, one epoch: test accuracy {accuracy:.4}");
+        assert!(accuracy >= 0.90, "{name}: test accuracy {accuracy}");
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@ use ndarray::{
 use rand::Rng;
 
 use super::activation::Activation;
-use super::{Init, uniform_param};
+use super::{Init, regain, zeros_param};
 use crate::kernels::matmul;
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw, standard};
 use crate::{Error, Result};
@@ -35,21 +35,24 @@ pub struct Connect {
     /// `[outputs]`, uniform in [-1, 1) from [`Connect::new`].
     bias: Param<Ix1>,
     activation: Activation,
+    /// Whether the values are [`Init::Default`]'s, which follow the activation.
+    default_init: bool,
 }
 
 impl Connect {
-    /// `inputs` to `outputs`, weights and biases uniform in [-1, 1).
+    /// `inputs` to `outputs`, weights and biases drawn by [`Init::Default`] for the
+    /// activation (sigmoid, until [`Connect::with_activation`] changes it).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when a size is zero.
     pub fn new(inputs: usize, outputs: usize, rng: &mut impl Rng) -> Result<Self> {
-        let weight = uniform_param("Connect", [outputs, inputs], rng)?;
-        let bias = uniform_param("Connect", outputs, rng)?;
-        Self::from_params(weight, bias)
+        let weight = zeros_param("Connect", [outputs, inputs])?;
+        let bias = zeros_param("Connect", outputs)?;
+        Ok(Self::from_params(weight, bias)?.with_init(Init::Default, rng))
     }
 
-    /// A layer from every value of a `[C, H, W]` input to `outputs` values, weights and biases
-    /// uniform in [-1, 1): the input size taken from the shape, as
+    /// A layer from every value of a `[C, H, W]` input to `outputs` values, as
+    /// [`Connect::new`] makes it: the input size taken from the shape, as
     /// [`Sequential::add_with`](crate::Sequential::add_with) passes it.
     ///
     /// # Errors
@@ -77,23 +80,31 @@ impl Connect {
             weight: Param::new(weight.as_standard_layout().into_owned()),
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
+            default_init: false,
         })
     }
 
-    /// The same layer with another activation (sigmoid by default).
+    /// The same layer with another activation (sigmoid by default). Values drawn by
+    /// [`Init::Default`] are rescaled to that activation's.
     pub fn with_activation(mut self, activation: Activation) -> Self {
+        if self.default_init {
+            let factor = regain(self.activation, activation);
+            self.weight.value *= factor;
+            self.bias.value *= factor;
+        }
         self.activation = activation;
         self
     }
 
     /// The same layer with weights and biases drawn by `init`; every unit's fan-in is `inputs`.
     pub fn with_init(mut self, init: Init, rng: &mut impl Rng) -> Self {
-        let fan_in = self.weight.value.ncols();
+        let (fan_in, act) = (self.weight.value.ncols(), self.activation);
         self.weight
             .value
             .iter_mut()
-            .for_each(|w| *w = init.weight(fan_in, rng));
-        self.bias.value = init.biases(self.bias.value.len(), |_| fan_in, rng);
+            .for_each(|w| *w = init.weight(fan_in, act, rng));
+        self.bias.value = init.biases(self.bias.value.len(), |_| fan_in, act, rng);
+        self.default_init = init == Init::Default;
         self
     }
 

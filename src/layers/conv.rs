@@ -27,7 +27,7 @@ use ndarray::{
 use rand::Rng;
 
 use super::activation::Activation;
-use super::{Init, uniform_param};
+use super::{Init, regain, zeros_param};
 use crate::kernels::window::{ConvShape, Taps, positions};
 use crate::kernels::{add_outer, correlate, correlate_adjoint, correlate_weight_grad, matmul};
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
@@ -45,10 +45,14 @@ pub struct Conv {
     /// connected. The weights of a missing connection stay zero: their gradient is always
     /// cleared, and the products read them as zero whatever they hold.
     connections: Option<Array2<bool>>,
+    /// Whether the values are [`Init::Default`]'s, which follow the activation.
+    default_init: bool,
 }
 
 impl Conv {
-    /// `out_channels` kernels of `in_channels x kernel x kernel`, weights and biases uniform in [-1, 1).
+    /// `out_channels` kernels of `in_channels x kernel x kernel`, weights and biases drawn by
+    /// [`Init::Default`] for the activation (sigmoid, until [`Conv::with_activation`] changes
+    /// it).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when a size is zero.
@@ -58,9 +62,9 @@ impl Conv {
         kernel: usize,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let weight = uniform_param("Conv", [out_channels, in_channels, kernel, kernel], rng)?;
-        let bias = uniform_param("Conv", out_channels, rng)?;
-        Self::from_params(weight, bias)
+        let weight = zeros_param("Conv", [out_channels, in_channels, kernel, kernel])?;
+        let bias = zeros_param("Conv", out_channels)?;
+        Ok(Self::from_params(weight, bias)?.with_init(Init::Default, rng))
     }
 
     /// A layer with known `weight` `[C_out, C_in, K, K]` and `bias` `[C_out]`.
@@ -84,11 +88,18 @@ impl Conv {
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
             connections: None,
+            default_init: false,
         })
     }
 
-    /// The same layer with another activation (sigmoid by default).
+    /// The same layer with another activation (sigmoid by default). Values drawn by
+    /// [`Init::Default`] are rescaled to that activation's.
     pub fn with_activation(mut self, activation: Activation) -> Self {
+        if self.default_init {
+            let factor = regain(self.activation, activation);
+            self.weight.value *= factor;
+            self.bias.value *= factor;
+        }
         self.activation = activation;
         self
     }
@@ -126,11 +137,15 @@ impl Conv {
                 .map_or(c_in, |t| t.row(p).iter().filter(|&&c| c).count())
         };
         let fan_in = |p: usize| inputs(p) * k * k;
+        let act = self.activation;
         for (p, mut kernel) in self.weight.value.outer_iter_mut().enumerate() {
             let fan = fan_in(p);
-            kernel.iter_mut().for_each(|w| *w = init.weight(fan, rng));
+            kernel
+                .iter_mut()
+                .for_each(|w| *w = init.weight(fan, act, rng));
         }
-        self.bias.value = init.biases(self.bias.value.len(), fan_in, rng);
+        self.bias.value = init.biases(self.bias.value.len(), fan_in, act, rng);
+        self.default_init = init == Init::Default;
         self.clear_missing_connections();
         self
     }

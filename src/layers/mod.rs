@@ -12,6 +12,8 @@ pub mod subsampling;
 
 use ndarray::{Array, Array1, Array2, Dimension, IntoDimension};
 use rand::{Rng, RngExt};
+
+use activation::Activation;
 use serde::{Deserialize, Serialize};
 
 use crate::layer::{Layer, LayerConfig};
@@ -21,8 +23,14 @@ use crate::{Connect, Conv, Dropout, Error, Flatten, MaxPool, RbfOutput, Result, 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Init {
-    /// Weights and biases uniform in [-1, 1): the report's.
+    /// The layer's activation's own, what `new` draws: weights and biases uniform in
+    /// ±g / √F, with the gain g = √6 for ReLU (He et al. 2015), 4√3 for the sigmoid (its slope
+    /// is at most 1/4), and √3 for the others (variance 1 / F, LeCun's). A new stack of
+    /// default layers, sigmoid or ReLU, reaches over 90 % on MNIST after one epoch of
+    /// [`Trainer::default`](crate::train::Trainer::default).
     #[default]
+    Default,
+    /// Weights and biases uniform in [-1, 1): the report's.
     Report,
     /// Weights and biases uniform in ±2.4 / F (LeCun et al. 1998, Appendix A), so that the
     /// weighted sums fall where the scaled tanh is steepest.
@@ -32,12 +40,14 @@ pub enum Init {
 }
 
 impl Init {
-    /// A value for a weight of a unit with fan-in `fan_in`.
-    pub(crate) fn weight(self, fan_in: usize, rng: &mut impl Rng) -> f32 {
+    /// A value for a weight of a unit with fan-in `fan_in` and `activation`.
+    pub(crate) fn weight(self, fan_in: usize, activation: Activation, rng: &mut impl Rng) -> f32 {
+        let f = fan_in as f32;
         let bound = match self {
+            Init::Default => gain(activation) / f.sqrt(),
             Init::Report => 1.0,
-            Init::LeCun => 2.4 / fan_in as f32,
-            Init::He => (6.0 / fan_in as f32).sqrt(),
+            Init::LeCun => 2.4 / f,
+            Init::He => (6.0 / f).sqrt(),
         };
         rng.random_range(-bound..bound)
     }
@@ -47,29 +57,44 @@ impl Init {
         self,
         n: usize,
         fan_in: impl Fn(usize) -> usize,
+        activation: Activation,
         rng: &mut impl Rng,
     ) -> Array1<f32> {
         match self {
             Init::He => Array1::zeros(n),
-            _ => Array1::from_shape_fn(n, |i| self.weight(fan_in(i), rng)),
+            _ => Array1::from_shape_fn(n, |i| self.weight(fan_in(i), activation, rng)),
         }
     }
+}
+
+/// The gain of [`Init::Default`] for `activation`.
+pub(crate) fn gain(activation: Activation) -> f32 {
+    match activation {
+        Activation::Relu => 6f32.sqrt(),
+        Activation::Sigmoid => 4.0 * 3f32.sqrt(),
+        _ => 3f32.sqrt(),
+    }
+}
+
+/// The factor that turns [`Init::Default`] values drawn for `from` into those for `to`: the
+/// bounds differ only in their gain.
+pub(crate) fn regain(from: Activation, to: Activation) -> f32 {
+    gain(to) / gain(from)
 }
 
 /// The most values one parameter array may hold, 2^28 (1 GiB of `f32`, as much again for its
 /// gradient): a constructor asked for more returns an error instead of failing to allocate.
 pub const MAX_PARAM_VALUES: usize = 1 << 28;
 
-/// An array of `shape`, uniform in [-1, 1) (the report's initialisation).
+/// An array of `shape` of zeros, allocated only if it can be.
 ///
 /// # Errors
 /// As [`try_filled`].
-pub(crate) fn uniform_param<D: Dimension>(
+pub(crate) fn zeros_param<D: Dimension>(
     layer: &'static str,
     shape: impl IntoDimension<Dim = D>,
-    rng: &mut impl Rng,
 ) -> Result<Array<f32, D>> {
-    try_filled(layer, shape, || rng.random_range(-1.0..1.0))
+    try_filled(layer, shape, || 0.0)
 }
 
 /// An array of `shape` whose values `fill` gives in row-major order, allocated only if it

@@ -18,7 +18,7 @@ use ndarray::{Array1, Array4, ArrayView1, ArrayView4, Axis, Ix1};
 use rand::Rng;
 
 use super::activation::Activation;
-use super::{Init, uniform_param};
+use super::{Init, regain, zeros_param};
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
@@ -31,17 +31,21 @@ pub struct Subsampling {
     /// `[C]`, uniform in [-1, 1) from [`Subsampling::new`].
     bias: Param<Ix1>,
     activation: Activation,
+    /// Whether the values are [`Init::Default`]'s, which follow the activation.
+    default_init: bool,
 }
 
 impl Subsampling {
-    /// Subsampling of `channels` maps by `kernel x kernel` blocks, coefficients and biases uniform in [-1, 1).
+    /// Subsampling of `channels` maps by `kernel x kernel` blocks, coefficients and biases
+    /// drawn by [`Init::Default`] for the activation (sigmoid, until
+    /// [`Subsampling::with_activation`] changes it).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] when a size is zero.
     pub fn new(channels: usize, kernel: usize, rng: &mut impl Rng) -> Result<Self> {
-        let coef = uniform_param("Subsampling", channels, rng)?;
-        let bias = uniform_param("Subsampling", channels, rng)?;
-        Self::from_params(kernel, coef, bias)
+        let coef = zeros_param("Subsampling", channels)?;
+        let bias = zeros_param("Subsampling", channels)?;
+        Ok(Self::from_params(kernel, coef, bias)?.with_init(Init::Default, rng))
     }
 
     /// A layer with known `coef` `[C]` and `bias` `[C]`.
@@ -63,11 +67,18 @@ impl Subsampling {
             coef: Param::new(coef),
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
+            default_init: false,
         })
     }
 
-    /// The same layer with another activation (sigmoid by default).
+    /// The same layer with another activation (sigmoid by default). Values drawn by
+    /// [`Init::Default`] are rescaled to that activation's.
     pub fn with_activation(mut self, activation: Activation) -> Self {
+        if self.default_init {
+            let factor = regain(self.activation, activation);
+            self.coef.value *= factor;
+            self.bias.value *= factor;
+        }
         self.activation = activation;
         self
     }
@@ -76,8 +87,10 @@ impl Subsampling {
     /// K·K block.
     pub fn with_init(mut self, init: Init, rng: &mut impl Rng) -> Self {
         let (channels, fan_in) = (self.coef.value.len(), self.kernel * self.kernel);
-        self.coef.value = Array1::from_shape_fn(channels, |_| init.weight(fan_in, rng));
-        self.bias.value = init.biases(channels, |_| fan_in, rng);
+        let act = self.activation;
+        self.coef.value = Array1::from_shape_fn(channels, |_| init.weight(fan_in, act, rng));
+        self.bias.value = init.biases(channels, |_| fan_in, act, rng);
+        self.default_init = init == Init::Default;
         self
     }
 
