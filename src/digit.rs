@@ -358,6 +358,7 @@ fn inscribed_radius(outside: &[bool], w: usize, h: usize) -> usize {
 mod tests {
     use super::*;
     use image::{Luma, LumaA, Rgb, RgbImage};
+    use rand::{RngExt, SeedableRng};
     use std::io::Cursor;
 
     #[test]
@@ -510,6 +511,91 @@ mod tests {
         );
     }
 
+    /// A `w`x`h` bar of ink (0, with an `edge` of 128) at `(x, y)` on a 500x500 page of 240.
+    fn bar_on_a_page(x: u32, y: u32, w: u32, h: u32, edge: u32) -> DynamicImage {
+        DynamicImage::ImageLuma8(GrayImage::from_fn(500, 500, |px, py| {
+            let inside =
+                |m: u32| (x + m..x + w - m).contains(&px) && (y + m..y + h - m).contains(&py);
+            Luma([if inside(edge) {
+                0
+            } else if inside(0) {
+                128
+            } else {
+                240
+            }])
+        }))
+    }
+
+    #[test]
+    fn the_least_ink_is_a_25th_of_the_longer_side() {
+        // 500 px: a digit must be 20 px on its longer side
+        for (side, ok) in [(19, false), (20, true), (21, true)] {
+            let result = to_mnist(&bar_on_a_page(100, 100, 8, side, 1), "bar");
+            assert_eq!(result.is_ok(), ok, "{side}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn the_digit_fills_the_box_at_full_range_with_its_centre_of_mass_in_the_middle() {
+        // a tall bar off the page's centre: scaled to 20 px high, ink up to 255, centred
+        let mnist = to_mnist(&bar_on_a_page(50, 300, 60, 150, 20), "bar").unwrap();
+        assert!(mnist.iter().any(|&v| v >= 240), "the ink is stretched to full range");
+        let rows: Vec<usize> = (0..SIDE)
+            .filter(|&r| mnist.row(r).iter().any(|&v| v > 0))
+            .collect();
+        assert_eq!(rows.len(), BOX as usize, "{mnist:?}");
+        let cols = (0..SIDE)
+            .filter(|&c| mnist.column(c).iter().any(|&v| v > 0))
+            .count();
+        assert!((7..=9).contains(&cols), "{cols} columns: 60 / 150 of 20");
+        let mass: f64 = mnist.iter().map(|&v| f64::from(v)).sum();
+        let centre = |along: ndarray::Axis| {
+            let weighted = mnist.indexed_iter().map(|((r, c), &v)| {
+                let at = if along == ndarray::Axis(0) { r } else { c };
+                at as f64 * f64::from(v)
+            });
+            weighted.sum::<f64>() / mass
+        };
+        for axis in [ndarray::Axis(0), ndarray::Axis(1)] {
+            assert!((centre(axis) - 13.5).abs() <= 1.0, "{}", centre(axis));
+        }
+        // the bar's wide 128 edge is half way between paper and ink: about 134 after the stretch
+        assert!(mnist.iter().any(|&v| (100..170).contains(&v)), "{mnist:?}");
+    }
+
+    #[test]
+    fn otsu_matches_an_exact_search_for_the_best_split() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(3);
+        for _ in 0..200 {
+            let levels: Vec<u8> = (0..rng.random_range(2..6)).map(|_| rng.random()).collect();
+            let gray = GrayImage::from_fn(7, 9, |_, _| {
+                Luma([levels[rng.random_range(0..levels.len())]])
+            });
+            // between-class variance b·a·(mean_b - mean_a)², as the exact fraction
+            // (a·Σb - b·Σa)² / (a·b), compared by cross-multiplying in integers
+            let pixels: Vec<u64> = gray.pixels().map(|p| u64::from(p[0])).collect();
+            let split = |t: u64| {
+                let (b, a): (Vec<u64>, Vec<u64>) = pixels.iter().partition(|&&v| v <= t);
+                let (nb, na) = (b.len() as i128, a.len() as i128);
+                let (sb, sa) = (b.iter().sum::<u64>() as i128, a.iter().sum::<u64>() as i128);
+                (na > 0 && nb > 0).then(|| ((na * sb - nb * sa).pow(2), na * nb))
+            };
+            let mut best: Option<(u64, (i128, i128))> = None;
+            for t in 0..255 {
+                if let Some((num, den)) = split(t)
+                    && best.is_none_or(|(_, (bn, bd))| num * bd > bn * den)
+                {
+                    best = Some((t, (num, den)));
+                }
+            }
+            assert_eq!(
+                otsu(&gray).map(u64::from),
+                best.map(|(t, _)| t),
+                "{levels:?}"
+            );
+        }
+    }
+
     #[test]
     fn large_pictures_are_averaged_down_to_the_same_digit() {
         let small = one_on_paper();
@@ -577,11 +663,14 @@ mod tests {
         });
         let gray = grayscale(&DynamicImage::ImageRgb8(rgb));
         assert_eq!(gray.as_raw(), &[54, 182, 18]);
-        // black at half opacity on white paper: 127; fully transparent: white
-        let la = image::ImageBuffer::from_fn(2, 1, |x, _| LumaA([0u8, [128, 0][x as usize]]));
+        // black at half opacity on white paper: 127; fully transparent: white; gray 100 at
+        // half opacity: (100·128 + 255·127) / 255 = 177
+        let la = image::ImageBuffer::from_fn(3, 1, |x, _| {
+            LumaA([[0u8, 0, 100][x as usize], [128, 0, 128][x as usize]])
+        });
         assert_eq!(
             grayscale(&DynamicImage::ImageLumaA8(la)).as_raw(),
-            &[127, 255]
+            &[127, 255, 177]
         );
         // 2048 wide: averaged over 2x2 blocks to 1024, each block's mean
         let wide = GrayImage::from_fn(2048, 2, |x, y| {
