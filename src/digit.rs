@@ -539,7 +539,10 @@ mod tests {
     fn the_digit_fills_the_box_at_full_range_with_its_centre_of_mass_in_the_middle() {
         // a tall bar off the page's centre: scaled to 20 px high, ink up to 255, centred
         let mnist = to_mnist(&bar_on_a_page(50, 300, 60, 150, 20), "bar").unwrap();
-        assert!(mnist.iter().any(|&v| v >= 240), "the ink is stretched to full range");
+        assert!(
+            mnist.iter().any(|&v| v >= 240),
+            "the ink is stretched to full range"
+        );
         let rows: Vec<usize> = (0..SIDE)
             .filter(|&r| mnist.row(r).iter().any(|&v| v > 0))
             .collect();
