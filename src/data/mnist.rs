@@ -394,6 +394,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn preprocessing_takes_any_even_margin_and_refuses_the_rest() {
+        let image = ndarray::Array2::<u8>::from_elem((28, 28), 255);
+        for (h, w, ok) in [
+            (28, 28, true),
+            (32, 32, true),
+            (28, 32, true),
+            (27, 28, false),
+            (28, 27, false),
+            (31, 32, false),
+            (32, 31, false),
+        ] {
+            let mut out = ndarray::Array2::<f32>::zeros((h, w));
+            let result = Encoding::Binary.preprocess_into(image.view(), out.view_mut());
+            assert_eq!(result.is_ok(), ok, "{h}x{w}");
+            if ok {
+                // the image in the middle, the margin the background
+                assert_eq!(out[[h / 2, w / 2]], 1.0);
+                assert_eq!(out[[0, 0]], if h == 28 && w == 28 { 1.0 } else { 0.0 });
+            }
+        }
+    }
+
+    #[test]
     fn preprocessing_thresholds_at_40_and_pads_by_2() {
         let mut images = Array3::zeros((1, 28, 28));
         images[[0, 0, 0]] = 40; // on the threshold: ink
