@@ -387,6 +387,12 @@ impl fmt::Display for LayerConfig {
     }
 }
 
+/// The product of `sizes`, or `None` when it overflows (sizes from a file or a caller can
+/// claim more values than memory holds).
+pub(crate) fn product(sizes: &[usize]) -> Option<usize> {
+    sizes.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 /// `[C, H, W]` of a `[B, C, H, W]` shape.
 pub(crate) fn chw(shape: &[usize]) -> [usize; 3] {
     [shape[1], shape[2], shape[3]]

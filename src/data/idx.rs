@@ -185,7 +185,7 @@ fn header(r: &mut impl Read) -> std::result::Result<(Vec<usize>, usize), HeaderE
         .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as usize)
         .collect();
     // checked: a hostile header can claim dimensions whose product overflows
-    match dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+    match crate::layer::product(&dims) {
         Some(len) => Ok((dims, len)),
         None => Err(HeaderError::Invalid(format!(
             "header dimensions {dims:?} overflow"

@@ -24,7 +24,9 @@ use rand::Rng;
 use super::activation::Activation;
 use super::{Init, regain, zeros_param};
 use crate::kernels::matmul;
-use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw, standard};
+use crate::layer::{
+    Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw, product, standard,
+};
 use crate::{Error, Result};
 
 /// A fully connected layer from `inputs` to `outputs` values.
@@ -58,13 +60,10 @@ impl Connect {
     /// # Errors
     /// As [`Connect::new`], and [`Error::InvalidArgument`] when `C·H·W` overflows.
     pub fn flattening(input: [usize; 3], outputs: usize, rng: &mut impl Rng) -> Result<Self> {
-        let inputs = input
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "Connect",
-                reason: format!("an input of {input:?} has more values than memory holds"),
-            })?;
+        let inputs = product(&input).ok_or_else(|| Error::InvalidArgument {
+            what: "Connect",
+            reason: format!("an input of {input:?} has more values than memory holds"),
+        })?;
         Self::new(inputs, outputs, rng)
     }
 

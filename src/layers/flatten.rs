@@ -14,7 +14,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use crate::layer::{Backward, Layer, LayerConfig, Pass};
+use crate::layer::{Backward, Layer, LayerConfig, Pass, product};
 use crate::{Error, Result};
 
 /// `[C, H, W]` to `[C·H·W, 1, 1]`.
@@ -27,14 +27,11 @@ impl Layer for Flatten {
     }
 
     fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
-        let n = input
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .ok_or_else(|| Error::Shape {
-                layer: "Flatten",
-                expected: "[C, H, W] whose product fits in memory".into(),
-                got: input.to_vec(),
-            })?;
+        let n = product(&input).ok_or_else(|| Error::Shape {
+            layer: "Flatten",
+            expected: "[C, H, W] whose product fits in memory".into(),
+            got: input.to_vec(),
+        })?;
         Ok([n, 1, 1])
     }
 

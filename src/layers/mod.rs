@@ -117,9 +117,7 @@ fn try_filled<D: Dimension>(
     if sizes.contains(&0) {
         return Err(bad(format!("every size must be positive, got {sizes:?}")));
     }
-    let len = sizes
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
+    let len = crate::layer::product(sizes)
         .filter(|&n| n <= MAX_PARAM_VALUES)
         .ok_or_else(|| {
             bad(format!(
