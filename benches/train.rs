@@ -1,6 +1,7 @@
 //! Training and evaluation throughput of the report's network, in samples per second:
 //! one per-sample SGD step, batched evaluation on both cores, and one whole epoch of the
-//! report's schedule (about 6 000 steps, then accuracy over 60 000 images).
+//! report's schedule (about 6 000 steps, then accuracy over 60 000 images); and an epoch of
+//! the modern preset's mini-batches on all the cores and on one.
 //!
 //! The images are synthetic (seeded noise with MNIST's ink density), so the benchmarks need no
 //! data set; the work per image is the same as on MNIST.
@@ -9,8 +10,9 @@ use std::hint::black_box;
 use std::ops::ControlFlow;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lenet5::rayon;
 use lenet5::train::{GradientDescent, Optimizer, evaluate, softmax_cross_entropy};
-use lenet5::{Dataset, Layer, LeNet5, Mode, Pass, Sgd};
+use lenet5::{Dataset, Layer, LeNet5, Mode, Pass, Preset, Sgd};
 use ndarray::{Array3, Array4};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -76,5 +78,30 @@ fn bench_epoch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_step, bench_eval, bench_epoch);
+/// One epoch of the modern preset's training (batches of 32, Adam) on 3 200 images, on all
+/// the cores and on one: the two figures of one run give the data-parallel speed-up.
+fn bench_modern(c: &mut Criterion) {
+    let data = synthetic(3_200);
+    let mut group = c.benchmark_group("modern_batches");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(data.len() as u64));
+    let epoch = || {
+        let mut net = LeNet5::modern();
+        Preset::Modern
+            .trainer(1)
+            .with_epochs(1)
+            .with_train_accuracy(false)
+            .train(&mut net, &data, |_| ControlFlow::Continue(()))
+            .unwrap()
+    };
+    group.bench_function("all_cores", |b| b.iter(epoch));
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a pool of one thread");
+    group.bench_function("one_thread", |b| b.iter(|| one.install(epoch)));
+    group.finish();
+}
+
+criterion_group!(benches, bench_step, bench_eval, bench_epoch, bench_modern);
 criterion_main!(benches);

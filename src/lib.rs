@@ -62,6 +62,9 @@ pub use ndarray;
 /// The `rand` this crate's constructors draw from (`Conv::new(.., &mut rng)`), so that a
 /// user's generator implements the same `Rng`.
 pub use rand;
+/// The `rayon` on whose thread pool training and evaluation run, so that a user can set their
+/// number of threads (`ThreadPool::install`) with the same version.
+pub use rayon;
 pub use recipes::LECUN_J;
 pub use sequential::{Sequential, Trace};
 pub use train::Sgd;

@@ -2,8 +2,10 @@
 //! pick a loop fitted to their shape.
 //!
 //! Each loop is written once, in plain Rust, and compiled twice: as is, and with AVX2 and FMA
-//! enabled, the second chosen at run time when the processor has them. No loop uses `mul_add`,
-//! so both builds give bit-identical results.
+//! enabled, the second chosen at run time when the processor has them. The second fuses its
+//! multiply-adds ([`madd`]), as matrixmultiply's kernels do on such a processor; the first
+//! fuses them only where the baseline target has the instruction. One machine always runs the
+//! same build, so its results do not change from run to run.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
@@ -12,29 +14,66 @@ pub(crate) mod window;
 
 use window::{ConvShape, Taps};
 
-/// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when the processor
-/// has them, and for the baseline target otherwise.
+/// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when
+/// [`native`] says so, and for the baseline target otherwise. The body sees a `const FUSED:
+/// bool`, which it passes to [`madd`]: true in the AVX2 + FMA build, and in the baseline
+/// build only where the baseline has a fused multiply-add.
 macro_rules! multiversion {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
         pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn generic($($arg: $ty),*) $(-> $ret)? $body
+            fn generic<const FUSED: bool>($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    generic($($arg),*)
+                    generic::<true>($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                if $crate::kernels::native() {
                     // SAFETY: the processor has the features `avx2` was compiled for.
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            generic($($arg),*)
+            generic::<{ $crate::kernels::BASELINE_FMA }>($($arg),*)
         }
     };
+}
+
+/// Whether the baseline target has a fused multiply-add instruction (aarch64 always has;
+/// x86-64 only when built for a processor with FMA).
+pub(crate) const BASELINE_FMA: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
+
+/// Whether the kernels run their AVX2 + FMA build: when the processor has both, unless the
+/// environment variable `LENET5_PORTABLE` is set, which makes the baseline build run instead
+/// so that the benchmarks can measure it on the same machine.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn native() -> bool {
+    static NATIVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NATIVE.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::env::var_os("LENET5_PORTABLE").is_none()
+    })
+}
+
+/// Whether the kernels' multiply-adds are fused, one rounding each, as they are on this
+/// processor.
+#[cfg(test)]
+pub(crate) fn fused() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if native() {
+        return true;
+    }
+    BASELINE_FMA
+}
+
+/// `a · b + c`, fused (one rounding) when `FUSED`; otherwise a multiply and an add, which
+/// vectorise where a fused multiply-add without the instruction would call a software `fmaf`.
+#[inline(always)]
+fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED { a.mul_add(b, c) } else { a * b + c }
 }
 
 pub(crate) use multiversion;
@@ -148,7 +187,7 @@ const BLOCK: usize = 48;
 /// for each row, one fused multiply-add after another in term order, from +0. The rows share
 /// each load of `src`.
 #[inline(always)]
-fn sum_block<const M: usize, const L: usize>(
+fn sum_block<const FUSED: bool, const M: usize, const L: usize>(
     src: &[f32],
     terms: &[(usize, [f32; M])],
     q: usize,
@@ -160,7 +199,7 @@ fn sum_block<const M: usize, const L: usize>(
         let x = &src[offset + q..offset + q + L];
         for t in 0..L {
             for j in 0..M {
-                acc[j][t] = c[j].mul_add(x[t], acc[j][t]);
+                acc[j][t] = madd::<FUSED>(c[j], x[t], acc[j][t]);
             }
         }
     }
@@ -173,7 +212,7 @@ fn sum_block<const M: usize, const L: usize>(
 /// [`BLOCK`] at a time; the last, partial block becomes the smallest block that fits, moved
 /// back to end at the last position (the positions it computes twice get the same sums).
 #[inline(always)]
-fn sum_of_runs<const M: usize>(
+fn sum_of_runs<const FUSED: bool, const M: usize>(
     src: &[f32],
     terms: &[(usize, [f32; M])],
     n: usize,
@@ -181,15 +220,15 @@ fn sum_of_runs<const M: usize>(
 ) {
     let mut q = 0;
     while q + BLOCK <= n {
-        sum_block::<M, BLOCK>(src, terms, q, n, dst);
+        sum_block::<FUSED, M, BLOCK>(src, terms, q, n, dst);
         q += BLOCK;
     }
     match n - q {
         0 => {}
-        rest if rest <= 8 && n >= 8 => sum_block::<M, 8>(src, terms, n - 8, n, dst),
-        rest if rest <= 24 && n >= 24 => sum_block::<M, 24>(src, terms, n - 24, n, dst),
-        _ if n >= BLOCK => sum_block::<M, BLOCK>(src, terms, n - BLOCK, n, dst),
-        _ => (q..n).for_each(|q| sum_block::<M, 1>(src, terms, q, n, dst)),
+        rest if rest <= 8 && n >= 8 => sum_block::<FUSED, M, 8>(src, terms, n - 8, n, dst),
+        rest if rest <= 24 && n >= 24 => sum_block::<FUSED, M, 24>(src, terms, n - 24, n, dst),
+        _ if n >= BLOCK => sum_block::<FUSED, M, BLOCK>(src, terms, n - BLOCK, n, dst),
+        _ => (q..n).for_each(|q| sum_block::<FUSED, M, 1>(src, terms, q, n, dst)),
     }
 }
 
@@ -206,11 +245,11 @@ multiversion! {
     fn correlate(input: &[f32], n: usize, taps: &Taps, sums: &mut [f32]) {
         let mut rows = sums.chunks_exact_mut(2 * n);
         for (pair, out) in taps.pairs.iter().zip(rows.by_ref()) {
-            sum_of_runs(input, pair, n, out);
+            sum_of_runs::<FUSED, 2>(input, pair, n, out);
         }
         let last = rows.into_remainder();
         if !last.is_empty() {
-            sum_of_runs(input, &taps.last, n, last);
+            sum_of_runs::<FUSED, 1>(input, &taps.last, n, last);
         }
     }
 }
@@ -243,7 +282,7 @@ multiversion! {
                 for p in (0..c_out).filter(|&p| sees(p, i)) {
                     pair.push((p * n, [w(p, i, lm), w(p, i, lm + 1)]));
                 }
-                sum_of_runs(grad, &pair, n, &mut scratch[..2 * n]);
+                sum_of_runs::<FUSED, 2>(grad, &pair, n, &mut scratch[..2 * n]);
                 add_row(i, lm, &scratch[..n]);
                 add_row(i, lm + 1, &scratch[n..2 * n]);
                 lm += 2;
@@ -253,7 +292,7 @@ multiversion! {
                 for p in (0..c_out).filter(|&p| sees(p, i)) {
                     one.push((p * n, [w(p, i, lm)]));
                 }
-                sum_of_runs(grad, &one, n, &mut scratch[..n]);
+                sum_of_runs::<FUSED, 1>(grad, &one, n, &mut scratch[..n]);
                 add_row(i, lm, &scratch[..n]);
             }
         }
@@ -291,9 +330,9 @@ multiversion! {
                     let xs = offsets.map(|o| &input[o + start..][..len]);
                     let g = &grad_t[start * lanes..(start + len) * lanes];
                     let acc = if square {
-                        weight_grad_block::<true>(xs, g, lanes, lane)
+                        weight_grad_block::<FUSED, true>(xs, g, lanes, lane)
                     } else {
-                        weight_grad_block::<false>(xs, g, lanes, lane)
+                        weight_grad_block::<FUSED, false>(xs, g, lanes, lane)
                     };
                     for (t, acc) in acc.iter().enumerate().take(taps - first) {
                         for (p, &a) in acc.iter().enumerate().take(c_out.saturating_sub(lane)) {
@@ -310,7 +349,7 @@ multiversion! {
 /// `SQUARE`), `Σ_q g[q][lane..lane + 8] · x[q]` over the block's positions, where `g` holds
 /// the block's rows of `lanes`: one fused multiply-add after another from +0.
 #[inline(always)]
-fn weight_grad_block<const SQUARE: bool>(
+fn weight_grad_block<const FUSED: bool, const SQUARE: bool>(
     xs: [&[f32]; TAPS],
     g: &[f32],
     lanes: usize,
@@ -323,7 +362,7 @@ fn weight_grad_block<const SQUARE: bool>(
             let x = x[q];
             let x = if SQUARE { x * x } else { x };
             for (a, &g) in acc.iter_mut().zip(g) {
-                *a = g.mul_add(x, *a);
+                *a = madd::<FUSED>(g, x, *a);
             }
         }
     }
@@ -388,7 +427,7 @@ mod tests {
     /// does (an x86-64 processor with FMA), within rounding elsewhere.
     fn assert_same_sums(a: &[f32], b: &[f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("fma") {
+        if fused() && std::arch::is_x86_feature_detected!("fma") {
             assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
             return;
         }

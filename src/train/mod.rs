@@ -13,4 +13,4 @@ pub use eval::{Evaluation, evaluate, predict_classes};
 pub use loss::{Loss, softmax, softmax_cross_entropy};
 pub use optim::{Adam, GradientDescent, Momentum, Optimizer, OptimizerState, Sdlm};
 pub use sgd::Sgd;
-pub use trainer::{EpochStats, Progress, Sampling, Schedule, Trainer};
+pub use trainer::{DEFAULT_PARTS, EpochStats, Progress, Sampling, Schedule, Trainer};

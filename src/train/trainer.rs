@@ -7,14 +7,20 @@ use std::time::Instant;
 
 use ndarray::Array4;
 use rand::RngExt;
+use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Best, Checkpoint};
 use super::eval::evaluate;
 use super::loss::Loss;
 use super::optim::{Adam, Optimizer};
+
+/// [`Trainer::with_parts`]' default: one per core of most machines, few enough to cost
+/// little on fewer.
+pub const DEFAULT_PARTS: usize = 4;
 use crate::data::Distortion;
 use crate::data::mnist::{CLASSES, Dataset};
 use crate::layer::{Layer, Mode, Pass};
@@ -144,6 +150,7 @@ pub enum Progress<'a, N: ?Sized> {
 /// |---|---|
 /// | epochs | 20 |
 /// | batch size | 1 |
+/// | parts of a batch computed in parallel | [`DEFAULT_PARTS`] |
 /// | sampling | [`Sampling::Shuffle`] |
 /// | schedule | 0.01, constant |
 /// | loss | [`Loss::SoftmaxCrossEntropy`] |
@@ -154,9 +161,13 @@ pub enum Progress<'a, N: ?Sized> {
 /// | checkpoints | none |
 /// | seed | 1 |
 ///
+/// Each batch is split into parts ([`Trainer::with_parts`]) whose gradients are computed on
+/// all the cores of rayon's current thread pool and summed in a fixed order: the thread count
+/// changes the speed, never the result.
+///
 /// The seed gives four random streams, drawn anew for every epoch from the seed and the
 /// epoch's number: the sample order, the distortions, the curvature samples and the
-/// [`Pass::Train`] seeds of each batch (dropout masks). None of them is the network's initial
+/// [`Pass::Train`] seeds of each part of a batch (dropout masks). None of them is the network's initial
 /// weights' stream, which its constructor draws from a seed of its own; and since no stream
 /// carries over from one epoch to the next, a run resumed from a [`Checkpoint`] draws what an
 /// uninterrupted one would.
@@ -173,6 +184,7 @@ pub struct Trainer {
     optimizer: Box<dyn Optimizer>,
     epochs: usize,
     batch_size: usize,
+    parts: usize,
     sampling: Sampling,
     schedule: Schedule,
     loss: Loss,
@@ -225,6 +237,7 @@ impl Trainer {
             optimizer: Box::new(optimizer),
             epochs: 20,
             batch_size: 1,
+            parts: DEFAULT_PARTS,
             sampling: Sampling::Shuffle,
             schedule: Schedule::PerEpoch(vec![0.01]),
             loss: Loss::SoftmaxCrossEntropy,
@@ -246,6 +259,17 @@ impl Trainer {
     /// Sets the number of samples per optimiser step.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
+        self
+    }
+
+    /// Splits each batch into `parts` parts (at most; no more than it has samples) whose
+    /// gradients are computed in parallel on rayon's current thread pool, then summed in part
+    /// order. The number of parts, not of threads, decides how the sums are rounded, so the same
+    /// seed gives the same model bytes on any number of threads (set by `RAYON_NUM_THREADS` or
+    /// [`rayon::ThreadPool::install`]). More parts than threads cost a little: each part beyond
+    /// the first works on a copy of the network.
+    pub fn with_parts(mut self, parts: usize) -> Self {
+        self.parts = parts;
         self
     }
 
@@ -313,8 +337,9 @@ impl Trainer {
     /// all but the number of epochs and the optimiser (whose state the checkpoint holds).
     fn settings(&self) -> String {
         format!(
-            "batch {}, {:?}, {:?}, {:?}, distortion {:?}, train accuracy {}, validation {:?}, keep best {}, seed {}",
+            "batch {} in {} parts, {:?}, {:?}, {:?}, distortion {:?}, train accuracy {}, validation {:?}, keep best {}, seed {}",
             self.batch_size,
+            self.parts,
             self.sampling,
             self.schedule,
             self.loss,
@@ -349,6 +374,9 @@ impl Trainer {
         self.schedule.validate(self.epochs)?;
         if self.batch_size == 0 {
             return invalid("Trainer::batch_size", "must be at least 1, got 0".into());
+        }
+        if self.parts == 0 {
+            return invalid("Trainer::parts", "must be at least 1, got 0".into());
         }
         if data.is_empty() {
             return invalid("Trainer::train", "the training set is empty".into());
@@ -511,6 +539,9 @@ impl Trainer {
         observe: &mut impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
         run: &mut Run<'_>,
     ) -> Result<Flow> {
+        // one copy of the network for each part but the first, which the network computes
+        let copies = self.parts.min(self.batch_size) - 1;
+        let mut replicas = vec![net.as_ref().clone(); copies];
         for epoch in done + 1..=self.epochs {
             let start = Instant::now();
             let lr = self.schedule.lr(epoch)?;
@@ -522,23 +553,14 @@ impl Trainer {
                 self.optimizer.set_curvature(curvature);
             }
             let order = self.order(data.len(), &mut Stream::Order.of(self.seed, epoch));
-            let mut distort_rng = Stream::Distortion.of(self.seed, epoch);
-            let mut pass_rng = Stream::Pass.of(self.seed, epoch);
+            let mut draws = Draws {
+                pass: Stream::Pass.of(self.seed, epoch),
+                distortion: Stream::Distortion.of(self.seed, epoch),
+            };
             let (mut samples, mut loss_sum) = (0, 0.0);
             for batch in order.chunks(self.batch_size) {
-                let distortion = self
-                    .distortion
-                    .as_ref()
-                    .map(|d| (d, &mut distort_rng as &mut dyn rand::Rng));
                 let stack = net.as_mut();
-                let input = data.batch_for(stack, batch, distortion)?;
-                let pass = Pass::Train {
-                    seed: pass_rng.random(),
-                };
-                let trace = stack.trace(input.view(), pass)?;
-                let labels: Vec<usize> = batch.iter().map(|&i| data.labels()[i].into()).collect();
-                let (mean, grad) = self.loss.batch(trace.output(), &labels)?;
-                let loss = mean * batch.len() as f64;
+                let loss = self.gradients(stack, &mut replicas, data, batch, &mut draws)?;
                 let diverged = |what| {
                     Err(Error::Diverged {
                         epoch,
@@ -547,9 +569,9 @@ impl Trainer {
                     })
                 };
                 if !loss.is_finite() {
+                    clear_gradients(stack);
                     return diverged(format!("loss is {loss}"));
                 }
-                stack.backprop(&trace, grad.view(), Mode::Params)?;
                 if !self.optimizer.step(stack.params_mut(), lr)? {
                     return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
                 }
@@ -626,6 +648,65 @@ impl Trainer {
         Ok(Flow::Done)
     }
 
+    /// The forward and backward passes of `batch`, split into at most [`Trainer::with_parts`]
+    /// parts computed in parallel, the first on `net` and the others on `replicas` (given
+    /// `net`'s weights first). Leaves in `net`'s gradients the sum of the parts', added in
+    /// part order, and returns the loss summed over the batch.
+    fn gradients(
+        &self,
+        net: &mut Sequential,
+        replicas: &mut [Sequential],
+        data: &Dataset,
+        batch: &[usize],
+        draws: &mut Draws,
+    ) -> Result<f64> {
+        let parts: Vec<Part<'_>> = batch
+            .chunks(batch.len().div_ceil(self.parts))
+            .map(|indices| Part {
+                indices,
+                of: batch.len(),
+                pass: Pass::Train {
+                    seed: draws.pass.random(),
+                },
+                distortion: draws.distortion.random(),
+            })
+            .collect();
+        let (loss, distortion) = (self.loss, self.distortion.as_ref());
+        let (first, rest) = parts.split_first().expect("a batch is never empty");
+        if rest.is_empty() {
+            return first.gradients(net, data, loss, distortion);
+        }
+        let replicas = &mut replicas[..rest.len()];
+        for replica in replicas.iter_mut() {
+            for (to, from) in replica.params_mut().into_iter().zip(net.params()) {
+                to.value.copy_from_slice(from.value);
+            }
+        }
+        let (first_loss, rest_losses) = rayon::join(
+            || first.gradients(net, data, loss, distortion),
+            || {
+                rest.par_iter()
+                    .zip(replicas.par_iter_mut())
+                    .map(|(part, replica)| part.gradients(replica, data, loss, distortion))
+                    .collect::<Result<Vec<f64>>>()
+            },
+        );
+        let mut sum = first_loss?;
+        for (part_loss, replica) in rest_losses?.into_iter().zip(replicas) {
+            sum += part_loss;
+            for (to, from) in net.params_mut().into_iter().zip(replica.params_mut()) {
+                to.grad
+                    .iter_mut()
+                    .zip(from.grad.iter_mut())
+                    .for_each(|(t, f)| {
+                        *t += *f;
+                        *f = 0.0;
+                    });
+            }
+        }
+        Ok(sum)
+    }
+
     /// The samples of one epoch, in training order.
     fn order(&self, len: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<usize> {
         match self.sampling {
@@ -657,6 +738,52 @@ pub(crate) fn check_scores_per_class(net: &Sequential, data: &Dataset) -> Result
         });
     }
     Ok(())
+}
+
+/// The random draws of an epoch's batches, made in batch and part order whatever the threads.
+struct Draws {
+    /// Each part's [`Pass::Train`] seed.
+    pass: Xoshiro256PlusPlus,
+    /// Each part's distortions' seed.
+    distortion: Xoshiro256PlusPlus,
+}
+
+/// One part of a batch: its samples, the batch's size, and its random seeds.
+struct Part<'a> {
+    indices: &'a [usize],
+    /// Samples in the whole batch, over which the loss is averaged.
+    of: usize,
+    pass: Pass,
+    distortion: u64,
+}
+
+impl Part<'_> {
+    /// Adds into `net`'s gradients those of the batch's mean loss from this part's samples,
+    /// and returns their summed loss.
+    fn gradients(
+        &self,
+        net: &mut Sequential,
+        data: &Dataset,
+        loss: Loss,
+        distortion: Option<&Distortion>,
+    ) -> Result<f64> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.distortion);
+        let distortion = distortion.map(|d| (d, &mut rng as &mut dyn rand::Rng));
+        let input = data.batch_for(net, self.indices, distortion)?;
+        let trace = net.trace(input.view(), self.pass)?;
+        let labels: Vec<usize> = self
+            .indices
+            .iter()
+            .map(|&i| data.labels()[i].into())
+            .collect();
+        let (mean, mut grad) = loss.batch(trace.output(), &labels)?;
+        let n = self.indices.len();
+        if n != self.of {
+            grad *= n as f32 / self.of as f32;
+        }
+        net.backprop(&trace, grad.view(), Mode::Params)?;
+        Ok(mean * n as f64)
+    }
 }
 
 /// How a run's epochs ended: all run (or stopped at an epoch's end), or stopped mid-epoch.
@@ -738,6 +865,10 @@ mod tests {
     use rand::SeedableRng;
 
     fn grads(net: &mut LeNet5) -> Vec<f32> {
+        grads_of(net)
+    }
+
+    fn grads_of(net: &mut Sequential) -> Vec<f32> {
         net.params_mut()
             .iter()
             .flat_map(|p| p.grad.to_vec())
@@ -769,6 +900,85 @@ mod tests {
         }
         for (a, b) in batched.iter().zip(&one_by_one) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} {b}");
+        }
+    }
+
+    /// A small stack with dropout, so that the parts' pass seeds matter.
+    fn dropout_stack() -> Sequential {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+        Sequential::new([1, 28, 28])
+            .add(crate::Conv::new(1, 3, 5, &mut rng).unwrap())
+            .unwrap()
+            .add(crate::MaxPool::new(4).unwrap())
+            .unwrap()
+            .add(crate::Dropout::new(0.3, 5).unwrap())
+            .unwrap()
+            .add_with(|shape| crate::Connect::flattening(shape, 10, &mut rng))
+            .unwrap()
+    }
+
+    /// The model file after two epochs of distorted mini-batches in `parts` parts, on
+    /// `threads` threads.
+    fn mini_batch_run(parts: usize, threads: usize) -> Vec<u8> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut net = dropout_stack();
+            Trainer::default()
+                .with_epochs(2)
+                .with_batch_size(10)
+                .with_parts(parts)
+                .with_distortion(Some(Distortion::default()))
+                .train(&mut net, &bars(95), |_| ControlFlow::Continue(()))
+                .unwrap();
+            io::to_bytes(&net, Sequential::ARCHITECTURE)
+        })
+    }
+
+    #[test]
+    fn one_thread_and_two_write_the_same_model_bytes_for_mini_batches() {
+        let one = mini_batch_run(4, 1);
+        assert_eq!(one, mini_batch_run(4, 2));
+        assert_eq!(one, mini_batch_run(4, 3));
+        // the parts' seeds and sums are not those of one whole batch
+        assert_ne!(one, mini_batch_run(1, 2));
+        assert_eq!(mini_batch_run(1, 1), mini_batch_run(1, 2));
+    }
+
+    #[test]
+    fn a_batch_in_parts_has_the_gradient_of_the_whole_batch() {
+        let data = bars(10);
+        let batch_gradients = |parts: usize| {
+            let trainer = Trainer::default().with_parts(parts);
+            let mut net = LeNet5::with_seed(2);
+            let mut replicas = vec![Sequential::clone(&net); parts - 1];
+            let mut draws = Draws {
+                pass: Stream::Pass.of(1, 1),
+                distortion: Stream::Distortion.of(1, 1),
+            };
+            let batch: Vec<usize> = (0..10).collect();
+            let loss = trainer
+                .gradients(&mut net, &mut replicas, &data, &batch, &mut draws)
+                .unwrap();
+            let left = replicas.iter_mut().flat_map(grads_of).collect();
+            (loss, grads(&mut net), left)
+        };
+        let (whole_loss, whole, _) = batch_gradients(1);
+        for parts in [2, 3, 4, 10] {
+            let (loss, split, left): (f64, Vec<f32>, Vec<f32>) = batch_gradients(parts);
+            assert!(
+                (loss - whole_loss).abs() < 1e-5 * whole_loss,
+                "{parts}: {loss} {whole_loss}"
+            );
+            for (a, b) in split.iter().zip(&whole) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{parts}: {a} {b}");
+            }
+            assert!(
+                left.iter().all(|&g| g == 0.0),
+                "{parts}: the copies' gradients remain"
+            );
         }
     }
 
