@@ -1,4 +1,4 @@
-"""The report's LeNet-5 in PyTorch (CPU, 2 threads) beside this crate's benchmarks, in one run.
+"""LeNet-5 in PyTorch (CPU, 2 threads) beside this crate's benchmarks, in one run.
 
     pip install torch
     python3 benches/pytorch_compare.py            # from the crate's root
@@ -7,11 +7,17 @@ Measures, for the same network (sigmoid convolutions, trainable 2x2 subsampling,
 output, softmax cross-entropy of the negated RBF distances):
   - one training step at batch 1 (forward, loss, backward, SGD update), samples per second;
   - evaluation at batch 1000 (forward only, no gradients), images per second;
-then runs `cargo bench --bench train` for this crate's `sgd_step/sample` (one thread) and
-`evaluate/10000_images` (batches of 8 on both cores) and prints the table of both.
+and for the modern preset's network (ReLU convolutions, 2x2 max pooling, two linear layers):
+  - mini-batch training at batch 32 with Adam, samples per second;
+then runs this crate's `cargo bench --bench peak` (one core's peak FMA rate, the yardstick)
+and `cargo bench --bench train`: `sgd_step/sample` (one thread), `evaluate/10000_images`
+(batches of 8 on both cores) and `modern_batches` (an epoch of the modern preset's batches of
+32, on both cores and on one), and `sgd_step/sample` again with LENET5_PORTABLE=1 (the
+kernels' baseline build); prints the table of both with each figure's share of the peak.
 A dev-time comparison only: neither the tests nor CI need PyTorch.
 """
 
+import os
 import re
 import subprocess
 import time
@@ -59,6 +65,24 @@ class LeNet5(nn.Module):
         return -((x[:, None, :] - self.rbf[None]) ** 2).sum(-1)
 
 
+class Modern(nn.Module):
+    """The modern preset: ReLU, max pooling, a linear 10-way output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.conv3 = nn.Conv2d(16, 120, 5)
+        self.fc1 = nn.Linear(120, 84)
+        self.fc2 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.conv3(x)).flatten(1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
 def per_second(work, count, repeat):
     """Median of `repeat` timings of `work()`, as `count` items per second."""
     times = []
@@ -93,16 +117,44 @@ def pytorch():
                 net(images).argmax(1)
 
     evaluate(2)
-    return train, per_second(evaluate, 10_000, 5)
+    return train, per_second(evaluate, 10_000, 5), modern_batches()
 
 
-def ours():
-    """Medians from criterion's output for the crate's two benchmarks."""
+def modern_batches(batch=32, batches=100):
+    """Samples per second of Adam on the modern network, batches of `batch`."""
+    net = Modern()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    images = torch.randn(batches, batch, 1, 32, 32)
+    labels = torch.randint(0, 10, (batches, batch))
+
+    def epoch():
+        for x, y in zip(images, labels):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+
+    epoch()  # warm-up
+    return per_second(epoch, batch * batches, 5)
+
+
+# Multiply-adds of one forward pass, the same for both networks: C1 6·25·784, C3 16·6·25·100,
+# C5 120·400, then 120·84 and 84·10. A training step computes each layer's weight gradient
+# and, past the first layer, its input gradient: three times the forward's work, less C1's.
+FORWARD_MACS = 6 * 25 * 784 + 16 * 6 * 25 * 100 + 120 * 400 + 120 * 84 + 84 * 10
+FORWARD_FLOP = 2 * FORWARD_MACS
+STEP_FLOP = 2 * (3 * FORWARD_MACS - 6 * 25 * 784)
+# peak/fma_f32_one_core: 100 000 rounds of 10 chains of 8-lane FMAs, 2 flops each
+PEAK_FLOP = 100_000 * 10 * 8 * 2
+
+
+def criterion(bench, pattern, env=None):
+    """Criterion's median time in seconds of each benchmark matching `pattern`."""
     out = subprocess.run(
-        ["cargo", "bench", "--bench", "train", "--", "sgd_step|evaluate"],
+        ["cargo", "bench", "--bench", bench, "--", pattern],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     ).stdout
     unit = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
     medians = {}
@@ -110,22 +162,63 @@ def ours():
         r"^(\S+)\s*\n?\s*time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", out, re.M
     ):
         medians[name] = float(value) * unit[u]
-    return 1 / medians["sgd_step/sample"], 10_000 / medians["evaluate/10000_images"]
+    return medians
+
+
+def processor():
+    with open("/proc/cpuinfo") as f:
+        info = f.read()
+    field = lambda name: re.search(rf"^{name}\s*: (.*)$", info, re.M).group(1)
+    flags = field("flags").split()
+    has = [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    return (
+        f"{field('model name')}, family {field('cpu family')} model {field('model')}, "
+        f"{os.cpu_count()} cores, {' '.join(has) or 'no AVX2'}"
+    )
 
 
 def main():
-    torch_train, torch_eval = pytorch()
-    our_train, our_eval = ours()
-    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| | lenet5 (this crate) | PyTorch (CPU) | ratio |")
-    print("|---|---:|---:|---:|")
+    torch_train, torch_eval, torch_modern = pytorch()
+    peak = PEAK_FLOP / criterion("peak", "fma_f32_one_core")["peak/fma_f32_one_core"]
+    ours = criterion("train", "sgd_step|evaluate|modern_batches")
+    portable = criterion("train", "sgd_step", dict(os.environ, LENET5_PORTABLE="1"))
+    step = 1 / ours["sgd_step/sample"]
+    portable_step = 1 / portable["sgd_step/sample"]
+    evaluation = 10_000 / ours["evaluate/10000_images"]
+    modern = 3_200 / ours["modern_batches/all_cores"]
+    modern_one = 3_200 / ours["modern_batches/one_thread"]
+    cores = 2
+
+    def share(rate, flop, on):
+        return f"{rate * flop / (on * peak):.0%}"
+
+    print(f"{processor()}; PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"peak/fma_f32_one_core: {peak / 1e9:.1f} GFLOP/s")
+    print()
+    print("| | lenet5 | share of peak | PyTorch | share of peak | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = [
+        ("training step, report's network, batch 1, one thread (samples/s)",
+         step, STEP_FLOP, 1, torch_train, cores),
+        ("evaluation, report's network (images/s; PyTorch at batch 1 000, lenet5 in batches of 8)",
+         evaluation, FORWARD_FLOP, cores, torch_eval, cores),
+        ("training, modern network, batches of 32, Adam, both cores (samples/s)",
+         modern, STEP_FLOP, cores, torch_modern, cores),
+    ]
+    for name, rate, flop, on, theirs, their_cores in rows:
+        print(
+            f"| {name} | {rate:,.0f} | {share(rate, flop, on)} | {theirs:,.0f} "
+            f"| {share(theirs, flop, their_cores)} | {rate / theirs:.1f}x |"
+        )
+    print()
     print(
-        f"| training step, batch 1 (samples/s) | {our_train:,.0f} | {torch_train:,.0f} "
-        f"| {our_train / torch_train:.1f}x |"
+        f"modern network on one thread: {modern_one:,.0f} samples/s "
+        f"({share(modern_one, STEP_FLOP, 1)} of one core); both cores / one: "
+        f"{modern / modern_one:.2f}x"
     )
     print(
-        f"| evaluation (images/s) | {our_eval:,.0f} | {torch_eval:,.0f} "
-        f"| {our_eval / torch_eval:.1f}x |"
+        f"training step, portable build (LENET5_PORTABLE=1): {portable_step:,.0f} samples/s; "
+        f"AVX2 build / portable: {step / portable_step:.2f}x"
     )
 
 

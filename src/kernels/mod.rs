@@ -390,13 +390,16 @@ multiversion! {
 ///
 /// A product with one row or one column (a single sample through a dense layer) runs as
 /// [`gemv`], which reads the weights once where a blocked product would copy them into its
-/// packing buffers first; anything else goes to `matrixmultiply`.
+/// packing buffers first; one added with inner dimension 1 (a single sample's weight
+/// gradient) as [`add_outer`]; anything else goes to `matrixmultiply`.
 pub(crate) fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>) {
     let contiguous = |m: &ArrayView2<f32>| m.is_standard_layout() || m.t().is_standard_layout();
     if c.ncols() == 1 && contiguous(&a) {
         gemv(a, b.column(0), beta, c.column_mut(0));
     } else if c.nrows() == 1 && contiguous(&b) {
         gemv(b.t(), a.row(0), beta, c.row_mut(0));
+    } else if a.ncols() == 1 && beta == 1.0 && c.is_standard_layout() {
+        add_outer(c, a.column(0), b.row(0));
     } else {
         general_mat_mul(1.0, &a, &b, beta, &mut c);
     }

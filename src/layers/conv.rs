@@ -21,15 +21,15 @@
 //! ```
 
 use ndarray::{
-    Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2,
-    ArrayViewMut3, Axis, CowArray, Ix1, Ix2, Ix4,
+    Array1, Array2, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut3, Axis,
+    CowArray, Ix1, Ix2, Ix4,
 };
 use rand::Rng;
 
 use super::activation::Activation;
 use super::{Init, regain, zeros_param};
 use crate::kernels::window::{ConvShape, Taps, positions};
-use crate::kernels::{add_outer, correlate, correlate_adjoint, correlate_weight_grad, matmul};
+use crate::kernels::{correlate, correlate_adjoint, correlate_weight_grad, matmul};
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
@@ -210,8 +210,7 @@ impl Conv {
     }
 
     /// The taps of the kernels for a `[C_in, height, width]` input, for [`correlate`]; `None`
-    /// for a single output position, which [`Conv::forward_sample`] computes as one
-    /// matrix-vector product.
+    /// for a single output position, which [`Conv::forward_dense`] computes.
     fn taps(&self, height: usize, width: usize) -> Option<Taps> {
         let shape = self.conv_shape(height, width);
         let weight = self.weight.value.as_slice().expect("standard layout");
@@ -219,33 +218,52 @@ impl Conv {
     }
 
     /// The sums of `input` `[B, C_in, H, W]` through the kernels and activation, `[B, C_out,
-    /// OH, OW]`, one sample at a time ([`Conv::forward_sample`]); the weight matrix is built
-    /// only for the matrix-vector product it serves.
+    /// OH, OW]`: one sample at a time ([`Conv::forward_sample`]), or the whole batch at once
+    /// for a single output position ([`Conv::forward_dense`]).
     fn compute(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         let (out_shape, [_, _, n]) = self.shapes(&input)?;
         let (_, _, height, width) = input.dim();
-        let taps = self.taps(height, width);
-        let weight = taps
-            .is_none()
-            .then(|| Self::weight_matrix(&self.weight.value, self.connections.as_ref()));
-        let mut sums = Array2::zeros((out_shape[1], n));
         let mut output = Array4::zeros(out_shape);
-        for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
-            self.forward_sample(weight.as_ref(), taps.as_ref(), x, sums.view_mut(), y);
+        match self.taps(height, width) {
+            Some(taps) => {
+                let mut sums = Array2::zeros((out_shape[1], n));
+                for (x, y) in input.outer_iter().zip(output.outer_iter_mut()) {
+                    self.forward_sample(&taps, x, sums.view_mut(), y);
+                }
+            }
+            None => self.forward_dense(input, &mut output),
         }
         Ok(output)
     }
 
+    /// A single output position (C5): each sample's input `[C_in, K, K]` is its only window,
+    /// so `output` `[B, C_out, 1, 1]` ← f(inputs `[B, C_in·K·K]` · weight matrixᵀ + bias), one
+    /// matrix product for the batch (a matrix-vector product for one sample).
+    fn forward_dense(&self, input: ArrayView4<f32>, output: &mut Array4<f32>) {
+        let (batch, c_out, _, _) = output.dim();
+        let input = input.as_standard_layout();
+        let x = input
+            .view()
+            .into_shape_with_order((batch, input.len() / batch.max(1)))
+            .expect("standard layout");
+        let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
+        let out = output.as_slice_mut().expect("fresh array");
+        let sums = ArrayViewMut2::from_shape((batch, c_out), &mut *out).expect("[B, C_out]");
+        matmul(x, weight.t(), 0.0, sums);
+        for row in out.chunks_exact_mut(c_out) {
+            row.iter_mut()
+                .zip(&self.bias.value)
+                .for_each(|(y, b)| *y += b);
+        }
+        self.activation.apply(out);
+    }
+
     /// One sample: `sums` `[C_out, N]` ← the correlation of `input` `[C_in, H, W]` with the
-    /// kernels, then `output` `[C_out, OH, OW]` ← f(sums at the valid positions + bias).
-    ///
-    /// With `taps` ([`Conv::taps`]), a direct convolution ([`correlate`]); without, a single
-    /// output position (C5): one matrix-vector product of `weight` `[C_out, C_in·K·K]` (given
-    /// then) with the flat input, which is then its only window.
+    /// kernels whose `taps` are given ([`correlate`]), then `output` `[C_out, OH, OW]` ←
+    /// f(sums at the valid positions + bias).
     fn forward_sample(
         &self,
-        weight: Option<&CowArray<f32, Ix2>>,
-        taps: Option<&Taps>,
+        taps: &Taps,
         input: ArrayView3<f32>,
         mut sums: ArrayViewMut2<f32>,
         mut output: ArrayViewMut3<f32>,
@@ -253,19 +271,9 @@ impl Conv {
         let width = input.dim().2;
         let input = input.as_standard_layout();
         let flat = input.as_slice().expect("standard layout");
-        match taps {
-            Some(taps) => {
-                let n = sums.ncols();
-                correlate(flat, n, taps, sums.as_slice_mut().expect("standard layout"));
-            }
-            None => {
-                let column = ArrayView2::from_shape((flat.len(), 1), flat).expect("one window");
-                let weight = weight.expect("built where there are no taps");
-                matmul(weight.view(), column, 0.0, sums.view_mut());
-            }
-        }
-        let (_, oh, ow) = output.dim();
         let n = sums.ncols();
+        correlate(flat, n, taps, sums.as_slice_mut().expect("standard layout"));
+        let (_, oh, ow) = output.dim();
         let sums = sums.as_slice().expect("standard layout");
         let out = output.as_slice_mut().expect("standard layout");
         for ((out, sum), &b) in out
@@ -289,6 +297,64 @@ impl Conv {
     /// curvature pass, inputs and weights enter squared, which turns gradients into
     /// Gauss-Newton curvatures.
     fn accumulate(&mut self, grad: Array4<f32>, step: &Backward<'_>) -> Option<Array4<f32>> {
+        let (batch, _, oh, ow) = grad.dim();
+        let (_, c_in, k, _) = self.weight.value.dim();
+        let (height, width) = (oh + k - 1, ow + k - 1);
+        let n = positions(height, width, k);
+        let grad_input = if n == 1 {
+            self.accumulate_dense(grad, step)
+        } else {
+            self.accumulate_windows(grad, step)
+        };
+        self.clear_missing_connections();
+        grad_input.map(|g| {
+            g.into_shape_with_order((batch, c_in, height, width))
+                .expect("[B, C_in, H, W] values")
+        })
+    }
+
+    /// [`Conv::accumulate`] for a single output position (C5), the batch at once: with `g`
+    /// `[B, C_out]` and the inputs `x` `[B, C_in·K·K]`, dL/dW += gᵀ · x and dL/d(input) =
+    /// g · W, each one matrix product.
+    fn accumulate_dense(&mut self, grad: Array4<f32>, step: &Backward<'_>) -> Option<Array4<f32>> {
+        let (batch, c_out, _, _) = grad.dim();
+        let g = grad
+            .into_shape_with_order((batch, c_out))
+            .expect("one position per sample");
+        let input = step.input.as_standard_layout();
+        let mut x = input
+            .view()
+            .into_shape_with_order((batch, input.len() / batch.max(1)))
+            .expect("standard layout")
+            .to_owned();
+        let mut weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
+        if step.is_curvature() {
+            x.mapv_inplace(|v| v * v);
+            weight = weight.mapv(|w| w * w).into();
+        }
+        let grad_weight = self
+            .weight
+            .grad
+            .view_mut()
+            .into_shape_with_order(weight.raw_dim())
+            .expect("standard layout");
+        matmul(g.t(), x.view(), 1.0, grad_weight);
+        self.bias.grad += &g.sum_axis(Axis(0));
+        step.wants_input().then(|| {
+            let mut grad_input = Array2::zeros(x.raw_dim());
+            matmul(g.view(), weight.view(), 0.0, grad_input.view_mut());
+            grad_input.insert_axis(Axis(2)).insert_axis(Axis(3))
+        })
+    }
+
+    /// [`Conv::accumulate`] one sample at a time, for several output positions: the weight
+    /// gradient is the correlation of the input with the output gradient
+    /// ([`correlate_weight_grad`]), the input gradient its adjoint ([`correlate_adjoint`]).
+    fn accumulate_windows(
+        &mut self,
+        grad: Array4<f32>,
+        step: &Backward<'_>,
+    ) -> Option<Array4<f32>> {
         let (square, with_input) = (step.is_curvature(), step.wants_input());
         let input = step.input.as_standard_layout();
         let (batch, c_out, oh, ow) = grad.dim();
@@ -317,7 +383,8 @@ impl Conv {
             .expect("standard layout");
         // dL/d(sums) transposed, [N, C_out rounded up to 8], for the weight gradient
         let lanes = c_out.div_ceil(8) * 8;
-        let mut grad_t = vec![0.0; if n > 1 { n * lanes } else { 0 }];
+        let mut grad_t = vec![0.0; n * lanes];
+        let table = flat_table(&self.connections);
         for (b, (g, x)) in grad.outer_iter().zip(input.outer_iter()).enumerate() {
             let full = grad_sums.as_slice_mut().expect("standard layout");
             let g_planes = g.as_slice().expect("standard layout").chunks_exact(oh * ow);
@@ -328,44 +395,24 @@ impl Conv {
             }
             let x = x.to_slice().expect("standard layout");
             // dL/dW += g · windowsᵀ: the correlation of the input with the output gradient
-            if n == 1 {
-                // the input is the only window
-                let x: Vec<f32> = x.iter().map(|&x| if square { x * x } else { x }).collect();
-                add_outer(
-                    grad_weight.view_mut(),
-                    grad_sums.column(0),
-                    x.as_slice().into(),
-                );
-            } else {
-                let sums = grad_sums.as_slice().expect("standard layout");
-                for (q, row) in grad_t.chunks_exact_mut(lanes).enumerate() {
-                    for (p, g) in row[..c_out].iter_mut().enumerate() {
-                        *g = sums[p * n + q];
-                    }
+            let sums = grad_sums.as_slice().expect("standard layout");
+            for (q, row) in grad_t.chunks_exact_mut(lanes).enumerate() {
+                for (p, g) in row[..c_out].iter_mut().enumerate() {
+                    *g = sums[p * n + q];
                 }
-                let grad_weight = grad_weight.as_slice_mut().expect("standard layout");
-                correlate_weight_grad(x, shape, &grad_t, square, grad_weight);
             }
+            let grad_weight = grad_weight.as_slice_mut().expect("standard layout");
+            correlate_weight_grad(x, shape, &grad_t, square, grad_weight);
             // dL/d(bias) += Σ over positions
             self.bias.grad += &grad_sums.sum_axis(Axis(1));
             if with_input {
+                // each window's gradient goes back to the pixels it overlapped
                 let mut grad_input = grad_input.index_axis_mut(Axis(0), b);
                 let grad_input = grad_input.as_slice_mut().expect("standard layout");
-                if n == 1 {
-                    // dL/d(input) = Wᵀ · g: the input is the only window
-                    let column = ArrayViewMut2::from_shape((grad_input.len(), 1), grad_input)
-                        .expect("one window");
-                    matmul(weight.t(), grad_sums.view(), 0.0, column);
-                } else {
-                    // each window's gradient goes back to the pixels it overlapped
-                    let g = grad_sums.as_slice().expect("standard layout");
-                    let w = weight.as_slice().expect("standard layout");
-                    let table = flat_table(&self.connections);
-                    correlate_adjoint(g, shape, w, table, &mut scratch, grad_input);
-                }
+                let w = weight.as_slice().expect("standard layout");
+                correlate_adjoint(sums, shape, w, table, &mut scratch, grad_input);
             }
         }
-        self.clear_missing_connections();
         with_input.then_some(grad_input)
     }
 
@@ -535,6 +582,9 @@ mod tests {
             (3, 4, 2, [2, 3, 4, 4], Activation::Sigmoid),
             (2, 3, 3, [1, 2, 5, 5], Activation::ScaledTanh),
             (2, 3, 3, [2, 2, 5, 5], Activation::Identity),
+            // one output position (C5), one sample and a batch
+            (3, 4, 3, [1, 3, 3, 3], Activation::Sigmoid),
+            (3, 4, 3, [3, 3, 3, 3], Activation::ScaledTanh),
         ] {
             let mut conv = Conv::new(c_in, c_out, k, &mut rng)
                 .unwrap()
@@ -549,18 +599,22 @@ mod tests {
         for (c_in, c_out, k, shape, act) in [
             (2, 3, 3, [2, 2, 5, 5], Activation::ScaledTanh),
             (1, 2, 3, [1, 1, 6, 5], Activation::Sigmoid),
+            (3, 4, 3, [2, 3, 3, 3], Activation::ScaledTanh),
         ] {
             let mut conv = Conv::new(c_in, c_out, k, &mut rng)
                 .unwrap()
                 .with_activation(act);
             check_curvature(&mut conv, shape, 21);
         }
-        let mut partial = Conv::new(4, 3, 3, &mut rng)
-            .unwrap()
-            .with_connections(table())
-            .unwrap()
-            .with_activation(Activation::ScaledTanh);
-        check_curvature(&mut partial, [1, 4, 5, 5], 22);
+        for shape in [[1, 4, 5, 5], [2, 4, 3, 3]] {
+            let mut partial = Conv::new(4, 3, 3, &mut rng)
+                .unwrap()
+                .with_connections(table())
+                .unwrap()
+                .with_activation(Activation::ScaledTanh);
+            check_curvature(&mut partial, shape, 22);
+            check_gradients(&mut partial, shape, 23);
+        }
     }
 
     /// A 4 -> 3 table with maps seeing 1, 2 and all 4 inputs.

@@ -41,27 +41,48 @@ impl MaxPool {
         Ok(MaxPool { kernel })
     }
 
-    /// The output `[B, C, OH, OW]` and the position of each maximum in its plane.
-    fn compute(&self, input: ArrayView4<f32>) -> Result<(Array4<f32>, Array4<usize>)> {
+    /// The output `[B, C, OH, OW]`: each block's maximum, taken row by row with `f32::max`
+    /// (which passes over NaN, as the comparison in [`MaxPool::argmax`] does).
+    fn pooled(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
         let (batch, k, width) = (input.dim().0, self.kernel, input.dim().3);
         let input = input.as_standard_layout();
-        let mut output = Array4::zeros((batch, c, oh, ow));
+        let mut output = Array4::from_elem((batch, c, oh, ow), f32::NEG_INFINITY);
+        let in_rows = input
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(k * width);
+        let out_rows = output
+            .as_slice_mut()
+            .expect("fresh array")
+            .chunks_exact_mut(ow);
+        for (rows, out) in in_rows.zip(out_rows) {
+            for row in rows.chunks_exact(width) {
+                for (y, block) in out.iter_mut().zip(row.chunks_exact(k)) {
+                    *y = block.iter().fold(*y, |m, &v| m.max(v));
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    /// The position of each maximum in its plane, `[B, C, OH, OW]`: the first of equal ones,
+    /// row by row.
+    fn argmax(&self, input: ArrayView4<f32>) -> Result<Array4<usize>> {
+        let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
+        let (batch, k, width) = (input.dim().0, self.kernel, input.dim().3);
+        let input = input.as_standard_layout();
         let mut argmax = Array4::zeros((batch, c, oh, ow));
         let planes = input
             .as_slice()
             .expect("standard layout")
             .chunks_exact(oh * k * width);
-        let outs = output
-            .as_slice_mut()
-            .expect("fresh array")
-            .chunks_exact_mut(oh * ow);
         let args = argmax
             .as_slice_mut()
             .expect("fresh array")
             .chunks_exact_mut(oh * ow);
-        for ((plane, out), arg) in planes.zip(outs).zip(args) {
-            for (o, (y, a)) in out.iter_mut().zip(arg.iter_mut()).enumerate() {
+        for (plane, arg) in planes.zip(args) {
+            for (o, a) in arg.iter_mut().enumerate() {
                 let (j, x) = (o / ow, o % ow);
                 let mut best = (f32::NEG_INFINITY, (j * k) * width + x * k);
                 for u in 0..k {
@@ -72,10 +93,10 @@ impl MaxPool {
                         }
                     }
                 }
-                (*y, *a) = best;
+                *a = best.1;
             }
         }
-        Ok((output, argmax))
+        Ok(argmax)
     }
 }
 
@@ -103,7 +124,7 @@ impl Layer for MaxPool {
     }
 
     fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
-        Ok(self.compute(input)?.0)
+        self.pooled(input)
     }
 
     /// Each output's gradient goes to the input that was its maximum. In a curvature pass the
@@ -113,7 +134,7 @@ impl Layer for MaxPool {
         if !step.wants_input() {
             return Ok(None);
         }
-        let (_, argmax) = self.compute(step.input)?;
+        let argmax = self.argmax(step.input)?;
         let mut grad_input = Array4::zeros(step.input.raw_dim());
         let (_, _, h, w) = step.input.dim();
         let (_, _, oh, ow) = argmax.dim();
@@ -146,6 +167,29 @@ mod tests {
     use crate::layer::Mode;
     use crate::testing::backprop;
     use ndarray::array;
+
+    #[test]
+    fn each_output_is_its_blocks_value_at_the_argmax_and_no_smaller_than_the_block() {
+        for (k, shape) in [(2, (2, 3, 4, 6)), (3, (1, 2, 6, 9)), (1, (1, 1, 2, 3))] {
+            let pool = MaxPool::new(k).unwrap();
+            let input = crate::testing::uniform(shape, 7);
+            let output = pool.forward(input.view(), Pass::Predict).unwrap();
+            let argmax = pool.argmax(input.view()).unwrap();
+            let (_, _, h, w) = shape;
+            for ((b, c, j, x), &y) in output.indexed_iter() {
+                assert_eq!(
+                    y,
+                    input[[b, c, argmax[[b, c, j, x]] / w, argmax[[b, c, j, x]] % w]]
+                );
+                for u in 0..k {
+                    for v in 0..k {
+                        assert!(y >= input[[b, c, j * k + u, x * k + v]], "{k} {j} {x}");
+                    }
+                }
+                assert!(j * k < h);
+            }
+        }
+    }
 
     #[test]
     fn forward_and_backprop_by_hand() {
