@@ -65,39 +65,6 @@ impl MaxPool {
         }
         Ok(output)
     }
-
-    /// The position of each maximum in its plane, `[B, C, OH, OW]`: the first of equal ones,
-    /// row by row.
-    fn argmax(&self, input: ArrayView4<f32>) -> Result<Array4<usize>> {
-        let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
-        let (batch, k, width) = (input.dim().0, self.kernel, input.dim().3);
-        let input = input.as_standard_layout();
-        let mut argmax = Array4::zeros((batch, c, oh, ow));
-        let planes = input
-            .as_slice()
-            .expect("standard layout")
-            .chunks_exact(oh * k * width);
-        let args = argmax
-            .as_slice_mut()
-            .expect("fresh array")
-            .chunks_exact_mut(oh * ow);
-        for (plane, arg) in planes.zip(args) {
-            for (o, a) in arg.iter_mut().enumerate() {
-                let (j, x) = (o / ow, o % ow);
-                let mut best = (f32::NEG_INFINITY, (j * k) * width + x * k);
-                for u in 0..k {
-                    for v in 0..k {
-                        let i = (j * k + u) * width + x * k + v;
-                        if plane[i] > best.0 {
-                            best = (plane[i], i);
-                        }
-                    }
-                }
-                *a = best.1;
-            }
-        }
-        Ok(argmax)
-    }
 }
 
 impl Layer for MaxPool {
@@ -134,26 +101,37 @@ impl Layer for MaxPool {
         if !step.wants_input() {
             return Ok(None);
         }
-        let argmax = self.argmax(step.input)?;
-        let mut grad_input = Array4::zeros(step.input.raw_dim());
-        let (_, _, h, w) = step.input.dim();
-        let (_, _, oh, ow) = argmax.dim();
+        let (_, _, _, width) = step.input.dim();
+        let k = self.kernel;
+        let input = step.input.as_standard_layout();
         let grad_output = step.grad_output.as_standard_layout();
-        let planes = grad_input
+        let mut grad_input = Array4::zeros(step.input.raw_dim());
+        let ow = width / k;
+        let in_rows = input
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(k * width);
+        let grad_rows = grad_input
             .as_slice_mut()
             .expect("fresh array")
-            .chunks_exact_mut(h * w);
-        let grads = grad_output
+            .chunks_exact_mut(k * width);
+        let out_rows = grad_output
             .as_slice()
             .expect("standard layout")
-            .chunks_exact(oh * ow);
-        let args = argmax
-            .as_slice()
-            .expect("standard layout")
-            .chunks_exact(oh * ow);
-        for ((plane, g), arg) in planes.zip(grads).zip(args) {
-            for (&g, &i) in g.iter().zip(arg) {
-                plane[i] += g;
+            .chunks_exact(ow);
+        for ((rows, grad_rows), g) in in_rows.zip(grad_rows).zip(out_rows) {
+            for (x, &g) in g.iter().enumerate() {
+                // the first largest of the block, row by row; its top left corner when all
+                // are NaN
+                let mut best = (f32::NEG_INFINITY, x * k);
+                for u in 0..k {
+                    for i in u * width + x * k..u * width + (x + 1) * k {
+                        if rows[i] > best.0 {
+                            best = (rows[i], i);
+                        }
+                    }
+                }
+                grad_rows[best.1] += g;
             }
         }
         Ok(Some(grad_input))
@@ -169,24 +147,25 @@ mod tests {
     use ndarray::array;
 
     #[test]
-    fn each_output_is_its_blocks_value_at_the_argmax_and_no_smaller_than_the_block() {
+    fn each_block_sends_its_gradient_to_one_input_holding_the_output() {
         for (k, shape) in [(2, (2, 3, 4, 6)), (3, (1, 2, 6, 9)), (1, (1, 1, 2, 3))] {
-            let pool = MaxPool::new(k).unwrap();
+            let mut pool = MaxPool::new(k).unwrap();
             let input = crate::testing::uniform(shape, 7);
             let output = pool.forward(input.view(), Pass::Predict).unwrap();
-            let argmax = pool.argmax(input.view()).unwrap();
-            let (_, _, h, w) = shape;
+            let ones = Array4::ones(output.raw_dim());
+            let grad = backprop(&mut pool, input.view(), ones.view(), Mode::Full)
+                .unwrap()
+                .unwrap();
             for ((b, c, j, x), &y) in output.indexed_iter() {
-                assert_eq!(
-                    y,
-                    input[[b, c, argmax[[b, c, j, x]] / w, argmax[[b, c, j, x]] % w]]
-                );
-                for u in 0..k {
-                    for v in 0..k {
-                        assert!(y >= input[[b, c, j * k + u, x * k + v]], "{k} {j} {x}");
-                    }
-                }
-                assert!(j * k < h);
+                let block = |a: &Array4<f32>| {
+                    let rows = a.slice(ndarray::s![b, c, j * k..(j + 1) * k, x * k..(x + 1) * k]);
+                    rows.iter().copied().collect::<Vec<f32>>()
+                };
+                let (values, grads) = (block(&input), block(&grad));
+                assert!(values.iter().all(|&v| v <= y), "{k}: {values:?} {y}");
+                let hit: Vec<usize> = (0..grads.len()).filter(|&i| grads[i] != 0.0).collect();
+                assert_eq!(hit.len(), 1, "{k}: {grads:?}");
+                assert_eq!((grads[hit[0]], values[hit[0]]), (1.0, y));
             }
         }
     }

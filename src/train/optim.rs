@@ -73,24 +73,27 @@ pub trait Optimizer: std::fmt::Debug + Send {
     }
 }
 
-/// Checks that `next(k, i, value, grad)` is finite for value `i` of every parameter `k`, then
-/// writes it; clears the gradients either way. `next` must not change anything itself.
+/// Writes `next(k, i, value, grad)` into value `i` of every parameter `k` when all of them are
+/// finite, and changes no value otherwise; clears the gradients either way. Each `next` is
+/// computed once, into the gradient's place, before any value is written. `next` must not
+/// change anything itself.
 #[inline(always)]
 fn update_if_finite(
     mut params: Vec<ParamMut<'_>>,
     next: impl Fn(usize, usize, f32, f32) -> f32,
 ) -> bool {
-    let finite = params.iter().enumerate().all(|(k, p)| {
-        let each = p.value.iter().zip(p.grad.iter()).enumerate();
-        each.fold(true, |ok, (i, (&v, &g))| ok & next(k, i, v, g).is_finite())
-    });
+    let mut finite = true;
     for (k, p) in params.iter_mut().enumerate() {
-        for (i, (v, g)) in p.value.iter_mut().zip(p.grad.iter_mut()).enumerate() {
-            if finite {
-                *v = next(k, i, *v, *g);
-            }
-            *g = 0.0;
+        for (i, (&v, g)) in p.value.iter().zip(p.grad.iter_mut()).enumerate() {
+            *g = next(k, i, v, *g);
+            finite &= g.is_finite();
         }
+    }
+    for p in &mut params {
+        if finite {
+            p.value.copy_from_slice(p.grad);
+        }
+        p.grad.fill(0.0);
     }
     finite
 }
