@@ -125,9 +125,10 @@ impl Layer for MaxPool {
                 // are NaN
                 let mut best = (f32::NEG_INFINITY, x * k);
                 for u in 0..k {
-                    for i in u * width + x * k..u * width + (x + 1) * k {
-                        if rows[i] > best.0 {
-                            best = (rows[i], i);
+                    let start = u * width + x * k;
+                    for (i, &v) in rows[start..start + k].iter().enumerate() {
+                        if v > best.0 {
+                            best = (v, start + i);
                         }
                     }
                 }
