@@ -101,6 +101,23 @@ mod tests {
     }
 
     #[test]
+    fn classify_takes_up_to_256_scores_per_image() {
+        let net = |scores: usize| {
+            // the last score is the highest
+            let bias = ndarray::Array1::from_shape_fn(scores, |i| i as f32);
+            let weight = ndarray::Array2::zeros((scores, 2));
+            let layer = crate::Connect::from_params(weight, bias).unwrap();
+            crate::Sequential::new([2, 1, 1])
+                .add(layer.with_activation(crate::Activation::Identity))
+                .unwrap()
+        };
+        let images = ndarray::Array4::zeros((3, 2, 1, 1));
+        assert_eq!(classify(&net(256), images.view()).unwrap(), vec![255; 3]);
+        assert_eq!(classify(&net(2), images.view()).unwrap(), vec![1; 3]);
+        assert!(classify(&net(257), images.view()).is_err());
+    }
+
+    #[test]
     fn the_confusion_matrix_is_true_class_by_predicted_class() {
         // a network that always says 7, on images of 3s
         let weight = ndarray::Array2::zeros((10, 32 * 32));

@@ -1338,6 +1338,7 @@ mod tests {
         assert_eq!(partial.len(), 2);
         let checkpoint = Checkpoint::load(&path).unwrap();
         assert_eq!(checkpoint.epoch(), 2);
+        assert_eq!(checkpoint.history(), &partial[..]);
 
         // resumed on a network of other weights, by a new trainer of the same settings
         let (mut resumed, trainer) = resumable(2);
