@@ -1042,6 +1042,12 @@ mod tests {
         ] {
             assert!(bad.validate(20).is_err(), "{bad:?}");
         }
+        // a bad decay is refused even where no epoch would use it
+        for decay in [0.0, -0.5, f32::INFINITY, f32::NAN] {
+            let one_epoch = Schedule::Exponential { lr: 0.1, decay };
+            assert!(one_epoch.validate(1).is_err(), "{decay}");
+        }
+        assert!(exp.validate(1).is_ok());
         let bad_distortion = Distortion {
             shift: -2.0,
             ..Distortion::default()
