@@ -1,4 +1,4 @@
-//! The shipped model on pictures drawn for the purpose (`tests/digits/N.png` shows digit N):
+//! The shipped models on pictures drawn for the purpose (`tests/digits/N.png` shows digit N):
 //! different sizes, ink colours, paper shades, light-on-dark and dark-on-light, PNG and JPEG.
 
 use lenet5::LeNet5;
@@ -6,7 +6,12 @@ use lenet5::digit::load_image;
 
 #[test]
 fn drawn_digits_are_recognised() {
-    let net = LeNet5::pretrained();
+    for net in [LeNet5::pretrained(), LeNet5::pretrained_modern()] {
+        check_drawn_digits(&net);
+    }
+}
+
+fn check_drawn_digits(net: &LeNet5) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/digits");
     let mut checked = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -19,7 +24,8 @@ fn drawn_digits_are_recognised() {
         assert_eq!(
             prediction.digit,
             expected,
-            "{}: {:?}",
+            "{:?}, {}: {:?}",
+            net.preset(),
             path.display(),
             prediction.probabilities
         );

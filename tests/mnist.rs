@@ -244,3 +244,21 @@ fn the_shipped_model_is_the_reports_run() {
         );
     }
 }
+
+#[test]
+fn the_shipped_modern_model_is_the_distorted_modern_run() {
+    let Some(test) = load(Split::Test) else {
+        return;
+    };
+    let net = LeNet5::pretrained_modern();
+    let accuracy = evaluate(&net, &test).unwrap().accuracy;
+    // `cargo run --release --example modern -- --distort` with its default seed measured 0.9936
+    assert!(accuracy >= 0.9935, "test accuracy {accuracy}");
+    let classes = predict_classes(&net, &test).unwrap();
+    for (i, &class) in classes.iter().enumerate().take(20) {
+        assert_eq!(
+            net.classify(test.image(i).unwrap()).unwrap().digit,
+            usize::from(class)
+        );
+    }
+}
