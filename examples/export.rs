@@ -1,28 +1,60 @@
-//! Exports a model to safetensors with PyTorch's names and layouts.
+//! Exports a model to safetensors with PyTorch's names and layouts, or to ONNX.
 //!
-//! cargo run --example export -- lenet5.safetensors [--model lenet5.bin] [--values values.json]
+//! cargo run --example export -- lenet5.safetensors [--model report|modern|FILE] [--values values.json]
+//! cargo run --example export -- lenet5.onnx --onnx [--model report|modern|lecun1998|FILE] [--reference PREFIX]
 //!
-//! Without `--model` it exports the shipped model. `--values` also writes every tensor's shape
-//! and values as JSON, which `tests/interop/check_safetensors.py` compares with what Python reads.
+//! `--model` takes a shipped model (`report`, the default, or `modern`), `lecun1998` (that
+//! preset's network as initialised) or a model file. `--values` also writes every
+//! tensor's shape and values as JSON, which `tests/interop/check_safetensors.py` compares with
+//! what Python reads. `--reference PREFIX` writes the network's inputs for the first 1 000
+//! MNIST test images (from `--data`, else `$MNIST_DIR`) to `PREFIX.inputs.f32` and its scores
+//! for them to `PREFIX.scores.f32` (little-endian f32), which `tests/interop/check_onnx.py`
+//! compares with what onnxruntime computes from the ONNX file.
 
 use std::error::Error;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use lenet5::LeNet5;
+use lenet5::{Dataset, LeNet5, Split};
 
 /// Writes a model as safetensors.
 #[derive(Parser)]
 struct Args {
     /// The safetensors file to write
     out: PathBuf,
-    /// A model file saved by this crate [default: the shipped model]
-    #[arg(long, value_name = "FILE")]
-    model: Option<PathBuf>,
-    /// Also write every tensor's shape and values to this JSON file
-    #[arg(long, value_name = "FILE")]
+    /// `report` (the shipped report's model), `modern` (the shipped modern model),
+    /// `lecun1998` (that network as initialised), or a model file saved by this crate
+    #[arg(long, value_name = "NAME|FILE", default_value = "report")]
+    model: PathBuf,
+    /// Write ONNX instead of safetensors
+    #[arg(long)]
+    onnx: bool,
+    /// Also write every tensor's shape and values to this JSON file (safetensors only)
+    #[arg(long, value_name = "FILE", conflicts_with = "onnx")]
     values: Option<PathBuf>,
+    /// Also write the network's inputs and scores for the first 1 000 MNIST test images to
+    /// PREFIX.inputs.f32 and PREFIX.scores.f32
+    #[arg(long, value_name = "PREFIX")]
+    reference: Option<PathBuf>,
+    /// Directory with the MNIST test files, for --reference [default: $MNIST_DIR]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+/// The first 1 000 MNIST test images as the network takes them, `[1000, C, H, W]`, and its
+/// scores for them, `[1000, 10]`, each as little-endian f32 bytes.
+fn reference(net: &LeNet5, data: Option<&Path>) -> Result<(Vec<u8>, Vec<u8>), Box<dyn Error>> {
+    let dir = data
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("MNIST_DIR").map(PathBuf::from))
+        .ok_or("--reference needs the MNIST test files: give --data DIR or set MNIST_DIR")?;
+    let test = Dataset::load(dir, Split::Test)?;
+    let indices: Vec<usize> = (0..1000.min(test.len())).collect();
+    let inputs = test.batch_for(net, &indices, None)?;
+    let scores = net.predict(inputs.view())?;
+    let bytes = |a: &ndarray::Array4<f32>| a.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Ok((bytes(&inputs), bytes(&scores)))
 }
 
 /// Refuses to write over a lenet5 model file, or twice to one file.
@@ -47,7 +79,8 @@ fn check_output(out: &Path, others: &[&Path]) -> Result<(), Box<dyn Error>> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let model = args.model.as_deref();
+    let named = ["report", "modern", "lecun1998"].contains(&args.model.to_str().unwrap_or(""));
+    let model = (!named).then_some(args.model.as_path());
     check_output(&args.out, &model.into_iter().collect::<Vec<_>>())?;
     if let Some(values) = &args.values {
         check_output(
@@ -58,7 +91,31 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .collect::<Vec<_>>(),
         )?;
     }
-    let net = model.map_or_else(|| Ok(LeNet5::pretrained()), LeNet5::load)?;
+    let reference_files = args.reference.as_ref().map(|prefix| {
+        let with = |ext: &str| PathBuf::from(format!("{}.{ext}", prefix.display()));
+        (with("inputs.f32"), with("scores.f32"))
+    });
+    if let Some((inputs, scores)) = &reference_files {
+        for file in [inputs, scores] {
+            check_output(file, &[args.out.as_path()])?;
+        }
+    }
+    let net = match args.model.to_str() {
+        Some("report") => LeNet5::pretrained(),
+        Some("modern") => LeNet5::pretrained_modern(),
+        Some("lecun1998") => LeNet5::lecun1998(),
+        _ => LeNet5::load(&args.model)?,
+    };
+    if let Some((inputs, scores)) = &reference_files {
+        let (input_bytes, score_bytes) = reference(&net, args.data.as_deref())?;
+        lenet5::io::write_atomic(inputs, &input_bytes)?;
+        lenet5::io::write_atomic(scores, &score_bytes)?;
+    }
+    if args.onnx {
+        lenet5::onnx::save(&net, &args.out)?;
+        eprintln!("wrote {}", args.out.display());
+        return Ok(());
+    }
     net.save_safetensors(&args.out)?;
     if let Some(path) = &args.values {
         let mut json = String::from("{");

@@ -34,6 +34,8 @@ mod kernels;
 pub mod layer;
 pub mod layers;
 mod lenet5;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod plot;
 pub mod recipes;
 mod scores;

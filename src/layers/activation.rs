@@ -11,9 +11,9 @@ use crate::kernels::{scaled_tanh_in_place, sigmoid_in_place};
 use crate::layer::{Backward, Layer};
 
 /// LeCun 1998's `A` in `f(a) = A · tanh(S · a)` (Appendix A).
-const TANH_A: f32 = 1.7159;
+pub(crate) const TANH_A: f32 = 1.7159;
 /// LeCun 1998's `S` in `f(a) = A · tanh(S · a)` (Appendix A).
-const TANH_S: f32 = 2.0 / 3.0;
+pub(crate) const TANH_S: f32 = 2.0 / 3.0;
 
 /// An element-wise activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
