@@ -33,6 +33,21 @@ pub struct Prediction {
     pub probabilities: [f32; CLASSES],
 }
 
+impl Prediction {
+    /// The prediction of one image's ten `scores` (the network's output).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when there are not ten scores.
+    pub fn from_scores(scores: &[f32]) -> Result<Self> {
+        let mut probabilities = [0.0; CLASSES];
+        softmax(scores, &mut probabilities)?;
+        Ok(Prediction {
+            digit: argmax(probabilities),
+            probabilities,
+        })
+    }
+}
+
 /// The seed [`LeNet5::new`] draws its initial weights from.
 pub const DEFAULT_SEED: u64 = 1;
 
@@ -340,9 +355,24 @@ impl LeNet5 {
     /// # Errors
     /// [`Error::Shape`](crate::Error::Shape) when `image` is not 28x28.
     pub fn classify(&self, image: ArrayView2<u8>) -> Result<Prediction> {
+        let scores = self.predict(self.input_of(image)?.view())?;
+        Prediction::from_scores(
+            scores
+                .as_slice()
+                .expect("a forward output is in standard layout"),
+        )
+    }
+
+    /// The network's input `[1, 1, 32, 32]` for `image` `[28, 28]` (MNIST's format): encoded
+    /// and padded as in training, so that [`Sequential::activations`] shows what each layer
+    /// makes of it.
+    ///
+    /// # Errors
+    /// [`Error::Shape`](crate::Error::Shape) when `image` is not 28x28.
+    pub fn input_of(&self, image: ArrayView2<u8>) -> Result<Array4<f32>> {
         if image.dim() != (SIDE, SIDE) {
             return Err(crate::Error::shape(
-                "LeNet5::classify",
+                "LeNet5::input_of",
                 &[SIDE, SIDE],
                 image.shape(),
             ));
@@ -351,18 +381,7 @@ impl LeNet5 {
         self.net
             .encoding()
             .preprocess_into(image, input.slice_mut(s![0, 0, .., ..]))?;
-        let scores = self.predict(input.view())?;
-        let mut probabilities = [0.0; CLASSES];
-        softmax(
-            scores
-                .as_slice()
-                .expect("a forward output is in standard layout"),
-            &mut probabilities,
-        )?;
-        Ok(Prediction {
-            digit: argmax(probabilities),
-            probabilities,
-        })
+        Ok(input)
     }
 
     /// The digit in any picture of one digit: made MNIST-like by [`digit::to_mnist`], then

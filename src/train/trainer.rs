@@ -1048,7 +1048,9 @@ mod tests {
             assert!(one_epoch.validate(1).is_err(), "{decay}");
         }
         assert!(exp.validate(1).is_ok());
-        let trainer = Trainer::new(GradientDescent).with_epochs(7).with_batch_size(3);
+        let trainer = Trainer::new(GradientDescent)
+            .with_epochs(7)
+            .with_batch_size(3);
         assert_eq!((trainer.epochs(), trainer.batch_size()), (7, 3));
         let bad_distortion = Distortion {
             shift: -2.0,
