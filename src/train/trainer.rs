@@ -1084,6 +1084,12 @@ mod tests {
             &data,
         );
         assert!(err.contains("less than one sample per epoch"), "{err}");
+        // exactly one sample per epoch is enough; a fraction of 0 is out of range
+        let net = LeNet5::new();
+        let fraction = |f| Trainer::new(GradientDescent).with_sampling(Sampling::Fraction(f));
+        assert!(fraction(0.2).validate(&net, &data).is_ok());
+        let err = fraction(0.0).validate(&net, &data).unwrap_err().to_string();
+        assert!(err.contains("must be in (0, 1]"), "{err}");
         // 0.25 of 5: most epochs draw a sample or two, some none; none is an error, not a loss of 0
         let err = run(
             Trainer::new(GradientDescent)
