@@ -1371,7 +1371,25 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(losses(&all), losses(&history));
-        assert_eq!(Checkpoint::load(&path).unwrap().epoch(), 4);
+        let last = Checkpoint::load(&path).unwrap();
+        assert_eq!(last.epoch(), 4);
+        // the last epoch's checkpoint resumes to the finished run; a trainer of fewer epochs
+        // refuses it
+        let (mut finished, trainer) = resumable(3);
+        let done = trainer
+            .with_checkpoints(5, &path)
+            .resume(&mut finished, &data, &last, |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(losses(&done), losses(&history));
+        assert_eq!(crate::io::to_bytes(&finished, "x"), expected);
+        let (mut shorter, trainer) = resumable(3);
+        let err = trainer
+            .with_epochs(3)
+            .with_checkpoints(5, &path)
+            .resume(&mut shorter, &data, &last, |_| ControlFlow::Continue(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the checkpoint is of epoch 4"), "{err}");
 
         // other settings, or another network, are refused and change nothing
         let (mut other, trainer) = resumable(2);
