@@ -983,6 +983,48 @@ mod tests {
     }
 
     #[test]
+    fn the_epoch_loss_is_the_mean_over_its_samples_and_the_seed_picks_them() {
+        let data = bars(20);
+        // a rate so small that no weight moves: every batch sees the initial network
+        let epoch = |sampling: Sampling, seed: u64| {
+            let mut net = LeNet5::with_seed(2);
+            Trainer::new(GradientDescent)
+                .with_schedule(Schedule::PerEpoch(vec![1e-30]))
+                .with_batch_size(6)
+                .with_epochs(1)
+                .with_sampling(sampling)
+                .with_seed(seed)
+                .train(&mut net, &data, |_| ControlFlow::Continue(()))
+                .unwrap()
+                .remove(0)
+        };
+        let net = LeNet5::with_seed(2);
+        let scores = net.predict(
+            data.batch_of(&(0..20).collect::<Vec<_>>(), None)
+                .unwrap()
+                .view(),
+        );
+        let labels: Vec<usize> = data.labels().iter().map(|&l| l.into()).collect();
+        let (mean, _) = Loss::SoftmaxCrossEntropy
+            .batch(scores.unwrap().view(), &labels)
+            .unwrap();
+        let all = epoch(Sampling::Shuffle, 3);
+        assert_eq!(all.samples, 20);
+        assert!(
+            (all.loss - mean).abs() <= 1e-6 * mean,
+            "{} {mean}",
+            all.loss
+        );
+        // half the samples, which the seed picks
+        let (half, other) = (
+            epoch(Sampling::Fraction(0.5), 3),
+            epoch(Sampling::Fraction(0.5), 4),
+        );
+        assert!(half.samples < 20 && other.samples < 20);
+        assert_ne!((half.samples, half.loss), (other.samples, other.loss));
+    }
+
+    #[test]
     fn curvature_is_a_non_negative_estimate_and_leaves_no_gradient() {
         let mut net = LeNet5::lecun1998();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
