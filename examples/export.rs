@@ -79,8 +79,14 @@ fn check_output(out: &Path, others: &[&Path]) -> Result<(), Box<dyn Error>> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
-    let named = ["report", "modern", "lecun1998"].contains(&args.model.to_str().unwrap_or(""));
-    let model = (!named).then_some(args.model.as_path());
+    let named = match args.model.to_str() {
+        Some("report") => Some(LeNet5::pretrained()),
+        Some("modern") => Some(LeNet5::pretrained_modern()),
+        Some("lecun1998") => Some(LeNet5::lecun1998()),
+        _ => None,
+    };
+    // a model file, read only once every output is known to be writable
+    let model = named.is_none().then_some(args.model.as_path());
     check_output(&args.out, &model.into_iter().collect::<Vec<_>>())?;
     if let Some(values) = &args.values {
         check_output(
@@ -100,11 +106,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             check_output(file, &[args.out.as_path()])?;
         }
     }
-    let net = match args.model.to_str() {
-        Some("report") => LeNet5::pretrained(),
-        Some("modern") => LeNet5::pretrained_modern(),
-        Some("lecun1998") => LeNet5::lecun1998(),
-        _ => LeNet5::load(&args.model)?,
+    let net = match named {
+        Some(net) => net,
+        None => LeNet5::load(&args.model)?,
     };
     if let Some((inputs, scores)) = &reference_files {
         let (input_bytes, score_bytes) = reference(&net, args.data.as_deref())?;

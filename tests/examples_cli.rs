@@ -5,15 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The example binary `name`, built beside this test's own binary.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    profile_dir.join("examples").join(name)
-}
+mod common;
+use common::example;
 
 /// Runs example `name` with `args` in `dir`, without MNIST_DIR, so nothing can train.
 fn run(name: &str, args: &[&str], dir: &Path) -> Output {

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,15 +12,8 @@ use std::time::{Duration, Instant};
 const THREADS: usize = 8;
 const PER_THREAD: usize = 40;
 
-/// The example binary `name`, built beside this test's own binary.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    profile_dir.join("examples").join(name)
-}
+mod common;
+use common::example;
 
 /// The server process, killed when dropped.
 struct Served(Child);
