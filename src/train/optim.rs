@@ -357,7 +357,7 @@ mod tests {
     use approx::assert_relative_eq;
 
     /// Runs `steps` steps of `opt` on one parameter `[value]` with gradient `grad` each time.
-    fn run(opt: &mut impl Optimizer, value: f32, grad: f32, steps: usize, lr: f32) -> f32 {
+    fn run(opt: &mut dyn Optimizer, value: f32, grad: f32, steps: usize, lr: f32) -> f32 {
         let mut v = [value];
         for _ in 0..steps {
             let mut g = [grad];
@@ -383,6 +383,12 @@ mod tests {
             0.7,
             max_relative = 1e-5
         );
+        // a gradient near eps: the first step is lr · g / (|g| + eps) = 0.1 · 1e-9 / 1.1e-8
+        assert_relative_eq!(
+            run(&mut Adam::default(), 1.0, 1e-9, 1, 0.1),
+            1.0 - 0.1 / 11.0,
+            max_relative = 1e-6
+        );
         // zero gradient: only the decay, 1 - 0.1 · 0.5 · 1
         let mut adamw = Adam::default().with_weight_decay(0.5);
         assert_relative_eq!(run(&mut adamw, 1.0, 0.0, 1, 0.1), 0.95, max_relative = 1e-6);
@@ -392,6 +398,47 @@ mod tests {
         sdlm.set_curvature(vec![vec![0.03]]);
         assert_relative_eq!(run(&mut sdlm, 1.0, 2.0, 1, 0.01), 0.6, max_relative = 1e-6);
         assert_eq!(sdlm.curvature_samples(), 10);
+    }
+
+    #[test]
+    fn only_sdlm_wants_curvature_and_a_stateless_optimiser_takes_no_state() {
+        for opt in [
+            &GradientDescent as &dyn Optimizer,
+            &Momentum::new(0.9),
+            &Adam::default(),
+        ] {
+            assert_eq!(opt.curvature_samples(), 0, "{opt:?}");
+        }
+        assert_eq!(Sdlm::new(0.5, 7).curvature_samples(), 7);
+        let mut sgd = GradientDescent;
+        assert_eq!(sgd.state(), OptimizerState::default());
+        sgd.restore(OptimizerState::default()).unwrap();
+        let held = OptimizerState {
+            steps: 3,
+            buffers: vec![vec![vec![1.0]]],
+        };
+        let err = sgd.restore(held).unwrap_err().to_string();
+        assert!(err.contains("1 buffers"), "{err}");
+    }
+
+    #[test]
+    fn a_restored_state_steps_as_the_optimiser_it_came_from() {
+        let optimisers = || -> [Box<dyn Optimizer>; 3] {
+            [
+                Box::new(Momentum::new(0.9)),
+                Box::new(Adam::default().with_weight_decay(0.1)),
+                Box::new(Sdlm::new(0.5, 1)),
+            ]
+        };
+        for (mut opt, mut resumed) in optimisers().into_iter().zip(optimisers()) {
+            opt.set_curvature(vec![vec![0.25]]);
+            let value = run(opt.as_mut(), 1.0, 2.0, 3, 0.1);
+            resumed.restore(opt.state()).unwrap();
+            assert_eq!(resumed.state(), opt.state(), "{opt:?}");
+            // another gradient, so that the kept state shows in the steps
+            let after = run(opt.as_mut(), value, -0.5, 2, 0.1);
+            assert_eq!(run(resumed.as_mut(), value, -0.5, 2, 0.1), after, "{opt:?}");
+        }
     }
 
     #[test]
