@@ -1284,6 +1284,7 @@ mod tests {
             bars(50).with_encoding(encoding),
         );
         let mut seen = Vec::new();
+        let mut weights = Vec::new();
         let mut net = LeNet5::from_preset(crate::Preset::Modern, 1);
         let history = Trainer::new(crate::train::Adam::default())
             .with_schedule(wrecked())
@@ -1296,6 +1297,7 @@ mod tests {
                     // the callback sees the network the epoch left
                     let now = evaluate(net, &validation).unwrap().accuracy;
                     seen.push((stats.validation_accuracy, now));
+                    weights.push(crate::io::to_bytes(net, "x"));
                 }
                 ControlFlow::Continue(())
             })
@@ -1320,6 +1322,9 @@ mod tests {
             "{scores:?}: the first and last epochs must be worse for this test"
         );
         assert_eq!(evaluate(&net, &validation).unwrap().accuracy, best);
+        // the weights of the first epoch with that score (a later tie does not replace it)
+        let first_best = scores.iter().position(|&s| s == best).unwrap();
+        assert_eq!(crate::io::to_bytes(&net, "x"), weights[first_best]);
     }
 
     #[test]
@@ -1371,6 +1376,41 @@ mod tests {
             .with_keep_best(true)
             .with_seed(5);
         (net, trainer)
+    }
+
+    #[test]
+    fn checkpoints_are_written_every_n_epochs_after_the_last_and_on_a_stop() {
+        let data = bars(40);
+        let dir = std::env::temp_dir().join(format!("lenet5-every-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.ckpt");
+        let on_disk = || Checkpoint::load(&path).ok().map(|c| c.epoch());
+        // every 3 of 4 epochs: epoch 3's, then the last one's
+        let (mut net, trainer) = resumable(1);
+        let mut seen = Vec::new();
+        trainer
+            .with_checkpoints(3, &path)
+            .train(&mut net, &data, |p| {
+                if let Progress::Epoch(..) = p {
+                    seen.push(on_disk());
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![None, None, None, Some(3)]);
+        assert_eq!(on_disk(), Some(4));
+        // a run stopped after epoch 1 writes epoch 1's, though not due
+        std::fs::remove_file(&path).unwrap();
+        let (mut net, trainer) = resumable(1);
+        trainer
+            .with_checkpoints(3, &path)
+            .train(&mut net, &data, |p| match p {
+                Progress::Epoch(..) => ControlFlow::Break(()),
+                Progress::Sample { .. } => ControlFlow::Continue(()),
+            })
+            .unwrap();
+        assert_eq!(on_disk(), Some(1));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
