@@ -397,6 +397,8 @@ mod tests {
         assert_relative_eq!(run(&mut sdlm, 1.0, 2.0, 1, 0.01), 0.0);
         sdlm.set_curvature(vec![vec![0.03]]);
         assert_relative_eq!(run(&mut sdlm, 1.0, 2.0, 1, 0.01), 0.6, max_relative = 1e-6);
+        // a new rate makes new step factors: 1 - 0.02 / 0.05 · 2
+        assert_relative_eq!(run(&mut sdlm, 1.0, 2.0, 1, 0.02), 0.2, max_relative = 1e-6);
         assert_eq!(sdlm.curvature_samples(), 10);
     }
 

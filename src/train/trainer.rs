@@ -1206,6 +1206,12 @@ mod tests {
             .to_string();
         assert!(err.contains("12x1x1 scores per image"), "{err}");
         assert!(evaluate(&net, &data).is_err());
+        // ten maps of 2x2 are 40 scores, not ten
+        let maps = crate::Sequential::new([1, 32, 32])
+            .add(crate::Conv::new(1, 10, 31, &mut rng).unwrap())
+            .unwrap();
+        let err = evaluate(&maps, &data).unwrap_err().to_string();
+        assert!(err.contains("10x2x2 scores per image"), "{err}");
         // 28 rows but 30 columns: no square margin around the images fits it
         let mut small = crate::Sequential::new([1, 28, 30]);
         assert!(matches!(evaluate(&small, &data), Err(Error::Shape { .. })));
