@@ -356,6 +356,8 @@ fn weight_grad_block<const FUSED: bool, const SQUARE: bool>(
     lane: usize,
 ) -> [[f32; 8]; TAPS] {
     let mut acc = [[0.0f32; 8]; TAPS];
+    // every run cut to the block's length, so that indexing them needs no checks in the loop
+    let xs = xs.map(|x| &x[..g.len() / lanes]);
     for (q, g) in g.chunks_exact(lanes).enumerate() {
         let g = &g[lane..lane + 8];
         for (acc, x) in acc.iter_mut().zip(&xs) {

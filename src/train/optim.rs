@@ -91,9 +91,13 @@ fn update_if_finite(
     }
     for p in &mut params {
         if finite {
-            p.value.copy_from_slice(p.grad);
+            // one pass: each new value moved into place and its gradient cleared
+            for (v, g) in p.value.iter_mut().zip(p.grad.iter_mut()) {
+                *v = std::mem::take(g);
+            }
+        } else {
+            p.grad.fill(0.0);
         }
-        p.grad.fill(0.0);
     }
     finite
 }
