@@ -692,6 +692,60 @@ mod tests {
         );
     }
 
+    /// A `w`x`h` page of 230 at `(x, y)` on a `pw`x`ph` desk of 35.
+    fn page_on_desk(pw: u32, ph: u32, (x, y, w, h): (u32, u32, u32, u32)) -> GrayImage {
+        GrayImage::from_fn(pw, ph, |i, j| {
+            let on_page = (x..x + w).contains(&i) && (y..y + h).contains(&j);
+            Luma([if on_page { 230 } else { 35 }])
+        })
+    }
+
+    #[test]
+    fn the_surround_is_filled_in_every_direction() {
+        // a page with four L-shaped notches of desk cut into it, one from each side, each
+        // turning after it enters: reaching all of them takes steps right, left, down and up
+        let mut gray = page_on_desk(120, 120, (10, 10, 100, 100));
+        let mut cut = |xs: std::ops::Range<u32>, ys: std::ops::Range<u32>| {
+            for x in xs {
+                for y in ys.clone() {
+                    gray.put_pixel(x, y, Luma([35]));
+                }
+            }
+        };
+        cut(40..44, 10..30); // from the top, down,
+        cut(40..60, 26..30); // then right
+        cut(76..80, 90..110); // from the bottom, up,
+        cut(60..80, 90..94); // then left
+        cut(10..30, 70..74); // from the left, right,
+        cut(26..30, 70..90); // then down
+        cut(90..110, 46..50); // from the right, left,
+        cut(90..94, 30..50); // then up
+        assert!(cover_surround(&mut gray, 128));
+        assert!(gray.pixels().all(|p| p[0] == 230), "a notch was left dark");
+    }
+
+    #[test]
+    fn a_page_must_cover_a_quarter_of_the_picture_and_be_broad() {
+        let covers = |pw, ph, page| cover_surround(&mut page_on_desk(pw, ph, page), 128);
+        // 100x100 in 200x200 is exactly a quarter; one column less is not
+        assert!(covers(200, 200, (50, 50, 100, 100)));
+        assert!(!covers(200, 200, (50, 50, 99, 100)));
+        // broad means an inscribed radius of at least a quarter of the longer side, whichever
+        // side that is: a band of 40 is broad up to 4 · 20 = 80 long, not at 81
+        for (long, broad) in [(80, true), (81, false), (200, false)] {
+            assert_eq!(
+                covers(long + 20, 100, (10, 30, long, 40)),
+                broad,
+                "{long} wide"
+            );
+            assert_eq!(
+                covers(100, long + 20, (30, 10, 40, long)),
+                broad,
+                "{long} tall"
+            );
+        }
+    }
+
     #[test]
     fn a_light_on_dark_zero_is_not_taken_for_a_page() {
         // white ring on black, MNIST's way round: its hole is dark and enclosed, but it is no page
