@@ -425,6 +425,7 @@ mod tests {
         let data = Dataset::new(images, vec![3]).unwrap();
         let batch = data.batch(0..1).unwrap();
         assert_eq!(batch.dim(), (1, 1, 32, 32));
+        assert_eq!(data.image_shape()[..], batch.shape()[1..]);
         assert_eq!(batch[[0, 0, 2, 2]], 1.0);
         assert_eq!(batch[[0, 0, 29, 29]], 0.0);
         assert_eq!(batch[[0, 0, 7, 11]], 1.0);
