@@ -178,6 +178,37 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// `out[x]` = the sum of the 2x2 block at `x` of the rows `top` and `bottom`, as
+    /// subsampling's general loop adds it: each row's pair, onto +0, top then bottom.
+    fn sums_of_2x2(top: &[f32], bottom: &[f32], out: &mut [f32]) {
+        for ((o, t), b) in out
+            .iter_mut()
+            .zip(top.chunks_exact(2))
+            .zip(bottom.chunks_exact(2))
+        {
+            *o = (0.0 + (t[0] + t[1])) + (b[0] + b[1]);
+        }
+    }
+}
+
+multiversion! {
+    /// `out[c, j, x] = sums[c, j·width + x] + bias[c]` for `sums` `[C, N]` at full width
+    /// and `out` `[C, OH, OW]` (`widths` is `(width, OW)`): the valid positions of a
+    /// convolution's sums, with its bias.
+    fn add_bias_at_valid_positions(sums: &[f32], widths: (usize, usize), bias: &[f32], out: &mut [f32]) {
+        let (width, ow) = widths;
+        let (n, plane) = (sums.len() / bias.len(), out.len() / bias.len());
+        for ((out, sum), &b) in out.chunks_exact_mut(plane).zip(sums.chunks_exact(n)).zip(bias) {
+            for (out_row, sum_row) in out.chunks_exact_mut(ow).zip(sum.chunks(width)) {
+                for (y, &a) in out_row.iter_mut().zip(sum_row) {
+                    *y = a + b;
+                }
+            }
+        }
+    }
+}
+
 /// Positions per block of [`sum_of_runs`]: six AVX registers of partial sums per row, enough
 /// independent chains of fused multiply-adds to hide their latency, and with two rows at a
 /// time few enough to stay in registers while every term passes over them.
@@ -592,7 +623,6 @@ mod tests {
             let a = uniform((m, k), 1);
             let b = uniform((k, n), 2);
             let c0 = uniform((m, n), 3);
-            let expected = &c0 * 0.5 + a.dot(&b);
             let a_t = a.t().as_standard_layout().into_owned(); // [k, m], so a_t.t() is column-major
             let b_t = b.t().as_standard_layout().into_owned();
             for (a, b) in [
@@ -601,9 +631,12 @@ mod tests {
                 (a.view(), b_t.t()),
                 (a_t.t(), b_t.t()),
             ] {
-                let mut c = c0.clone();
-                matmul(a, b, 0.5, c.view_mut());
-                assert_abs_diff_eq!(c, expected, epsilon = 1e-4);
+                for beta in [0.0, 0.5, 1.0] {
+                    let mut c = c0.clone();
+                    matmul(a, b, beta, c.view_mut());
+                    let expected = &c0 * beta + a.dot(&b);
+                    assert_abs_diff_eq!(c, expected, epsilon = 1e-4);
+                }
             }
         }
     }

@@ -29,7 +29,9 @@ use rand::Rng;
 use super::activation::Activation;
 use super::{Init, regain, zeros_param};
 use crate::kernels::window::{ConvShape, Taps, positions};
-use crate::kernels::{correlate, correlate_adjoint, correlate_weight_grad, matmul};
+use crate::kernels::{
+    add_bias_at_valid_positions, correlate, correlate_adjoint, correlate_weight_grad, matmul,
+};
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
@@ -273,21 +275,13 @@ impl Conv {
         let flat = input.as_slice().expect("standard layout");
         let n = sums.ncols();
         correlate(flat, n, taps, sums.as_slice_mut().expect("standard layout"));
-        let (_, oh, ow) = output.dim();
-        let sums = sums.as_slice().expect("standard layout");
+        let (bias, ow) = (
+            self.bias.value.as_slice().expect("standard layout"),
+            output.dim().2,
+        );
         let out = output.as_slice_mut().expect("standard layout");
-        for ((out, sum), &b) in out
-            .chunks_exact_mut(oh * ow)
-            .zip(sums.chunks_exact(n))
-            .zip(&self.bias.value)
-        {
-            // position (j, k) of the output is column j·W + k of the sums
-            for (out_row, sum_row) in out.chunks_exact_mut(ow).zip(sum.chunks(width)) {
-                for (y, &a) in out_row.iter_mut().zip(sum_row) {
-                    *y = a + b;
-                }
-            }
-        }
+        let sums = sums.as_slice().expect("standard layout");
+        add_bias_at_valid_positions(sums, (width, ow), bias, out);
         self.activation
             .apply(output.as_slice_mut().expect("standard layout"));
     }

@@ -138,15 +138,26 @@ impl RbfOutput {
             .expect("size checked"))
     }
 
-    /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`.
+    /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`, each sum in `j` order. The
+    /// classes' sums are taken side by side, term by term, so that they do not wait on each
+    /// other.
     fn compute(&self, x: ArrayView2<f32>) -> Array4<f32> {
-        Array4::from_shape_fn((x.nrows(), self.weight.nrows(), 1, 1), |(b, i, _, _)| {
-            -x.row(b)
-                .iter()
-                .zip(self.weight.row(i))
-                .map(|(x, w)| (x - w) * (x - w))
-                .sum::<f32>()
-        })
+        let classes = self.weight.nrows();
+        let prototypes_t = self.weight.t().as_standard_layout().into_owned(); // [inputs, classes]
+        let mut out = Array4::zeros((x.nrows(), classes, 1, 1));
+        let sums = out.as_slice_mut().expect("fresh array");
+        for (x, sums) in x.rows().into_iter().zip(sums.chunks_exact_mut(classes)) {
+            // -0 is the neutral start of a sum, as in `Iterator::sum`
+            sums.fill(-0.0);
+            let prototypes_t = prototypes_t.as_slice().expect("standard layout");
+            for (&x, w) in x.iter().zip(prototypes_t.chunks_exact(classes)) {
+                for (s, &w) in sums.iter_mut().zip(w) {
+                    *s += (x - w) * (x - w);
+                }
+            }
+            sums.iter_mut().for_each(|s| *s = -*s);
+        }
+        out
     }
 }
 
@@ -246,6 +257,26 @@ mod tests {
             .forward(array![[[[1.0]], [[0.0]], [[2.0]]]].view(), Pass::Predict)
             .unwrap();
         assert_abs_diff_eq!(out, array![[[[-5.0]], [[-2.0]]]]);
+    }
+
+    #[test]
+    fn each_distance_is_summed_in_input_order() {
+        // bit for bit the plain left-to-right sum, for inputs whose terms round differently
+        // in another order
+        let rbf = RbfOutput::digits();
+        let x = crate::testing::uniform((5, 84), 7).mapv(|v| 3.0 * v);
+        let out = rbf
+            .forward(
+                x.view().into_shape_with_order((5, 84, 1, 1)).unwrap(),
+                Pass::Predict,
+            )
+            .unwrap();
+        for (b, x) in x.rows().into_iter().enumerate() {
+            for (i, w) in rbf.weight().rows().into_iter().enumerate() {
+                let plain: f32 = x.iter().zip(w).map(|(x, w)| (x - w) * (x - w)).sum();
+                assert_eq!(out[[b, i, 0, 0]].to_bits(), (-plain).to_bits());
+            }
+        }
     }
 
     #[test]

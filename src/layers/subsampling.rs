@@ -19,6 +19,7 @@ use rand::Rng;
 
 use super::activation::Activation;
 use super::{Init, regain, zeros_param};
+use crate::kernels::sums_of_2x2;
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
@@ -123,14 +124,18 @@ impl Subsampling {
                 .chunks_exact(k * width)
                 .zip(plane_out.chunks_exact_mut(ow))
             {
-                for row in rows.chunks_exact(width) {
-                    match k {
-                        // LeNet-5's 2x2, with the block width known so that the loop vectorises
-                        2 => add_block_sums::<2>(row, out),
-                        _ => out
-                            .iter_mut()
-                            .zip(row.chunks_exact(k))
-                            .for_each(|(o, block)| *o += block.iter().sum::<f32>()),
+                match k {
+                    // LeNet-5's 2x2 in one pass, with the block known so that the loop vectorises
+                    2 => {
+                        let (top, bottom) = rows.split_at(width);
+                        sums_of_2x2(top, bottom, out);
+                    }
+                    _ => {
+                        for row in rows.chunks_exact(width) {
+                            out.iter_mut()
+                                .zip(row.chunks_exact(k))
+                                .for_each(|(o, block)| *o += block.iter().sum::<f32>());
+                        }
                     }
                 }
             }
@@ -216,14 +221,6 @@ impl Subsampling {
             }
         }
         Ok(Some(grad_input))
-    }
-}
-
-/// `out[x] += Σ row[K·x .. K·x + K]`, summed left to right as the general loop does.
-#[inline(always)]
-fn add_block_sums<const K: usize>(row: &[f32], out: &mut [f32]) {
-    for (o, block) in out.iter_mut().zip(row.chunks_exact(K)) {
-        *o += block.iter().sum::<f32>();
     }
 }
 
