@@ -147,8 +147,7 @@ impl RbfOutput {
         let mut out = Array4::zeros((x.nrows(), classes, 1, 1));
         let sums = out.as_slice_mut().expect("fresh array");
         for (x, sums) in x.rows().into_iter().zip(sums.chunks_exact_mut(classes)) {
-            // -0 is the neutral start of a sum, as in `Iterator::sum`
-            sums.fill(-0.0);
+            sums.fill(0.0);
             let prototypes_t = prototypes_t.as_slice().expect("standard layout");
             for (&x, w) in x.iter().zip(prototypes_t.chunks_exact(classes)) {
                 for (s, &w) in sums.iter_mut().zip(w) {
