@@ -644,6 +644,29 @@ mod tests {
     }
 
     #[test]
+    fn a_border_is_light_when_more_than_half_its_pixels_are() {
+        // a 4x3 picture has 10 border pixels and 2 inside; light ones are above 100
+        let with_light = |n: usize| {
+            let mut gray = GrayImage::from_pixel(4, 3, Luma([0]));
+            gray.put_pixel(1, 1, Luma([255])); // inside pixels never count
+            gray.put_pixel(2, 1, Luma([255]));
+            for (x, y) in border(4, 3).take(n) {
+                gray.put_pixel(x, y, Luma([101]));
+            }
+            border_is_light(&gray, 100)
+        };
+        assert!(!with_light(1));
+        assert!(!with_light(5));
+        assert!(with_light(6));
+        assert!(with_light(10));
+        // at the threshold itself a pixel is dark
+        assert!(!border_is_light(
+            &GrayImage::from_pixel(4, 3, Luma([100])),
+            100
+        ));
+    }
+
+    #[test]
     fn inscribed_radius_of_squares_and_bars() {
         // a 7x7 square of inside in a 9x9 picture: its centre is 4 steps from the outside
         let square: Vec<bool> = (0..81)
