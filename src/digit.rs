@@ -770,6 +770,20 @@ mod tests {
     }
 
     #[test]
+    fn a_page_must_be_at_least_four_fifths_light() {
+        // a 100x100 page with `ink` dark pixels inside it, none touching the desk
+        let covers = |ink: u32| {
+            let mut gray = page_on_desk(200, 200, (50, 50, 100, 100));
+            for k in 0..ink {
+                gray.put_pixel(60 + k % 80, 60 + k / 80, Luma([35]));
+            }
+            cover_surround(&mut gray, 128)
+        };
+        assert!(covers(2000)); // 8 000 of 10 000 light: exactly four fifths
+        assert!(!covers(2001));
+    }
+
+    #[test]
     fn a_light_on_dark_zero_is_not_taken_for_a_page() {
         // white ring on black, MNIST's way round: its hole is dark and enclosed, but it is no page
         let ring = GrayImage::from_fn(40, 40, |x, y| {
