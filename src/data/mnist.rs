@@ -417,6 +417,19 @@ mod tests {
     }
 
     #[test]
+    fn a_dataset_tells_its_size_and_the_encoding_it_names() {
+        let data = Dataset::new(Array3::zeros((2, 28, 28)), vec![1, 2]).unwrap();
+        assert!(!data.is_empty());
+        assert!(data.slice(1..1).unwrap().is_empty());
+        assert_eq!(data.encoding(), None);
+        let linear = Encoding::Linear {
+            background: -0.1,
+            ink: 1.175,
+        };
+        assert_eq!(data.with_encoding(linear).encoding(), Some(linear));
+    }
+
+    #[test]
     fn preprocessing_thresholds_at_40_and_pads_by_2() {
         let mut images = Array3::zeros((1, 28, 28));
         images[[0, 0, 0]] = 40; // on the threshold: ink
