@@ -613,6 +613,7 @@ pub fn read_limited(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::temp_dir;
     use crate::{Layer, LeNet5};
     use rand::SeedableRng;
 
@@ -677,7 +678,7 @@ mod tests {
 
     #[test]
     fn a_failed_save_leaves_the_previous_file_and_no_temporary() {
-        let dir = temp_dir("failed");
+        let dir = temp_dir("io-failed");
         let path = dir.join("model.bin");
         save(LeNet5::with_seed(1).network(), ARCH, &path).unwrap();
         let before = std::fs::read(&path).unwrap();
@@ -729,14 +730,6 @@ mod tests {
         assert_eq!(values(net.network()), before);
     }
 
-    /// A fresh directory for one test.
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lenet5-io-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn file_names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -770,7 +763,7 @@ mod tests {
 
     #[test]
     fn concurrent_saves_to_one_path_each_leave_a_whole_model() {
-        let dir = temp_dir("concurrent");
+        let dir = temp_dir("io-concurrent");
         let path = dir.join("model.bin");
         let nets: Vec<Sequential> = (1..=6)
             .map(|maps| small(maps, crate::Activation::Sigmoid))
@@ -812,7 +805,7 @@ mod tests {
     #[test]
     fn saving_keeps_permissions_and_follows_symlinks() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("links");
+        let dir = temp_dir("io-links");
         let (real, link) = (dir.join("real.bin"), dir.join("link.bin"));
         let net = small(2, crate::Activation::Sigmoid);
         save(&net, ARCH, &real).unwrap();
@@ -841,7 +834,7 @@ mod tests {
 
     #[test]
     fn check_writable_refuses_missing_directories_and_directories() {
-        let dir = temp_dir("writable");
+        let dir = temp_dir("io-writable");
         check_writable(dir.join("model.bin")).unwrap();
         assert!(file_names(&dir).is_empty());
         for bad in [dir.join("missing/model.bin"), dir.clone()] {
@@ -997,7 +990,7 @@ mod tests {
 
     #[test]
     fn reads_are_bounded() {
-        let dir = temp_dir("bounded");
+        let dir = temp_dir("io-bounded");
         let path = dir.join("big");
         std::fs::write(&path, vec![0u8; 100]).unwrap();
         assert_eq!(read_limited(&path, 100, "a test").unwrap().len(), 100);
@@ -1070,7 +1063,7 @@ mod tests {
     fn a_model_file_is_read_up_to_its_bound_and_no_further() {
         // the header and a payload of 64 MiB, the bound the module documents
         assert_eq!(MAX_MODEL_FILE, 24 + (64 << 20));
-        let dir = temp_dir("bound");
+        let dir = temp_dir("io-bound");
         let path = dir.join("sparse.bin");
         let file = std::fs::File::create(&path).unwrap();
         // a sparse file: no disk, and zeros when read
@@ -1110,7 +1103,7 @@ mod tests {
 
     #[test]
     fn saving_steps_over_temporary_files_left_by_another_process() {
-        let dir = temp_dir("leftover");
+        let dir = temp_dir("io-leftover");
         let path = dir.join("model.bin");
         // the temporary names this process's next saves would take, left by a dead process
         let next = SAVES.load(Ordering::Relaxed);

@@ -19,6 +19,14 @@ pub(crate) fn bars(n: usize) -> Dataset {
     Dataset::new(images, labels).unwrap()
 }
 
+/// A fresh, empty directory for the test `name`, in the system's temporary directory.
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lenet5-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Asserts that [`check::gradients`] passes for `layer`.
 pub(crate) fn check_gradients(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) {
     let report = check::gradients(layer, input_shape, seed).expect("check::gradients");

@@ -144,11 +144,10 @@ impl RbfOutput {
     fn compute(&self, x: ArrayView2<f32>) -> Array4<f32> {
         let classes = self.weight.nrows();
         let prototypes_t = self.weight.t().as_standard_layout().into_owned(); // [inputs, classes]
-        let mut out = Array4::zeros((x.nrows(), classes, 1, 1));
+        let prototypes_t = prototypes_t.as_slice().expect("standard layout");
+        let mut out = Array4::<f32>::zeros((x.nrows(), classes, 1, 1));
         let sums = out.as_slice_mut().expect("fresh array");
         for (x, sums) in x.rows().into_iter().zip(sums.chunks_exact_mut(classes)) {
-            sums.fill(0.0);
-            let prototypes_t = prototypes_t.as_slice().expect("standard layout");
             for (&x, w) in x.iter().zip(prototypes_t.chunks_exact(classes)) {
                 for (s, &w) in sums.iter_mut().zip(w) {
                     *s += (x - w) * (x - w);

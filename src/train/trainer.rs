@@ -1387,8 +1387,7 @@ mod tests {
     #[test]
     fn checkpoints_are_written_every_n_epochs_after_the_last_and_on_a_stop() {
         let data = bars(40);
-        let dir = std::env::temp_dir().join(format!("lenet5-every-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("every");
         let path = dir.join("run.ckpt");
         let on_disk = || Checkpoint::load(&path).ok().map(|c| c.epoch());
         // every 3 of 4 epochs: epoch 3's, then the last one's
@@ -1422,8 +1421,7 @@ mod tests {
     #[test]
     fn a_run_stopped_and_resumed_writes_the_bytes_of_one_never_stopped() {
         let data = bars(80);
-        let dir = std::env::temp_dir().join(format!("lenet5-resume-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("resume");
         let path = dir.join("run.ckpt");
         let (mut whole, mut trainer) = resumable(1);
         let history = trainer
@@ -1532,8 +1530,7 @@ mod tests {
         trainer()
             .train(&mut whole, &data, |_| ControlFlow::Continue(()))
             .unwrap();
-        let dir = std::env::temp_dir().join(format!("lenet5-resume-sdlm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::testing::temp_dir("resume-sdlm");
         let path = dir.join("run.ckpt");
         let mut stopped = LeNet5::lecun1998();
         trainer()
