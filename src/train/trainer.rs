@@ -3,6 +3,7 @@
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use ndarray::Array4;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{Best, Checkpoint};
 use super::eval::evaluate;
 use super::loss::Loss;
-use super::optim::{Adam, Optimizer};
+use super::optim::{Adam, Optimizer, OptimizerState};
 
 /// [`Trainer::with_parts`]' default: one per core of most machines, few enough to cost
 /// little on fewer.
@@ -118,7 +119,9 @@ pub struct EpochStats {
     pub lr: f32,
     /// Samples taken.
     pub samples: usize,
-    /// Wall time of the epoch, training and evaluation, in seconds.
+    /// Wall time of the epoch in seconds: its training, then any wait for the accuracies of
+    /// the epoch before (measured while this one trains), and for the last epoch its own
+    /// accuracies. A run's epochs add up to its time.
     pub seconds: f64,
 }
 
@@ -135,7 +138,9 @@ pub enum Progress<'a, N: ?Sized> {
         expected: usize,
     },
     /// An epoch ended: its stats, and the network as the epoch left it (to save a
-    /// checkpoint, or measure it on data of the caller's own).
+    /// checkpoint, or measure it on data of the caller's own). When the trainer measures
+    /// accuracies after each epoch, it does so while the next epoch trains, so this can come
+    /// after some of the next epoch's `Sample`s.
     Epoch(&'a EpochStats, &'a N),
 }
 
@@ -165,6 +170,10 @@ pub enum Progress<'a, N: ?Sized> {
 /// all the cores of rayon's current thread pool and summed in a fixed order: the thread count
 /// changes the speed, never the result.
 ///
+/// The accuracies after an epoch (on the training set, on a validation set) are measured on
+/// that pool too, while the next epoch trains on a copy of the network: other cores measure
+/// while one trains, which is all a batch of one sample can use.
+///
 /// The seed gives four random streams, drawn anew for every epoch from the seed and the
 /// epoch's number: the sample order, the distortions, the curvature samples and the
 /// [`Pass::Train`] seeds of each part of a batch (dropout masks). None of them is the network's initial
@@ -190,7 +199,7 @@ pub struct Trainer {
     loss: Loss,
     distortion: Option<Distortion>,
     train_accuracy: bool,
-    validation: Option<Dataset>,
+    validation: Option<Arc<Dataset>>,
     keep_best: bool,
     checkpoints: Option<(usize, PathBuf)>,
     seed: u64,
@@ -298,7 +307,8 @@ impl Trainer {
     }
 
     /// Measures the accuracy on the whole training set after every epoch (the report prints
-    /// it) when `on`; it costs a pass over the training set.
+    /// it) when `on`; it costs a pass over the training set, made while the next epoch trains
+    /// (see [`Trainer`]).
     pub fn with_train_accuracy(mut self, on: bool) -> Self {
         self.train_accuracy = on;
         self
@@ -306,7 +316,7 @@ impl Trainer {
 
     /// Measures the accuracy on `validation` after every epoch (`None`: no validation set).
     pub fn with_validation(mut self, validation: Option<Dataset>) -> Self {
-        self.validation = validation;
+        self.validation = validation.map(Arc::new);
         self
     }
 
@@ -345,7 +355,7 @@ impl Trainer {
             self.loss,
             self.distortion,
             self.train_accuracy,
-            self.validation.as_ref().map(Dataset::len),
+            self.validation.as_deref().map(Dataset::len),
             self.keep_best,
             self.seed
         )
@@ -420,8 +430,10 @@ impl Trainer {
     }
 
     /// Trains `net` on `data`, calling `observe` after every batch and every epoch; returns one
-    /// [`EpochStats`] per epoch run. `observe` returning `ControlFlow::Break` stops training
-    /// after the current batch (the epoch's stats are then not recorded).
+    /// [`EpochStats`] per epoch run. `observe` returning `ControlFlow::Break` stops training:
+    /// at a [`Progress::Sample`], after that batch (whose epoch's stats are then not recorded,
+    /// though those of the epoch before are); at a [`Progress::Epoch`], with the network as
+    /// that epoch left it.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad setting or an empty data set; [`Error::Diverged`]
@@ -516,6 +528,10 @@ impl Trainer {
             history: &mut history,
             best: &mut best,
             unsaved: None,
+            keep_best: self.keep_best,
+            checkpoints: self.checkpoints.clone(),
+            settings: self.settings(),
+            epochs: self.epochs,
         };
         let result = self.epochs_after(done, net, data, &mut observe, &mut run);
         if let (Ok(Flow::Stopped), Some((_, path)), Some(last)) =
@@ -529,8 +545,14 @@ impl Trainer {
         result.map(|_| history)
     }
 
-    /// Epochs `done + 1` to the last, their stats pushed to `run.history`; a checkpoint is
-    /// written when due, and otherwise kept in `run.unsaved` (when the trainer writes them).
+    /// Epochs `done + 1` to the last, recorded in `run`.
+    ///
+    /// Each epoch trains on a working copy of `net` while the accuracies of the epoch before
+    /// are measured on `net`, which keeps that epoch's weights until it is recorded: the
+    /// measurement runs on rayon's current thread pool beside the training, and the epoch is
+    /// recorded after the first batch that finds it done (after the last epoch, at once).
+    /// The network then takes the working copy's weights, unless `observe` stopped the run at
+    /// that epoch's end.
     fn epochs_after<N: AsMut<Sequential> + AsRef<Sequential> + ?Sized>(
         &mut self,
         done: usize,
@@ -542,110 +564,167 @@ impl Trainer {
         // one copy of the network for each part but the first, which the network computes
         let copies = self.parts.min(self.batch_size) - 1;
         let mut replicas = vec![net.as_ref().clone(); copies];
+        let mut working = net.as_ref().clone();
+        let train_accuracy = self.measures_train_accuracy();
+        let measures = train_accuracy || self.validation.is_some();
+        // the epoch in `net` whose accuracies are to be measured
+        let mut measuring: Option<Trained> = None;
         for epoch in done + 1..=self.epochs {
             let start = Instant::now();
-            let lr = self.schedule.lr(epoch)?;
-            let wanted = self.optimizer.curvature_samples();
-            if wanted > 0 {
-                let mut rng = Stream::Curvature.of(self.seed, epoch);
-                let curvature =
-                    estimate_curvature(net.as_mut(), data, self.loss, wanted, &mut rng)?;
-                self.optimizer.set_curvature(curvature);
-            }
-            let order = self.order(data.len(), &mut Stream::Order.of(self.seed, epoch));
-            let mut draws = Draws {
-                pass: Stream::Pass.of(self.seed, epoch),
-                distortion: Stream::Distortion.of(self.seed, epoch),
-            };
-            let (mut samples, mut loss_sum) = (0, 0.0);
-            for batch in order.chunks(self.batch_size) {
-                let stack = net.as_mut();
-                let loss = self.gradients(stack, &mut replicas, data, batch, &mut draws)?;
-                let diverged = |what| {
-                    Err(Error::Diverged {
-                        epoch,
-                        sample: batch[0],
-                        what,
-                    })
-                };
-                if !loss.is_finite() {
-                    clear_gradients(stack);
-                    return diverged(format!("loss is {loss}"));
+            let (sender, receiver) = mpsc::channel();
+            let validation = self.validation.clone();
+            let seen: &N = net;
+            let trained = rayon::in_place_scope(|scope| {
+                if measuring.is_some() {
+                    let frozen = seen.as_ref();
+                    scope.spawn(move |_| {
+                        let accuracies =
+                            measure(frozen, data, train_accuracy, validation.as_deref());
+                        // the receiver lives until the scope has waited for this task
+                        sender
+                            .send(accuracies)
+                            .expect("the receiver outlives the scope");
+                    });
                 }
-                if !self.optimizer.step(stack.params_mut(), lr)? {
-                    return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
-                }
-                samples += batch.len();
-                loss_sum += loss;
-                let progress = Progress::Sample {
+                self.train_epoch(
                     epoch,
-                    done: samples,
-                    expected: order.len(),
-                };
-                if observe(progress).is_break() {
-                    return Ok(Flow::Stopped);
+                    &mut working,
+                    &mut replicas,
+                    data,
+                    |done, expected| {
+                        let progress = Progress::Sample {
+                            epoch,
+                            done,
+                            expected,
+                        };
+                        if observe(progress).is_break() {
+                            return Ok(ControlFlow::Break(Flow::Stopped));
+                        }
+                        if let Ok(accuracies) = receiver.try_recv() {
+                            let before = measuring.take().expect("only a measured epoch is sent");
+                            if run.record(before, accuracies?, seen, observe)? {
+                                return Ok(ControlFlow::Break(Flow::Done));
+                            }
+                        }
+                        Ok(ControlFlow::Continue(()))
+                    },
+                )
+            });
+            // the scope has waited for the measurement, whatever the epoch's training did
+            if let Some(before) = measuring.take() {
+                let accuracies = receiver.try_recv().expect("the scope waits for its tasks");
+                let stop = run.record(before, accuracies?, &*net, observe)?;
+                if stop && matches!(trained, Ok(ControlFlow::Continue(_))) {
+                    return Ok(Flow::Done);
                 }
             }
-            if samples == 0 {
-                return Err(Error::InvalidArgument {
-                    what: "Trainer::sampling",
-                    reason: format!(
-                        "epoch {epoch} drew no sample from {} (sampling {:?}): nothing was learned",
-                        data.len(),
-                        self.sampling
-                    ),
-                });
-            }
-            let validation_accuracy = match &self.validation {
-                Some(validation) => Some(evaluate(net.as_ref(), validation)?.accuracy),
-                None => None,
+            let trained = match trained {
+                // stopped at the end of the epoch before: the network is as that epoch left it
+                Ok(ControlFlow::Break(Flow::Done)) => return Ok(Flow::Done),
+                result => {
+                    net.as_mut().clone_from(&working);
+                    result?
+                }
             };
-            let measure_train =
-                self.train_accuracy || (self.keep_best && validation_accuracy.is_none());
-            let stats = EpochStats {
-                epoch,
-                loss: loss_sum / samples as f64,
-                accuracy: if measure_train {
-                    Some(evaluate(net.as_ref(), data)?.accuracy)
-                } else {
-                    None
-                },
-                validation_accuracy,
-                lr,
-                samples,
-                seconds: start.elapsed().as_secs_f64(),
+            let mut trained = match trained {
+                ControlFlow::Break(flow) => return Ok(flow),
+                ControlFlow::Continue(trained) => trained,
             };
-            if self.keep_best {
-                let score = validation_accuracy.or(stats.accuracy).unwrap_or(0.0);
-                if run.best.as_ref().is_none_or(|b| score > b.score) {
-                    let params = net.as_ref().params();
-                    let values = params.iter().map(|p| p.value.to_vec()).collect();
-                    *run.best = Some(Best { score, values });
-                }
-            }
-            let stop = observe(Progress::Epoch(&stats, &*net)).is_break();
-            run.history.push(stats);
-            if let Some((every, path)) = &self.checkpoints {
-                let checkpoint = Checkpoint {
-                    settings: self.settings(),
-                    epoch,
-                    model: io::to_bytes(net.as_ref(), Sequential::ARCHITECTURE),
-                    optimizer: self.optimizer.state(),
-                    history: run.history.clone(),
-                    best: run.best.clone(),
-                };
-                run.unsaved = None;
-                if stop || epoch % every == 0 || epoch == self.epochs {
-                    checkpoint.save(path)?;
-                } else {
-                    run.unsaved = Some(checkpoint);
-                }
-            }
-            if stop {
-                break;
+            trained.stats.seconds = start.elapsed().as_secs_f64();
+            if measures {
+                measuring = Some(trained);
+            } else if run.record(trained, Accuracies::default(), &*net, observe)? {
+                return Ok(Flow::Done);
             }
         }
+        if let Some(mut last) = measuring {
+            let start = Instant::now();
+            let accuracies = measure(
+                net.as_ref(),
+                data,
+                train_accuracy,
+                self.validation.as_deref(),
+            )?;
+            last.stats.seconds += start.elapsed().as_secs_f64();
+            run.record(last, accuracies, &*net, observe)?;
+        }
         Ok(Flow::Done)
+    }
+
+    /// Whether the accuracy on the training set is measured after each epoch: when asked, or
+    /// when it is the only score keep-best has.
+    fn measures_train_accuracy(&self) -> bool {
+        self.train_accuracy || (self.keep_best && self.validation.is_none())
+    }
+
+    /// Trains `net` for one epoch, the other parts of each batch on `replicas`, calling
+    /// `after_batch` with the samples done and expected after each batch. Returns the epoch,
+    /// not yet measured, or the flow `after_batch` stopped it with.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        net: &mut Sequential,
+        replicas: &mut [Sequential],
+        data: &Dataset,
+        mut after_batch: impl FnMut(usize, usize) -> Result<ControlFlow<Flow>>,
+    ) -> Result<ControlFlow<Flow, Trained>> {
+        let lr = self.schedule.lr(epoch)?;
+        let wanted = self.optimizer.curvature_samples();
+        if wanted > 0 {
+            let mut rng = Stream::Curvature.of(self.seed, epoch);
+            let curvature = estimate_curvature(net, data, self.loss, wanted, &mut rng)?;
+            self.optimizer.set_curvature(curvature);
+        }
+        let order = self.order(data.len(), &mut Stream::Order.of(self.seed, epoch));
+        let mut draws = Draws {
+            pass: Stream::Pass.of(self.seed, epoch),
+            distortion: Stream::Distortion.of(self.seed, epoch),
+        };
+        let (mut samples, mut loss_sum) = (0, 0.0);
+        for batch in order.chunks(self.batch_size) {
+            let loss = self.gradients(net, replicas, data, batch, &mut draws)?;
+            let diverged = |what| {
+                Err(Error::Diverged {
+                    epoch,
+                    sample: batch[0],
+                    what,
+                })
+            };
+            if !loss.is_finite() {
+                clear_gradients(net);
+                return diverged(format!("loss is {loss}"));
+            }
+            if !self.optimizer.step(net.params_mut(), lr)? {
+                return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
+            }
+            samples += batch.len();
+            loss_sum += loss;
+            if let ControlFlow::Break(flow) = after_batch(samples, order.len())? {
+                return Ok(ControlFlow::Break(flow));
+            }
+        }
+        if samples == 0 {
+            return Err(Error::InvalidArgument {
+                what: "Trainer::sampling",
+                reason: format!(
+                    "epoch {epoch} drew no sample from {} (sampling {:?}): nothing was learned",
+                    data.len(),
+                    self.sampling
+                ),
+            });
+        }
+        Ok(ControlFlow::Continue(Trained {
+            stats: EpochStats {
+                epoch,
+                loss: loss_sum / samples as f64,
+                accuracy: None,
+                validation_accuracy: None,
+                lr,
+                samples,
+                seconds: 0.0,
+            },
+            optimizer: self.optimizer.state(),
+        }))
     }
 
     /// The forward and backward passes of `batch`, split into at most [`Trainer::with_parts`]
@@ -792,12 +871,96 @@ enum Flow {
     Stopped,
 }
 
-/// What a run carries across its epochs: their stats, the best epoch's weights, and the last
-/// finished epoch's checkpoint while it is not yet written.
+/// An epoch trained and not yet recorded: its stats but the accuracies, and the optimiser's
+/// state after it.
+struct Trained {
+    stats: EpochStats,
+    optimizer: OptimizerState,
+}
+
+/// The accuracies measured after an epoch, those the trainer measures.
+#[derive(Default)]
+struct Accuracies {
+    train: Option<f64>,
+    validation: Option<f64>,
+}
+
+/// The accuracies of `net` on `data` (when `train`) and on `validation`.
+fn measure(
+    net: &Sequential,
+    data: &Dataset,
+    train: bool,
+    validation: Option<&Dataset>,
+) -> Result<Accuracies> {
+    let accuracy = |data| evaluate(net, data).map(|e| e.accuracy);
+    Ok(Accuracies {
+        validation: validation.map(accuracy).transpose()?,
+        train: train.then(|| accuracy(data)).transpose()?,
+    })
+}
+
+/// What a run carries across its epochs (their stats, the best epoch's weights, and the last
+/// finished epoch's checkpoint while it is not yet written) and the trainer's settings that
+/// recording an epoch needs.
 struct Run<'a> {
     history: &'a mut Vec<EpochStats>,
     best: &'a mut Option<Best>,
     unsaved: Option<Checkpoint>,
+    keep_best: bool,
+    checkpoints: Option<(usize, PathBuf)>,
+    /// [`Trainer::settings`].
+    settings: String,
+    /// The trainer's last epoch.
+    epochs: usize,
+}
+
+impl Run<'_> {
+    /// Records `trained` with its `accuracies`, on `net` as the epoch left it: keeps its
+    /// weights when they score best so far, shows its stats to `observe`, then writes its
+    /// checkpoint when due or when `observe` stops the run, and otherwise keeps it unsaved.
+    /// Returns whether `observe` stopped the run.
+    fn record<N: AsRef<Sequential> + ?Sized>(
+        &mut self,
+        trained: Trained,
+        accuracies: Accuracies,
+        net: &N,
+        observe: &mut impl FnMut(Progress<'_, N>) -> ControlFlow<()>,
+    ) -> Result<bool> {
+        let Trained {
+            mut stats,
+            optimizer,
+        } = trained;
+        stats.accuracy = accuracies.train;
+        stats.validation_accuracy = accuracies.validation;
+        if self.keep_best {
+            let score = stats.validation_accuracy.or(stats.accuracy).unwrap_or(0.0);
+            if self.best.as_ref().is_none_or(|b| score > b.score) {
+                let params = net.as_ref().params();
+                let values = params.iter().map(|p| p.value.to_vec()).collect();
+                *self.best = Some(Best { score, values });
+            }
+        }
+        let stop = observe(Progress::Epoch(&stats, net)).is_break();
+        let epoch = stats.epoch;
+        self.history.push(stats);
+        if let Some((every, path)) = &self.checkpoints {
+            let checkpoint = Checkpoint {
+                settings: self.settings.clone(),
+                epoch,
+                model: io::to_bytes(net.as_ref(), Sequential::ARCHITECTURE),
+                optimizer,
+                history: self.history.clone(),
+                best: self.best.clone(),
+            };
+            self.unsaved = None;
+            if stop || epoch % every == 0 || epoch == self.epochs {
+                checkpoint.save(path)?;
+            } else {
+                self.unsaved = Some(checkpoint);
+            }
+        }
+        Ok(stop)
+    }
 }
 
 /// Writes `values` (one vector per parameter, as [`Layer::params`] lists them) back into `net`.
@@ -1331,6 +1494,107 @@ mod tests {
         // the weights of the first epoch with that score (a later tie does not replace it)
         let first_best = scores.iter().position(|&s| s == best).unwrap();
         assert_eq!(crate::io::to_bytes(&net, "x"), weights[first_best]);
+    }
+
+    #[test]
+    fn a_stop_at_an_epochs_end_keeps_its_weights_though_the_next_epoch_has_begun() {
+        let data = bars(60);
+        let trainer = |epochs| {
+            Trainer::new(GradientDescent)
+                .with_epochs(epochs)
+                .with_schedule(Schedule::PerEpoch(vec![0.05]))
+                .with_train_accuracy(true)
+        };
+        let mut seen = Vec::new();
+        let mut net = LeNet5::new();
+        let history = trainer(4)
+            .train(&mut net, &data, |p| match p {
+                Progress::Epoch(stats, net) => {
+                    seen.push(crate::io::to_bytes(net, "x"));
+                    if stats.epoch == 2 {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                }
+                Progress::Sample { .. } => ControlFlow::Continue(()),
+            })
+            .unwrap();
+        assert_eq!(history.len(), 2);
+        assert!(
+            seen[0] != seen[1],
+            "the epochs must change the weights for this test"
+        );
+        assert!(
+            crate::io::to_bytes(&net, "x") == seen[1],
+            "the network is not as epoch 2 left it"
+        );
+        let mut two = LeNet5::new();
+        trainer(2)
+            .train(&mut two, &data, |_| ControlFlow::Continue(()))
+            .unwrap();
+        assert!(crate::io::to_bytes(&two, "x") == seen[1]);
+    }
+
+    #[test]
+    fn the_epochs_seconds_add_up_to_at_most_the_runs_time() {
+        // a validation set far larger than the training set: measuring it after an epoch
+        // overlaps most of the next one's training
+        let net = || {
+            crate::Sequential::new([1, 32, 32])
+                .add(
+                    crate::Connect::new(32 * 32, 10, &mut Xoshiro256PlusPlus::seed_from_u64(1))
+                        .unwrap(),
+                )
+                .unwrap()
+        };
+        let started = Instant::now();
+        let history = Trainer::new(GradientDescent)
+            .with_epochs(4)
+            .with_validation(Some(bars(2000)))
+            .train(&mut net(), &bars(200), |_| ControlFlow::Continue(()))
+            .unwrap();
+        let total = started.elapsed().as_secs_f64();
+        let seconds: Vec<f64> = history.iter().map(|s| s.seconds).collect();
+        assert!(seconds.iter().all(|&s| s > 0.0), "{seconds:?}");
+        assert!(
+            seconds.iter().sum::<f64>() <= total,
+            "{seconds:?} in {total} s"
+        );
+    }
+
+    #[test]
+    fn an_epoch_that_fails_records_the_epoch_before_it_first() {
+        // 0.25 of 5 samples: some epoch draws none, which is an error
+        let dir = crate::testing::temp_dir("fails");
+        let path = dir.join("run.ckpt");
+        let mut epochs = Vec::new();
+        let err = Trainer::new(GradientDescent)
+            .with_sampling(Sampling::Fraction(0.25))
+            .with_epochs(200)
+            .with_train_accuracy(true)
+            .with_checkpoints(1, &path)
+            .with_seed(4) // a seed whose first epochs draw samples
+            .train(&mut LeNet5::new(), &bars(5), |p| {
+                if let Progress::Epoch(stats, _) = p {
+                    epochs.push(stats.epoch);
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap_err()
+            .to_string();
+        let failed: usize = err
+            .split_once("epoch ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(
+            failed > 2,
+            "{err}: the test needs epochs before the failing one"
+        );
+        assert_eq!(epochs, (1..failed).collect::<Vec<_>>());
+        assert_eq!(Checkpoint::load(&path).unwrap().epoch(), failed - 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
