@@ -1548,17 +1548,28 @@ mod tests {
                 )
                 .unwrap()
         };
-        let started = Instant::now();
-        let history = Trainer::new(GradientDescent)
-            .with_epochs(4)
-            .with_validation(Some(bars(2000)))
-            .train(&mut net(), &bars(200), |_| ControlFlow::Continue(()))
-            .unwrap();
-        let total = started.elapsed().as_secs_f64();
-        let seconds: Vec<f64> = history.iter().map(|s| s.seconds).collect();
+        let (train, validation) = (bars(20), bars(2000));
+        let timed = |epochs| {
+            let mut trainer = Trainer::new(GradientDescent)
+                .with_epochs(epochs)
+                .with_validation(Some(validation.clone()));
+            let started = Instant::now();
+            let history = trainer
+                .train(&mut net(), &train, |_| ControlFlow::Continue(()))
+                .unwrap();
+            let seconds: Vec<f64> = history.iter().map(|s| s.seconds).collect();
+            (seconds, started.elapsed().as_secs_f64())
+        };
+        let (seconds, total) = timed(4);
         assert!(seconds.iter().all(|&s| s > 0.0), "{seconds:?}");
         assert!(
             seconds.iter().sum::<f64>() <= total,
+            "{seconds:?} in {total} s"
+        );
+        // one epoch: its seconds are the run, its measurement included
+        let (seconds, total) = timed(1);
+        assert!(
+            seconds[0] <= total && seconds[0] > 0.5 * total,
             "{seconds:?} in {total} s"
         );
     }
