@@ -1080,8 +1080,6 @@ mod tests {
             .unwrap()
     }
 
-    /// The model file after two epochs of distorted mini-batches in `parts` parts, on
-    /// `threads` threads.
     /// The model bytes and the epochs' accuracies of a run on `threads` threads, each epoch
     /// measured on a validation set and the training set while the next trains, the best kept.
     fn mini_batch_run(parts: usize, threads: usize) -> (Vec<u8>, Vec<Option<f64>>) {
