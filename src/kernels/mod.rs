@@ -85,12 +85,7 @@ const LANES: usize = 32;
 multiversion! {
     /// `values[i] = 1 / (1 + e^-values[i])`, with [`exp`] so that the loop vectorises.
     fn sigmoid_in_place(values: &mut [f32]) {
-        let sigmoid = |v: &mut f32| *v = 1.0 / (1.0 + exp(-*v));
-        // four independent registers at a time, so that one's long dependency chain (the
-        // polynomial, the division) overlaps the others'
-        let mut chunks = values.chunks_exact_mut(LANES);
-        chunks.by_ref().for_each(|chunk| chunk.iter_mut().for_each(sigmoid));
-        chunks.into_remainder().iter_mut().for_each(sigmoid);
+        through_exp(values, |v| -v, |e| 1.0 / (1.0 + e));
     }
 }
 
@@ -98,34 +93,72 @@ multiversion! {
     /// `values[i] = a · tanh(s · values[i])`, computed as `a · (2 / (1 + e^(-2s·v)) - 1)` with
     /// [`exp`] so that the loop vectorises; the absolute error stays below 3e-7 · `a`.
     fn scaled_tanh_in_place(values: &mut [f32], a: f32, s: f32) {
-        let tanh = |v: &mut f32| *v = a * (2.0 / (1.0 + exp(-2.0 * s * *v)) - 1.0);
-        let mut chunks = values.chunks_exact_mut(LANES);
-        chunks.by_ref().for_each(|chunk| chunk.iter_mut().for_each(tanh));
-        chunks.into_remainder().iter_mut().for_each(tanh);
+        through_exp(values, |v| -2.0 * s * v, |e| a * (2.0 / (1.0 + e) - 1.0));
     }
 }
 
-/// `e^x` to within 2 ulp for `x` in [-87.3, 88] (Cephes' `expf`: `2^n · p(r)` with
-/// `x = n·ln 2 + r`, |r| <= ln(2)/2, and a degree-7 polynomial `p`). Clamped outside that range,
-/// so it never returns infinity or a denormal. Branch-free, so a loop over it vectorises.
+/// Values per block of [`exp_in_place`] in [`through_exp`]: four AVX registers, whose
+/// dependency chains (the polynomial, the division after it) then overlap. More would spill.
+const EXP_BLOCK: usize = 32;
+
+/// `values[i] = after(e^before(values[i]))`, [`EXP_BLOCK`] values at a time.
+#[inline(always)]
+fn through_exp(values: &mut [f32], before: impl Fn(f32) -> f32, after: impl Fn(f32) -> f32) {
+    let mut chunks = values.chunks_exact_mut(EXP_BLOCK);
+    for chunk in chunks.by_ref() {
+        let mut x = [0.0; EXP_BLOCK];
+        x.iter_mut().zip(&*chunk).for_each(|(x, &v)| *x = before(v));
+        exp_in_place(&mut x);
+        chunk.iter_mut().zip(x).for_each(|(v, e)| *v = after(e));
+    }
+    for v in chunks.into_remainder() {
+        *v = after(exp(before(*v)));
+    }
+}
+
+/// `e^x` to within 2 ulp for `x` in [-87.3, 88] ([`exp_in_place`] of one value).
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
+    let mut x = [x];
+    exp_in_place(&mut x);
+    x[0]
+}
+
+/// `x[i] = e^x[i]` to within 2 ulp for `x[i]` in [-87.3, 88] (Cephes' `expf`: `2^n · p(r)`
+/// with `x = n·ln 2 + r`, |r| <= ln(2)/2, and a degree-7 polynomial `p`). Clamped outside
+/// that range, so it never returns infinity or a denormal. Branch-free, so that it
+/// vectorises; each step goes over the whole block before the next, so that the steps of
+/// different registers interleave instead of each register waiting for its own last step.
+#[inline(always)]
+fn exp_in_place<const W: usize>(x: &mut [f32; W]) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that n · LN2_HI is exact
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
-    // 2^n without a float-to-int conversion (which would not vectorise): adding 2^23 puts the
-    // integer n + 127, in [1, 254], in the low mantissa bits; shifting moves it to the exponent.
-    let biased = (n + 127.0 + 8_388_608.0).to_bits();
-    y * f32::from_bits(biased << 23)
+    // plain loops rather than `array::from_fn` or `map`, which the compiler may leave as
+    // calls out of the AVX2 build (and then `floor` becomes a call too)
+    let (mut n, mut r, mut p) = ([0.0f32; W], [0.0f32; W], [0.0f32; W]);
+    for i in 0..W {
+        let x = x[i].clamp(-87.3, 88.0);
+        n[i] = (x * LOG2E + 0.5).floor();
+        r[i] = x - n[i] * LN2_HI - n[i] * LN2_LO;
+    }
+    for i in 0..W {
+        p[i] = 1.987_569_1e-4 * r[i] + 1.398_199_9e-3;
+    }
+    for c in [8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        for i in 0..W {
+            p[i] = p[i] * r[i] + c;
+        }
+    }
+    for i in 0..W {
+        let y = p[i] * r[i] * r[i] + r[i] + 1.0;
+        // 2^n without a float-to-int conversion (which would not vectorise): adding 2^23 puts
+        // the integer n + 127, in [1, 254], in the low mantissa bits; shifting moves it to
+        // the exponent.
+        let biased = (n[i] + 127.0 + 8_388_608.0).to_bits();
+        x[i] = y * f32::from_bits(biased << 23);
+    }
 }
 
 /// `Σ a[i] · b[i]`, summed in [`LANES`] interleaved partial sums (so the loop vectorises; the
@@ -419,12 +452,85 @@ multiversion! {
     }
 }
 
+/// Rows of `a` that [`matmul`] multiplies with [`few_rows_product`] rather than
+/// matrixmultiply, which spends most of the time of so small a product packing `b`.
+const FEW_ROWS: usize = 32;
+
+/// Rows of `a` per pass of [`few_rows_product`], in the lanes of two AVX registers.
+const ROWS: usize = 16;
+
+/// Columns of `c` per pass of [`few_rows_product`]: twelve registers of sums, each broadcast
+/// of an entry of `b` feeding two of them.
+const COLUMNS: usize = 6;
+
+multiversion! {
+    /// `c = beta · c + a · bᵀ` for `beta` 0 or 1, `a` `[m, depth]`, `b` `[n, depth]` and `c`
+    /// `[m, n]`, all in standard layout: a few samples through a dense layer.
+    ///
+    /// Bit for bit what matrixmultiply gives: each sum one fused multiply-add after another
+    /// from +0, [`GEMM_DEPTH`] terms at a time, each block's sum added to `c` (the first
+    /// block's put there when `beta` is 0). Rows of `a` go [`ROWS`] at a time, transposed
+    /// into the lanes of registers; columns of `c` [`COLUMNS`] at a time.
+    fn few_rows_product(a: &[f32], b: &[f32], depth: usize, beta: f32, c: &mut [f32]) {
+        let (m, n) = (a.len() / depth, b.len() / depth);
+        let mut lanes = vec![0.0f32; depth * ROWS];
+        for first in (0..m).step_by(ROWS) {
+            let rows = ROWS.min(m - first);
+            for (t, lane) in lanes.chunks_exact_mut(ROWS).enumerate() {
+                for (r, v) in lane.iter_mut().enumerate() {
+                    *v = if r < rows { a[(first + r) * depth + t] } else { 0.0 };
+                }
+            }
+            for start in (0..depth).step_by(GEMM_DEPTH) {
+                let x = &lanes[start * ROWS..(start + GEMM_DEPTH.min(depth - start)) * ROWS];
+                for j in (0..n).step_by(COLUMNS) {
+                    // a short last block repeats its last column, whose sums are then not used
+                    let columns = std::array::from_fn(|jj| (j + jj).min(n - 1));
+                    let sums = columns_block::<FUSED, COLUMNS>(x, b, depth, start, columns);
+                    for (jj, sums) in sums.iter().enumerate().take(n - j) {
+                        for (r, &sum) in sums.iter().enumerate().take(rows) {
+                            let c = &mut c[(first + r) * n + j + jj];
+                            *c = if start == 0 && beta == 0.0 { sum } else { *c + sum };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One block of [`few_rows_product`]: for the rows `columns` of `b`, the sums over the
+/// block's terms (from `start`) of each with the transposed rows `x` `[terms, ROWS]`.
+#[inline(always)]
+fn columns_block<const FUSED: bool, const J: usize>(
+    x: &[f32],
+    b: &[f32],
+    depth: usize,
+    start: usize,
+    columns: [usize; J],
+) -> [[f32; ROWS]; J] {
+    let terms = x.len() / ROWS;
+    let rows = columns.map(|j| &b[j * depth + start..][..terms]);
+    let mut acc = [[0.0f32; ROWS]; J];
+    for (t, x) in x.chunks_exact(ROWS).enumerate() {
+        for (acc, row) in acc.iter_mut().zip(&rows) {
+            let w = row[t];
+            for (a, &x) in acc.iter_mut().zip(x) {
+                *a = madd::<FUSED>(w, x, *a);
+            }
+        }
+    }
+    acc
+}
+
 /// `c = beta · c + a · b` for `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
 ///
 /// A product with one row or one column (a single sample through a dense layer) runs as
 /// [`gemv`], which reads the weights once where a blocked product would copy them into its
 /// packing buffers first; one added with inner dimension 1 (a single sample's weight
-/// gradient) as [`add_outer`]; anything else goes to `matrixmultiply`.
+/// gradient) as [`add_outer`]; one with at most [`FEW_ROWS`] rows (a small batch through a
+/// dense layer) as [`few_rows_product`]; anything else goes to `matrixmultiply`. All of them
+/// round as matrixmultiply does, except [`gemv`].
 pub(crate) fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>) {
     let contiguous = |m: &ArrayView2<f32>| m.is_standard_layout() || m.t().is_standard_layout();
     if c.ncols() == 1 && contiguous(&a) {
@@ -433,6 +539,13 @@ pub(crate) fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: A
         gemv(b.t(), a.row(0), beta, c.row_mut(0));
     } else if a.ncols() == 1 && beta == 1.0 && c.is_standard_layout() {
         add_outer(c, a.column(0), b.row(0));
+    } else if let (true, Some(a_rows), Some(b_cols), Some(out)) = (
+        a.nrows() <= FEW_ROWS && a.ncols() > 0 && (beta == 0.0 || beta == 1.0),
+        a.as_slice(),
+        b.t().to_slice(),
+        c.as_slice_mut(),
+    ) {
+        few_rows_product(a_rows, b_cols, a.ncols(), beta, out);
     } else {
         general_mat_mul(1.0, &a, &b, beta, &mut c);
     }
@@ -457,6 +570,27 @@ mod tests {
             );
         }
         assert!(exp(-1000.0) > 0.0 && exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn blocks_through_exp_equal_one_value_at_a_time() {
+        // 3 blocks and a remainder, from -100 to 100
+        let values: Vec<f32> = (0..3 * EXP_BLOCK + 5)
+            .map(|i| i as f32 * 1.9 - 100.0)
+            .collect();
+        let mut sigmoid = values.clone();
+        sigmoid_in_place(&mut sigmoid);
+        let mut tanh = values.clone();
+        scaled_tanh_in_place(&mut tanh, 1.7, 0.6);
+        for ((&v, s), t) in values.iter().zip(sigmoid).zip(tanh) {
+            assert_eq!(
+                s.to_bits(),
+                (1.0 / (1.0 + exp(-v))).to_bits(),
+                "sigmoid({v})"
+            );
+            let expected = 1.7 * (2.0 / (1.0 + exp(-2.0 * 0.6 * v)) - 1.0);
+            assert_eq!(t.to_bits(), expected.to_bits(), "tanh({v})");
+        }
     }
 
     /// `a == b` bit for bit where matrixmultiply fuses its multiply-adds as [`correlate`]
@@ -607,6 +741,34 @@ mod tests {
         let mut got = start;
         add_outer(got.view_mut(), a.view(), b.view());
         assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
+    }
+
+    #[test]
+    fn few_rows_product_gives_the_sums_of_matrixmultiply() {
+        // (m, depth, n): C5 and F6 for a batch of 8, a part row group and odd sizes; depths
+        // over one block of GEMM_DEPTH, and up to FEW_ROWS rows
+        for (m, depth, n) in [
+            (8, 400, 120),
+            (8, 120, 84),
+            (3, 84, 10),
+            (13, 513, 25),
+            (32, 7, 12),
+        ] {
+            let a = uniform((m, depth), 1);
+            let weight = uniform((n, depth), 2);
+            let start = uniform((m, n), 3);
+            for beta in [0.0, 1.0] {
+                let mut expected = start.clone();
+                general_mat_mul(1.0, &a, &weight.t(), beta, &mut expected);
+                let mut got = if beta == 0.0 {
+                    Array2::from_elem((m, n), f32::NAN)
+                } else {
+                    start.clone()
+                };
+                matmul(a.view(), weight.t(), beta, got.view_mut());
+                assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
+            }
+        }
     }
 
     #[test]
