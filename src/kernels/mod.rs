@@ -211,16 +211,43 @@ multiversion! {
     }
 }
 
+/// Values per chunk of the row loops of [`sums_of_2x2`] and [`add_bias_at_valid_positions`]:
+/// one AVX register. A row's last chunk is moved back to end at the row's end, so that short
+/// rows (28 or 10 values in LeNet-5) need no one-value-at-a-time tail; the values it writes
+/// twice get the same value both times.
+const CHUNK: usize = 8;
+
+/// `f(x)` for every `x < len`, in chunks of [`CHUNK`] (the last moved back) when `len` holds
+/// one, else one at a time.
+#[inline(always)]
+fn in_chunks(len: usize, mut f: impl FnMut(usize, usize)) {
+    if len < CHUNK {
+        return f(0, len);
+    }
+    let mut x = 0;
+    while x < len {
+        f(x.min(len - CHUNK), CHUNK);
+        x += CHUNK;
+    }
+}
+
 multiversion! {
-    /// `out[x]` = the sum of the 2x2 block at `x` of the rows `top` and `bottom`, as
-    /// subsampling's general loop adds it: each row's pair, onto +0, top then bottom.
-    fn sums_of_2x2(top: &[f32], bottom: &[f32], out: &mut [f32]) {
-        for ((o, t), b) in out
-            .iter_mut()
-            .zip(top.chunks_exact(2))
-            .zip(bottom.chunks_exact(2))
-        {
-            *o = (0.0 + (t[0] + t[1])) + (b[0] + b[1]);
+    /// `out[j, x]` = the sum of the 2x2 block at `(j, x)` of `input` `[2·OH, width]`, for
+    /// `out` `[OH, OW]`, as subsampling's general loop adds it: each row's pair, onto +0, top
+    /// then bottom.
+    fn sums_of_2x2(input: &[f32], width: usize, out: &mut [f32], ow: usize) {
+        for (rows, out) in input.chunks_exact(2 * width).zip(out.chunks_exact_mut(ow)) {
+            let (top, bottom) = rows.split_at(width);
+            in_chunks(ow, |x, len| {
+                let (top, bottom) = (&top[2 * x..2 * (x + len)], &bottom[2 * x..2 * (x + len)]);
+                for ((o, t), b) in out[x..x + len]
+                    .iter_mut()
+                    .zip(top.chunks_exact(2))
+                    .zip(bottom.chunks_exact(2))
+                {
+                    *o = (0.0 + (t[0] + t[1])) + (b[0] + b[1]);
+                }
+            });
         }
     }
 }
@@ -234,9 +261,11 @@ multiversion! {
         let (n, plane) = (sums.len() / bias.len(), out.len() / bias.len());
         for ((out, sum), &b) in out.chunks_exact_mut(plane).zip(sums.chunks_exact(n)).zip(bias) {
             for (out_row, sum_row) in out.chunks_exact_mut(ow).zip(sum.chunks(width)) {
-                for (y, &a) in out_row.iter_mut().zip(sum_row) {
-                    *y = a + b;
-                }
+                in_chunks(ow, |x, len| {
+                    for (y, &a) in out_row[x..x + len].iter_mut().zip(&sum_row[x..x + len]) {
+                        *y = a + b;
+                    }
+                });
             }
         }
     }
@@ -570,6 +599,39 @@ mod tests {
             );
         }
         assert!(exp(-1000.0) > 0.0 && exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn row_kernels_cover_every_position_of_short_and_long_rows() {
+        // output widths below one chunk, of one, and not a multiple of one: 5, 8, 14, 17
+        for (oh, ow, width) in [(3, 5, 10), (2, 8, 16), (4, 14, 28), (2, 17, 35)] {
+            let input = uniform((2 * oh, width), 1);
+            let x = input.as_slice().unwrap();
+            let mut out = vec![f32::NAN; oh * ow];
+            sums_of_2x2(x, width, &mut out, ow);
+            for (i, &o) in out.iter().enumerate() {
+                let (t, b) = (
+                    2 * (i / ow) * width + 2 * (i % ow),
+                    (2 * (i / ow) + 1) * width + 2 * (i % ow),
+                );
+                let expected = (0.0 + (x[t] + x[t + 1])) + (x[b] + x[b + 1]);
+                assert_eq!(o.to_bits(), expected.to_bits(), "{ow} wide, block {i}");
+            }
+
+            let bias = [0.25, -1.5];
+            let n = (oh - 1) * width + ow;
+            let sums = uniform(2 * n, 2);
+            let mut out = vec![f32::NAN; 2 * oh * ow];
+            add_bias_at_valid_positions(sums.as_slice().unwrap(), (width, ow), &bias, &mut out);
+            for (i, &o) in out.iter().enumerate() {
+                let (c, j, x) = (i / (oh * ow), i / ow % oh, i % ow);
+                assert_eq!(
+                    o,
+                    sums[c * n + j * width + x] + bias[c],
+                    "{ow} wide, position {i}"
+                );
+            }
+        }
     }
 
     #[test]
