@@ -11,7 +11,7 @@ and for the modern preset's network (ReLU convolutions, 2x2 max pooling, two lin
   - mini-batch training at batch 32 with Adam, samples per second;
 then runs this crate's `cargo bench --bench peak` (one core's peak FMA rate, the yardstick)
 and `cargo bench --bench train`: `sgd_step/sample` (one thread), `evaluate/10000_images`
-(batches of 8 on both cores) and `modern_batches` (an epoch of the modern preset's batches of
+(batches of 16 on both cores) and `modern_batches` (an epoch of the modern preset's batches of
 32, on both cores and on one), and `sgd_step/sample` again with LENET5_PORTABLE=1 (the
 kernels' baseline build); prints the table of both with each figure's share of the peak.
 A dev-time comparison only: neither the tests nor CI need PyTorch.
@@ -200,7 +200,7 @@ def main():
     rows = [
         ("training step, report's network, batch 1, one thread (samples/s)",
          step, STEP_FLOP, 1, torch_train, cores),
-        ("evaluation, report's network (images/s; PyTorch at batch 1 000, lenet5 in batches of 8)",
+        ("evaluation, report's network (images/s; PyTorch at batch 1 000, lenet5 in batches of 16)",
          evaluation, FORWARD_FLOP, cores, torch_eval, cores),
         ("training, modern network, batches of 32, Adam, both cores (samples/s)",
          modern, STEP_FLOP, cores, torch_modern, cores),
