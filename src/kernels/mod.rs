@@ -498,20 +498,22 @@ multiversion! {
     ///
     /// Bit for bit what matrixmultiply gives: each sum one fused multiply-add after another
     /// from +0, [`GEMM_DEPTH`] terms at a time, each block's sum added to `c` (the first
-    /// block's put there when `beta` is 0). Rows of `a` go [`ROWS`] at a time, transposed
-    /// into the lanes of registers; columns of `c` [`COLUMNS`] at a time.
+    /// block's put there when `beta` is 0). Rows of `a` go [`ROWS`] at a time, each block of
+    /// them transposed into the lanes of registers; columns of `c` [`COLUMNS`] at a time.
     fn few_rows_product(a: &[f32], b: &[f32], depth: usize, beta: f32, c: &mut [f32]) {
         let (m, n) = (a.len() / depth, b.len() / depth);
-        let mut lanes = vec![0.0f32; depth * ROWS];
+        // one block of rows, transposed: a fixed size, however deep the product
+        let mut lanes = [0.0f32; GEMM_DEPTH * ROWS];
         for first in (0..m).step_by(ROWS) {
             let rows = ROWS.min(m - first);
-            for (t, lane) in lanes.chunks_exact_mut(ROWS).enumerate() {
-                for (r, v) in lane.iter_mut().enumerate() {
-                    *v = if r < rows { a[(first + r) * depth + t] } else { 0.0 };
-                }
-            }
             for start in (0..depth).step_by(GEMM_DEPTH) {
-                let x = &lanes[start * ROWS..(start + GEMM_DEPTH.min(depth - start)) * ROWS];
+                let x = &mut lanes[..GEMM_DEPTH.min(depth - start) * ROWS];
+                for (t, lane) in x.chunks_exact_mut(ROWS).enumerate() {
+                    for (r, v) in lane.iter_mut().enumerate() {
+                        *v = if r < rows { a[(first + r) * depth + start + t] } else { 0.0 };
+                    }
+                }
+                let x = &*x;
                 for j in (0..n).step_by(COLUMNS) {
                     // a short last block repeats its last column, whose sums are then not used
                     let columns = std::array::from_fn(|jj| (j + jj).min(n - 1));
