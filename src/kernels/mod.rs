@@ -837,7 +837,8 @@ mod tests {
 
     #[test]
     fn matmul_matches_ndarray_for_every_shape_and_layout() {
-        // (m, k, n): vector shapes take gemv, the others matrixmultiply
+        // (m, k, n): vector shapes take gemv, inner dimension 1 add_outer, a few rows with b's
+        // columns contiguous and beta 0 or 1 few_rows_product, the others matrixmultiply
         for (m, k, n) in [
             (120, 400, 1),
             (1, 120, 84),
