@@ -73,19 +73,30 @@ pub trait Optimizer: std::fmt::Debug + Send {
     }
 }
 
-/// Writes `next(k, i, value, grad)` into value `i` of every parameter `k` when all of them are
-/// finite, and changes no value otherwise; clears the gradients either way. Each `next` is
-/// computed once, into the gradient's place, before any value is written. `next` must not
-/// change anything itself.
+/// Writes `next(value, grad, state)` into each value of every parameter when all of them are
+/// finite, and changes no value otherwise; clears the gradients either way. `state` holds the
+/// value's entries in `states` (buffers shaped like `params`, such as a running mean). Each
+/// `next` is computed once, into the gradient's place, before any value is written. The loop
+/// reads `states` by position in step with the values, so that it vectorises.
 #[inline(always)]
-fn update_if_finite(
+fn update_if_finite<const N: usize>(
     mut params: Vec<ParamMut<'_>>,
-    next: impl Fn(usize, usize, f32, f32) -> f32,
+    states: [&[Vec<f32>]; N],
+    next: impl Fn(f32, f32, [f32; N]) -> f32,
 ) -> bool {
     let mut finite = true;
     for (k, p) in params.iter_mut().enumerate() {
+        let n = p.value.len();
+        let mut rows: [&[f32]; N] = [&[]; N];
+        for (row, state) in rows.iter_mut().zip(states) {
+            *row = &state[k][..n];
+        }
         for (i, (&v, g)) in p.value.iter().zip(p.grad.iter_mut()).enumerate() {
-            *g = next(k, i, v, *g);
+            let mut state = [0.0; N];
+            for (s, row) in state.iter_mut().zip(rows) {
+                *s = row[i];
+            }
+            *g = next(v, *g, state);
             finite &= g.is_finite();
         }
     }
@@ -148,7 +159,7 @@ impl Optimizer for GradientDescent {
 multiversion! {
     /// [`GradientDescent`]'s step, vectorised.
     fn descend(params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        update_if_finite(params, |_, _, v, g| v - lr * g)
+        update_if_finite(params, [], |v, g, []| v - lr * g)
     }
 }
 
@@ -178,9 +189,8 @@ impl Optimizer for Momentum {
                 *u = self.momentum * *u + g;
             }
         }
-        let velocity = &self.velocity;
-        Ok(update_if_finite(params, |k, i, v, _| {
-            v - lr * velocity[k][i]
+        Ok(update_if_finite(params, [&self.velocity], |v, _, [u]| {
+            v - lr * u
         }))
     }
 
@@ -235,25 +245,10 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self, mut params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
+    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
         state_for("Adam", &mut self.mean, &params)?;
         state_for("Adam", &mut self.square, &params)?;
-        let (b1, b2) = (self.beta1, self.beta2);
-        for (p, (m, s)) in params
-            .iter_mut()
-            .zip(self.mean.iter_mut().zip(&mut self.square))
-        {
-            for ((m, s), &g) in m.iter_mut().zip(s.iter_mut()).zip(p.grad.iter()) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *s = b2 * *s + (1.0 - b2) * g * g;
-            }
-        }
-        self.steps = self.steps.saturating_add(1);
-        let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
-        let (mean, square, eps, decay) = (&self.mean, &self.square, self.eps, self.weight_decay);
-        Ok(update_if_finite(params, |k, i, v, _| {
-            v - lr * (mean[k][i] / c1) / ((square[k][i] / c2).sqrt() + eps) - lr * decay * v
-        }))
+        Ok(adam_step(self, params, lr))
     }
 
     fn state(&self) -> OptimizerState {
@@ -268,6 +263,29 @@ impl Optimizer for Adam {
         [self.mean, self.square] = buffers("Adam", state)?;
         self.steps = steps;
         Ok(())
+    }
+}
+
+multiversion! {
+    /// [`Adam`]'s step, vectorised, once its state fits `params`.
+    fn adam_step(adam: &mut Adam, params: Vec<ParamMut<'_>>, lr: f32) -> bool {
+        let mut params = params;
+        let (b1, b2) = (adam.beta1, adam.beta2);
+        for (p, (m, s)) in params
+            .iter_mut()
+            .zip(adam.mean.iter_mut().zip(&mut adam.square))
+        {
+            for ((m, s), &g) in m.iter_mut().zip(s.iter_mut()).zip(p.grad.iter()) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *s = b2 * *s + (1.0 - b2) * g * g;
+            }
+        }
+        adam.steps = adam.steps.saturating_add(1);
+        let (c1, c2) = (1.0 - b1.powi(adam.steps), 1.0 - b2.powi(adam.steps));
+        let (eps, decay) = (adam.eps, adam.weight_decay);
+        update_if_finite(params, [&adam.mean, &adam.square], |v, _, [m, s]| {
+            v - lr * (m / c1) / ((s / c2).sqrt() + eps) - lr * decay * v
+        })
     }
 }
 
@@ -329,7 +347,7 @@ impl Optimizer for Sdlm {
             self.factors = Some((lr, factors));
         }
         let (_, factors) = self.factors.as_ref().expect("computed above");
-        Ok(update_if_finite(params, |k, i, v, g| v - factors[k][i] * g))
+        Ok(update_if_finite(params, [factors], |v, g, [f]| v - f * g))
     }
 
     fn curvature_samples(&self) -> usize {
