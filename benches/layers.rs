@@ -1,11 +1,12 @@
-//! Forward and backprop of each layer of the report's network, one sample at a time, as
-//! per-sample SGD runs them. Throughput is in samples per second.
+//! Forward and backprop of each layer of the report's network, and of the modern preset's
+//! max pooling, one sample at a time, as per-sample SGD runs them. Throughput is in samples
+//! per second.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lenet5::{Backward, Connect, Conv, Layer, Mode, Pass, RbfOutput, Subsampling};
+use lenet5::{Backward, Connect, Conv, Layer, MaxPool, Mode, Pass, RbfOutput, Subsampling};
 use ndarray::Array4;
-use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
 use std::hint::black_box;
 
 /// One layer and the `[B, C, H, W]` input it takes in LeNet-5.
@@ -43,14 +44,21 @@ fn layers() -> Vec<(&'static str, Box<dyn Layer>, [usize; 4])> {
             [1, 120, 1, 1],
         ),
         ("rbf_output", Box::new(RbfOutput::digits()), [1, 84, 1, 1]),
+        (
+            "max_pool_modern",
+            Box::new(MaxPool::new(2).unwrap()),
+            [1, 6, 28, 28],
+        ),
     ]
 }
 
 fn bench_layers(c: &mut Criterion) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     for (name, mut layer, shape) in layers() {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(1));
-        let input = Array4::from_elem(shape, 0.5f32);
+        // varied values, so that max pooling's choices are not all alike
+        let input = Array4::from_shape_simple_fn(shape, || rng.random_range(-1.0f32..1.0));
         let pass = Pass::Train { seed: 0 };
         let output = layer.forward(input.view(), pass).unwrap();
         let grad_output = Array4::from_elem(output.raw_dim(), 0.01f32);

@@ -232,23 +232,78 @@ fn in_chunks(len: usize, mut f: impl FnMut(usize, usize)) {
     }
 }
 
+/// `out[j, x] = f(top, bottom)` for the pairs of the 2x2 block at `(j, x)` of `input`
+/// `[2·OH, width]`, for `out` `[OH, OW]`: [`CHUNK`] blocks at a time, so that the loop
+/// vectorises.
+#[inline(always)]
+fn each_2x2(
+    input: &[f32],
+    width: usize,
+    out: &mut [f32],
+    ow: usize,
+    f: impl Fn([f32; 2], [f32; 2]) -> f32,
+) {
+    for (rows, out) in input.chunks_exact(2 * width).zip(out.chunks_exact_mut(ow)) {
+        let (top, bottom) = rows.split_at(width);
+        in_chunks(ow, |x, len| {
+            let (top, bottom) = (&top[2 * x..2 * (x + len)], &bottom[2 * x..2 * (x + len)]);
+            for ((o, t), b) in out[x..x + len]
+                .iter_mut()
+                .zip(top.chunks_exact(2))
+                .zip(bottom.chunks_exact(2))
+            {
+                *o = f([t[0], t[1]], [b[0], b[1]]);
+            }
+        });
+    }
+}
+
 multiversion! {
     /// `out[j, x]` = the sum of the 2x2 block at `(j, x)` of `input` `[2·OH, width]`, for
     /// `out` `[OH, OW]`, as subsampling's general loop adds it: each row's pair, onto +0, top
     /// then bottom.
     fn sums_of_2x2(input: &[f32], width: usize, out: &mut [f32], ow: usize) {
-        for (rows, out) in input.chunks_exact(2 * width).zip(out.chunks_exact_mut(ow)) {
+        each_2x2(input, width, out, ow, |t, b| (0.0 + (t[0] + t[1])) + (b[0] + b[1]));
+    }
+}
+
+multiversion! {
+    /// `out[j, x]` = the largest value of the 2x2 block at `(j, x)` of `input` `[2·OH, width]`,
+    /// for `out` `[OH, OW]`, as max pooling's general loop takes it: `f32::max` from -∞, row
+    /// by row.
+    fn max_of_2x2(input: &[f32], width: usize, out: &mut [f32], ow: usize) {
+        each_2x2(input, width, out, ow, |t, b| {
+            f32::NEG_INFINITY.max(t[0]).max(t[1]).max(b[0]).max(b[1])
+        });
+    }
+}
+
+multiversion! {
+    /// The adjoint of [`max_of_2x2`]: `grad_input` `[2·OH, width]`, zero on entry, gets
+    /// `grad[j, x]` (`grad` `[OH, OW]`) at the first largest value of the 2x2 block at
+    /// `(j, x)` of `input` (row by row; at the block's top left when none is above -∞), as
+    /// max pooling's general loop adds it; the block's other values stay zero.
+    fn max_of_2x2_adjoint(input: &[f32], width: usize, grad: &[f32], ow: usize, grad_input: &mut [f32]) {
+        let rows = input.chunks_exact(2 * width).zip(grad_input.chunks_exact_mut(2 * width));
+        for ((rows, grad_rows), grad) in rows.zip(grad.chunks_exact(ow)) {
             let (top, bottom) = rows.split_at(width);
-            in_chunks(ow, |x, len| {
-                let (top, bottom) = (&top[2 * x..2 * (x + len)], &bottom[2 * x..2 * (x + len)]);
-                for ((o, t), b) in out[x..x + len]
-                    .iter_mut()
-                    .zip(top.chunks_exact(2))
-                    .zip(bottom.chunks_exact(2))
-                {
-                    *o = (0.0 + (t[0] + t[1])) + (b[0] + b[1]);
-                }
-            });
+            let (grad_top, grad_bottom) = grad_rows.split_at_mut(width);
+            let rows = top[..2 * ow].chunks_exact(2).zip(bottom.chunks_exact(2));
+            let grad_rows = grad_top.chunks_exact_mut(2).zip(grad_bottom.chunks_exact_mut(2));
+            for (((t, b), (gt, gb)), &g) in rows.zip(grad_rows).zip(grad) {
+                // the first value equal to the largest is the first strict maximum: compared
+                // with the block's maximum rather than tracked, for fewer branches
+                let largest = f32::NEG_INFINITY.max(t[0]).max(t[1]).max(b[0]).max(b[1]);
+                let at = match largest {
+                    m if t[0] == m || m == f32::NEG_INFINITY => 0,
+                    m if t[1] == m => 1,
+                    m if b[0] == m => 2,
+                    _ => 3,
+                };
+                let share = |j: usize| if at == j { 0.0 + g } else { 0.0 };
+                (gt[0], gt[1]) = (share(0), share(1));
+                (gb[0], gb[1]) = (share(2), share(3));
+            }
         }
     }
 }

@@ -17,6 +17,7 @@
 
 use ndarray::{Array4, ArrayView4};
 
+use crate::kernels::{max_of_2x2, max_of_2x2_adjoint};
 use crate::layer::{Backward, Layer, LayerConfig, Pass, chw};
 use crate::{Error, Result};
 
@@ -42,12 +43,18 @@ impl MaxPool {
     }
 
     /// The output `[B, C, OH, OW]`: each block's maximum, taken row by row with `f32::max`
-    /// (which passes over NaN, as the comparison in [`MaxPool::argmax`] does).
+    /// (which passes over NaN, as the comparison in the backward pass does).
     fn pooled(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
         let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
         let (batch, k, width) = (input.dim().0, self.kernel, input.dim().3);
         let input = input.as_standard_layout();
         let mut output = Array4::from_elem((batch, c, oh, ow), f32::NEG_INFINITY);
+        // LeNet-5's 2x2 with the block known, so that the loop vectorises
+        if k == 2 {
+            let out = output.as_slice_mut().expect("fresh array");
+            max_of_2x2(input.as_slice().expect("standard layout"), width, out, ow);
+            return Ok(output);
+        }
         let in_rows = input
             .as_slice()
             .expect("standard layout")
@@ -107,18 +114,21 @@ impl Layer for MaxPool {
         let grad_output = step.grad_output.as_standard_layout();
         let mut grad_input = Array4::zeros(step.input.raw_dim());
         let ow = width / k;
-        let in_rows = input
-            .as_slice()
-            .expect("standard layout")
-            .chunks_exact(k * width);
+        let (input, grad_output) = (
+            input.as_slice().expect("standard layout"),
+            grad_output.as_slice().expect("standard layout"),
+        );
+        if k == 2 {
+            let grad = grad_input.as_slice_mut().expect("fresh array");
+            max_of_2x2_adjoint(input, width, grad_output, ow, grad);
+            return Ok(Some(grad_input));
+        }
+        let in_rows = input.chunks_exact(k * width);
         let grad_rows = grad_input
             .as_slice_mut()
             .expect("fresh array")
             .chunks_exact_mut(k * width);
-        let out_rows = grad_output
-            .as_slice()
-            .expect("standard layout")
-            .chunks_exact(ow);
+        let out_rows = grad_output.chunks_exact(ow);
         for ((rows, grad_rows), g) in in_rows.zip(grad_rows).zip(out_rows) {
             for (x, &g) in g.iter().enumerate() {
                 // the first largest of the block, row by row; its top left corner when all
@@ -167,6 +177,58 @@ mod tests {
                 let hit: Vec<usize> = (0..grads.len()).filter(|&i| grads[i] != 0.0).collect();
                 assert_eq!(hit.len(), 1, "{k}: {grads:?}");
                 assert_eq!((grads[hit[0]], values[hit[0]]), (1.0, y));
+            }
+        }
+    }
+
+    #[test]
+    fn the_2x2_path_keeps_the_general_rule_on_ties_nan_and_infinity() {
+        // output widths below one chunk, of one, and beyond one: 3, 8, 14 and 17
+        for (i, width) in [6, 16, 28, 34].into_iter().enumerate() {
+            let mut input = crate::testing::uniform((2, 3, 4, width), i as u64);
+            // ties, NaN, a block of -∞, a block of NaN, signed zeros
+            for (n, v) in input.iter_mut().enumerate() {
+                *v = match n % 23 {
+                    3 | 4 => 0.5,
+                    7 => f32::NAN,
+                    11 => f32::NEG_INFINITY,
+                    13 => -0.0,
+                    _ => *v,
+                };
+            }
+            input
+                .slice_mut(ndarray::s![0, 0, 0..2, 0..2])
+                .fill(f32::NEG_INFINITY);
+            input
+                .slice_mut(ndarray::s![1, 2, 2..4, 2..4])
+                .fill(f32::NAN);
+            let mut pool = MaxPool::new(2).unwrap();
+            let output = pool.forward(input.view(), Pass::Predict).unwrap();
+            let grad_output = crate::testing::uniform(output.raw_dim(), 9);
+            let grad = backprop(&mut pool, input.view(), grad_output.view(), Mode::Full)
+                .unwrap()
+                .unwrap();
+            for ((b, c, j, x), &y) in output.indexed_iter() {
+                let at = |u: usize, v: usize| (b, c, 2 * j + u, 2 * x + v);
+                let corners = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                let largest = corners
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &p| m.max(input[p]));
+                assert_eq!(y.to_bits(), largest.to_bits(), "{width}: {:?}", at(0, 0));
+                let (mut best, mut first) = (f32::NEG_INFINITY, 0);
+                for (n, &p) in corners.iter().enumerate() {
+                    if input[p] > best {
+                        (best, first) = (input[p], n);
+                    }
+                }
+                for (n, &p) in corners.iter().enumerate() {
+                    let expected = if n == first {
+                        grad_output[[b, c, j, x]]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(grad[p].to_bits(), expected.to_bits(), "{width}: {p:?}");
+                }
             }
         }
     }
