@@ -212,24 +212,31 @@ multiversion! {
     }
 }
 
-/// Values per chunk of the row loops of [`sums_of_2x2`] and [`add_bias_at_valid_positions`]:
-/// one AVX register. A row's last chunk is moved back to end at the row's end, so that short
+/// Values per chunk of the row loops of [`sums_of_2x2`], [`max_of_2x2`], its adjoint and
+/// [`add_bias_at_valid_positions`]: one AVX register. A row's last chunk is moved back to end at the row's end, so that short
 /// rows (28 or 10 values in LeNet-5) need no one-value-at-a-time tail; the values it writes
 /// twice get the same value both times.
 const CHUNK: usize = 8;
 
-/// `f(x)` for every `x < len`, in chunks of [`CHUNK`] (the last moved back) when `len` holds
-/// one, else one at a time.
-#[inline(always)]
-fn in_chunks(len: usize, mut f: impl FnMut(usize, usize)) {
-    if len < CHUNK {
-        return f(0, len);
-    }
-    let mut x = 0;
-    while x < len {
-        f(x.min(len - CHUNK), CHUNK);
-        x += CHUNK;
-    }
+/// `body` with `(x, n)` for every chunk `x..x + n` of `0..len`: chunks of [`CHUNK`] (the last
+/// moved back) when `len` holds one, else one chunk of `len`. A macro rather than a function
+/// taking a closure, so that the body is always compiled in place, twice: once with `n` the
+/// constant [`CHUNK`], which lets its loops vectorise, and once for short rows.
+macro_rules! in_chunks {
+    ($len:expr, |$x:ident, $n:ident| $body:block) => {{
+        let len: usize = $len;
+        if len < CHUNK {
+            let ($x, $n) = (0, len);
+            $body
+        } else {
+            let mut start = 0;
+            while start < len {
+                let ($x, $n) = (start.min(len - CHUNK), CHUNK);
+                $body
+                start += CHUNK;
+            }
+        }
+    }};
 }
 
 /// `out[j, x] = f(top, bottom)` for the pairs of the 2x2 block at `(j, x)` of `input`
@@ -245,7 +252,7 @@ fn each_2x2(
 ) {
     for (rows, out) in input.chunks_exact(2 * width).zip(out.chunks_exact_mut(ow)) {
         let (top, bottom) = rows.split_at(width);
-        in_chunks(ow, |x, len| {
+        in_chunks!(ow, |x, len| {
             let (top, bottom) = (&top[2 * x..2 * (x + len)], &bottom[2 * x..2 * (x + len)]);
             for ((o, t), b) in out[x..x + len]
                 .iter_mut()
@@ -278,32 +285,59 @@ multiversion! {
     }
 }
 
+/// [`max_of_2x2_adjoint`] for up to [`CHUNK`] blocks side by side: `rows` are the blocks'
+/// top and bottom values, `grad_rows` their gradients, `grad` one value per block. The blocks
+/// are copied into register-sized arrays (a short chunk padded), and each step runs over all
+/// of them before the next, so that the steps vectorise.
+#[inline(always)]
+fn max_of_2x2_adjoint_chunk(rows: [&[f32]; 2], grad: &[f32], grad_rows: [&mut [f32]; 2]) {
+    let len = grad.len();
+    let ([mut t, mut b], mut g) = ([[0.0; 2 * CHUNK]; 2], [0.0; CHUNK]);
+    t[..2 * len].copy_from_slice(rows[0]);
+    b[..2 * len].copy_from_slice(rows[1]);
+    g[..len].copy_from_slice(grad);
+    // the first value equal to the largest is the first strict maximum
+    let mut at = [0u32; CHUNK];
+    for (i, at) in at.iter_mut().enumerate() {
+        let [t0, t1, b0, b1] = [t[2 * i], t[2 * i + 1], b[2 * i], b[2 * i + 1]];
+        let largest = f32::NEG_INFINITY.max(t0).max(t1).max(b0).max(b1);
+        let later = if b0 == largest { 2 } else { 3 };
+        let later = if t1 == largest { 1 } else { later };
+        *at = if t0 == largest || largest == f32::NEG_INFINITY {
+            0
+        } else {
+            later
+        };
+    }
+    for (row, grad_row) in grad_rows.into_iter().enumerate() {
+        let mut shares = [0.0; 2 * CHUNK];
+        for (k, share) in shares.iter_mut().enumerate() {
+            let taken = at[k / 2] == (2 * row + k % 2) as u32;
+            *share = if taken { 0.0 + g[k / 2] } else { 0.0 };
+        }
+        grad_row.copy_from_slice(&shares[..2 * len]);
+    }
+}
+
 multiversion! {
-    /// The adjoint of [`max_of_2x2`]: `grad_input` `[2·OH, width]`, zero on entry, gets
-    /// `grad[j, x]` (`grad` `[OH, OW]`) at the first largest value of the 2x2 block at
-    /// `(j, x)` of `input` (row by row; at the block's top left when none is above -∞), as
-    /// max pooling's general loop adds it; the block's other values stay zero.
+    /// The adjoint of [`max_of_2x2`]: `grad_input` `[2·OH, width]` gets `grad[j, x]` (`grad`
+    /// `[OH, OW]`) at the first largest value of the 2x2 block at `(j, x)` of `input` (row by
+    /// row; at the block's top left when none is above -∞), as max pooling's general loop
+    /// adds it to zero, and zero at the block's other values. Every value of a block is
+    /// written, so a block of two chunks (the last moved back) gets the same values twice.
     fn max_of_2x2_adjoint(input: &[f32], width: usize, grad: &[f32], ow: usize, grad_input: &mut [f32]) {
         let rows = input.chunks_exact(2 * width).zip(grad_input.chunks_exact_mut(2 * width));
         for ((rows, grad_rows), grad) in rows.zip(grad.chunks_exact(ow)) {
             let (top, bottom) = rows.split_at(width);
             let (grad_top, grad_bottom) = grad_rows.split_at_mut(width);
-            let rows = top[..2 * ow].chunks_exact(2).zip(bottom.chunks_exact(2));
-            let grad_rows = grad_top.chunks_exact_mut(2).zip(grad_bottom.chunks_exact_mut(2));
-            for (((t, b), (gt, gb)), &g) in rows.zip(grad_rows).zip(grad) {
-                // the first value equal to the largest is the first strict maximum: compared
-                // with the block's maximum rather than tracked, for fewer branches
-                let largest = f32::NEG_INFINITY.max(t[0]).max(t[1]).max(b[0]).max(b[1]);
-                let at = match largest {
-                    m if t[0] == m || m == f32::NEG_INFINITY => 0,
-                    m if t[1] == m => 1,
-                    m if b[0] == m => 2,
-                    _ => 3,
-                };
-                let share = |j: usize| if at == j { 0.0 + g } else { 0.0 };
-                (gt[0], gt[1]) = (share(0), share(1));
-                (gb[0], gb[1]) = (share(2), share(3));
-            }
+            in_chunks!(ow, |x, len| {
+                let span = 2 * x..2 * (x + len);
+                max_of_2x2_adjoint_chunk(
+                    [&top[span.clone()], &bottom[span.clone()]],
+                    &grad[x..x + len],
+                    [&mut grad_top[span.clone()], &mut grad_bottom[span]],
+                );
+            });
         }
     }
 }
@@ -317,7 +351,7 @@ multiversion! {
         let (n, plane) = (sums.len() / bias.len(), out.len() / bias.len());
         for ((out, sum), &b) in out.chunks_exact_mut(plane).zip(sums.chunks_exact(n)).zip(bias) {
             for (out_row, sum_row) in out.chunks_exact_mut(ow).zip(sum.chunks(width)) {
-                in_chunks(ow, |x, len| {
+                in_chunks!(ow, |x, len| {
                     for (y, &a) in out_row[x..x + len].iter_mut().zip(&sum_row[x..x + len]) {
                         *y = a + b;
                     }
