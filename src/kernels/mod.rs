@@ -213,9 +213,9 @@ multiversion! {
 }
 
 /// Values per chunk of the row loops of [`sums_of_2x2`], [`max_of_2x2`], its adjoint and
-/// [`add_bias_at_valid_positions`]: one AVX register. A row's last chunk is moved back to end at the row's end, so that short
-/// rows (28 or 10 values in LeNet-5) need no one-value-at-a-time tail; the values it writes
-/// twice get the same value both times.
+/// [`add_bias_at_valid_positions`]: one AVX register. A row's last chunk is moved back to end
+/// at the row's end, so that short rows (28 or 10 values in LeNet-5) need no
+/// one-value-at-a-time tail; the values it writes twice get the same value both times.
 const CHUNK: usize = 8;
 
 /// `body` with `(x, n)` for every chunk `x..x + n` of `0..len`: chunks of [`CHUNK`] (the last
