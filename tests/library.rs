@@ -7,8 +7,8 @@ use lenet5::rand::SeedableRng;
 use lenet5::rand::rngs::Xoshiro256PlusPlus;
 use lenet5::{
     Activation, Backward, C3_CONNECTIONS, Connect, Conv, Dropout, Error, Flatten, Layer, LeNet5,
-    MaxPool, Pass, RbfOutput, Relu, Result, ScaledTanh, Sequential, Sigmoid, Subsampling, Tanh,
-    check,
+    MaxPool, Mode, Pass, Preset, RbfOutput, Relu, Result, ScaledTanh, Sequential, Sigmoid,
+    Subsampling, Tanh, check,
 };
 
 /// A stack with every kind of layer this crate has, and every option.
@@ -146,6 +146,25 @@ fn with_scale(seed: u64, activation: Activation) -> Sequential {
         .unwrap()
         .add(Connect::new(4 * 6 * 6, 10, &mut rng).unwrap())
         .unwrap()
+}
+
+#[test]
+fn an_empty_batch_goes_forward_and_back_through_any_stack() {
+    let presets = Preset::ALL.map(|p| LeNet5::from_preset(p, 1).as_ref().clone());
+    for mut net in [every_layer(1)].into_iter().chain(presets) {
+        let empty = Array4::<f32>::zeros((0, 1, 32, 32));
+        let [c, h, w] = net.output_shape();
+        assert_eq!(net.predict(empty.view()).unwrap().dim(), (0, c, h, w));
+        let trace = net.trace(empty.view(), Pass::Train { seed: 1 }).unwrap();
+        let grad = Array4::<f32>::zeros((0, c, h, w));
+        let back = net.backprop(&trace, grad.view(), Mode::Full).unwrap();
+        assert_eq!(back.map(|g| g.dim()), Some((0, 1, 32, 32)), "{net}");
+        let grads = net.named_params_mut();
+        assert!(
+            grads.iter().all(|(_, p)| p.grad.iter().all(|&g| g == 0.0)),
+            "{net}"
+        );
+    }
 }
 
 #[test]

@@ -72,7 +72,14 @@ impl Connect {
     /// # Errors
     /// [`Error::Shape`] when `bias` is not `[outputs]` or a size is zero.
     pub fn from_params(weight: Array2<f32>, bias: Array1<f32>) -> Result<Self> {
-        if weight.is_empty() || bias.len() != weight.nrows() {
+        if weight.is_empty() {
+            return Err(Error::Shape {
+                layer: "Connect",
+                expected: "weight [outputs > 0, inputs > 0]".into(),
+                got: weight.shape().to_vec(),
+            });
+        }
+        if bias.len() != weight.nrows() {
             return Err(Error::shape("Connect", &[weight.nrows()], bias.shape()));
         }
         Ok(Connect {
@@ -277,5 +284,13 @@ mod tests {
             Err(Error::Shape { .. })
         ));
         assert!(Connect::from_params(Array2::zeros((3, 2)), Array1::zeros(2)).is_err());
+        // an empty weight is named as the weight's shape, not as a bias of the right length
+        for weight in [Array2::zeros((0, 3)), Array2::zeros((3, 0))] {
+            let err = Connect::from_params(weight.clone(), Array1::zeros(weight.nrows()));
+            let Err(Error::Shape { got, .. }) = err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(got, weight.shape());
+        }
     }
 }

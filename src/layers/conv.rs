@@ -246,7 +246,7 @@ impl Conv {
         let input = input.as_standard_layout();
         let x = input
             .view()
-            .into_shape_with_order((batch, input.len() / batch.max(1)))
+            .into_shape_with_order((batch, per_sample(&input)))
             .expect("standard layout");
         let weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
         let out = output.as_slice_mut().expect("fresh array");
@@ -318,7 +318,7 @@ impl Conv {
         let input = step.input.as_standard_layout();
         let mut x = input
             .view()
-            .into_shape_with_order((batch, input.len() / batch.max(1)))
+            .into_shape_with_order((batch, per_sample(&input)))
             .expect("standard layout")
             .to_owned();
         let mut weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
@@ -420,6 +420,11 @@ impl Conv {
             [batch, c_in * k * k, positions(height, width, k)],
         ))
     }
+}
+
+/// The values per sample of `input` `[B, C, H, W]`, `C·H·W` (also when the batch is empty).
+fn per_sample(input: &CowArray<f32, Ix4>) -> usize {
+    input.shape()[1..].iter().product()
 }
 
 /// A connection table `[C_out, C_in]` as the flat slice the kernels take.
