@@ -105,7 +105,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// so that its centre of mass is at the centre of the 28x28 field.
 ///
 /// ```
-/// use image::{DynamicImage, GrayImage, Luma};
+/// use lenet5::image::{DynamicImage, GrayImage, Luma}; // the crate's image, re-exported
 /// // a black bar on white paper, 100 x 60 pixels
 /// let paper = GrayImage::from_fn(100, 60, |x, y| Luma([if (40..50).contains(&x) && (10..50).contains(&y) { 0 } else { 255 }]));
 /// let digit = lenet5::digit::to_mnist(&DynamicImage::ImageLuma8(paper), "bar")?;

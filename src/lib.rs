@@ -59,6 +59,9 @@ pub use layers::max_pool::MaxPool;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
 pub use lenet5::{C3_CONNECTIONS, DEFAULT_SEED, LeNet5, Prediction, Preset};
+/// The `image` whose pictures [`digit`] reads and prepares (`DynamicImage`), so that a user's
+/// pictures are of the same version.
+pub use image;
 /// The `ndarray` this crate's arrays come from, so that a user's arrays are of the same version.
 pub use ndarray;
 /// The `rand` this crate's constructors draw from (`Conv::new(.., &mut rng)`), so that a
