@@ -7,7 +7,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use image::DynamicImage;
+use lenet5::image::{DynamicImage, ImageFormat};
 use lenet5::plot::{confusion_heat_map, map_grid};
 use lenet5::{Dataset, Layer, LeNet5, Split};
 
@@ -25,7 +25,7 @@ struct Args {
 /// Writes `image` as a PNG at `path`, atomically (a temporary file, then a rename).
 fn save_png(image: &DynamicImage, path: &Path) -> Result<(), Box<dyn Error>> {
     let mut png = Vec::new();
-    image.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    image.write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)?;
     Ok(lenet5::io::write_atomic(path, &png)?)
 }
 

@@ -47,6 +47,9 @@ pub mod train;
 
 pub use data::mnist::{Dataset, Encoding, Split};
 pub use error::{Error, Result};
+/// The `image` whose pictures [`digit`] reads and prepares (`DynamicImage`), so that a user's
+/// pictures are of the same version.
+pub use image;
 pub use layer::{Backward, Layer, LayerConfig, Mode, Param, ParamMut, ParamRef, Pass};
 pub use layers::Init;
 pub use layers::activation::Activation;
@@ -59,9 +62,6 @@ pub use layers::max_pool::MaxPool;
 pub use layers::rbf_output::RbfOutput;
 pub use layers::subsampling::Subsampling;
 pub use lenet5::{C3_CONNECTIONS, DEFAULT_SEED, LeNet5, Prediction, Preset};
-/// The `image` whose pictures [`digit`] reads and prepares (`DynamicImage`), so that a user's
-/// pictures are of the same version.
-pub use image;
 /// The `ndarray` this crate's arrays come from, so that a user's arrays are of the same version.
 pub use ndarray;
 /// The `rand` this crate's constructors draw from (`Conv::new(.., &mut rng)`), so that a
