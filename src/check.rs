@@ -25,7 +25,8 @@ use ndarray::{Array, Array4, Dimension, ShapeBuilder};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::layer::{Backward, Layer, Mode, Pass};
+use crate::layer::{Backward, Layer, Mode, Pass, product};
+use crate::layers::MAX_PARAM_VALUES;
 use crate::{Error, Result};
 
 /// Step of the central difference. In f32 a smaller step drowns the difference in rounding
@@ -81,10 +82,11 @@ const PASS: Pass = Pass::Train { seed: 0x000c_4ec4 };
 /// values; its parameter values are restored.
 ///
 /// # Errors
-/// The layer's own errors, and [`Error::InvalidArgument`] when its backward pass gives no
-/// input derivative or one of the wrong shape.
+/// The layer's own errors, and [`Error::InvalidArgument`] when `input_shape` holds more than
+/// [`MAX_PARAM_VALUES`] values, or the layer's backward pass gives no input derivative or one
+/// of the wrong shape.
 pub fn gradients(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) -> Result<Report> {
-    let input = uniform(input_shape, seed);
+    let input = random_input(input_shape, seed)?;
     let output = layer.forward(input.view(), PASS)?;
     let r = uniform(output.raw_dim(), seed.wrapping_add(1));
     gradients_with(layer, input, |out| (dot(out, &r), r.clone()))
@@ -120,7 +122,7 @@ pub fn gradients_with(
 /// # Errors
 /// As [`gradients`].
 pub fn curvature(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) -> Result<Report> {
-    let input = uniform(input_shape, seed);
+    let input = random_input(input_shape, seed)?;
     let output = layer.forward(input.view(), PASS)?;
     let c = uniform(output.raw_dim(), seed.wrapping_add(1)).mapv(f32::abs);
     let slope = Array4::zeros(output.raw_dim());
@@ -132,6 +134,18 @@ pub fn curvature(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) -> R
         let slopes = (plus - minus) / (2.0 * STEP);
         dot(&slopes.mapv(|s| s * s), &c)
     })
+}
+
+/// A random input of `shape` drawn from `seed`; an error instead of an allocation when it
+/// holds more values than any parameter may ([`MAX_PARAM_VALUES`]).
+fn random_input(shape: [usize; 4], seed: u64) -> Result<Array4<f32>> {
+    product(&shape)
+        .filter(|&n| n <= MAX_PARAM_VALUES)
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "check",
+            reason: format!("an input of {shape:?} holds more than {MAX_PARAM_VALUES} values"),
+        })?;
+    Ok(uniform(shape, seed))
 }
 
 /// Clears the gradients and runs the backward pass of `mode`, which must return an input
@@ -336,6 +350,19 @@ mod tests {
                 .unwrap()
                 .passed()
         );
+    }
+
+    #[test]
+    fn an_input_too_large_to_draw_is_an_error_not_an_allocation() {
+        for shape in [
+            [1 << 20, 6, 1 << 20, 1],
+            [usize::MAX, 6, 2, 1],
+            [1, 6, 1 << 15, 1 << 13],
+        ] {
+            let err = gradients(&mut halved(false), shape, 1).unwrap_err();
+            assert!(err.to_string().contains("values"), "{err}");
+            assert!(curvature(&mut halved(false), shape, 1).is_err());
+        }
     }
 
     #[test]

@@ -104,17 +104,26 @@ const GAP: u32 = 2;
 /// The largest picture drawn, in pixels on a side.
 pub const MAX_PICTURE_SIDE: u32 = 16_384;
 
-/// `cells` cells of `cell` pixels with `gap` pixels between them, if that fits a picture.
+/// `cells` cells of `cell` pixels with `gap` pixels between them, if that makes a picture:
+/// at least one pixel on a side, and at most [`MAX_PICTURE_SIDE`].
 fn picture_side(cells: usize, cell: usize, gap: u32) -> Result<u32> {
+    let bad = |reason: String| Error::InvalidArgument {
+        what: "plot",
+        reason,
+    };
+    if cells == 0 || cell == 0 {
+        return Err(bad(format!(
+            "{cells} cells of {cell} pixels make an empty picture"
+        )));
+    }
     let side = cells
         .checked_mul(cell)
-        .and_then(|n| n.checked_add(cells.saturating_sub(1) * gap as usize))
+        .and_then(|n| n.checked_add((cells - 1) * gap as usize))
         .filter(|&n| n <= MAX_PICTURE_SIDE as usize);
-    side.map(|n| n as u32).ok_or_else(|| Error::InvalidArgument {
-        what: "plot",
-        reason: format!(
+    side.map(|n| n as u32).ok_or_else(|| {
+        bad(format!(
             "{cells} cells of {cell} pixels make a picture over {MAX_PICTURE_SIDE} pixels on a side"
-        ),
+        ))
     })
 }
 
@@ -129,7 +138,8 @@ fn picture_side(cells: usize, cell: usize, gap: u32) -> Result<u32> {
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when the picture would be over [`MAX_PICTURE_SIDE`] on a side.
+/// [`Error::InvalidArgument`] when the picture would be empty (no maps, empty maps, or a zoom
+/// of 0) or over [`MAX_PICTURE_SIDE`] on a side.
 pub fn map_grid(maps: ArrayView3<f32>, per_row: usize, zoom: u32) -> Result<GrayImage> {
     let (n, h, w) = maps.dim();
     let per_row = per_row.clamp(1, n.max(1));
@@ -170,18 +180,24 @@ pub fn map_grid(maps: ArrayView3<f32>, per_row: usize, zoom: u32) -> Result<Gray
 /// white for none of a row's images, deep blue for all of them.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when the picture would be over [`MAX_PICTURE_SIDE`] on a side.
+/// [`Error::InvalidArgument`] when the picture would be empty (no classes, or a `cell` of 0)
+/// or over [`MAX_PICTURE_SIDE`] on a side.
 pub fn confusion_heat_map(confusion: ArrayView2<usize>, cell: u32) -> Result<RgbImage> {
     let (rows, cols) = confusion.dim();
     let (width, height) = (
         picture_side(cols, cell as usize, 0)?,
         picture_side(rows, cell as usize, 0)?,
     );
+    // each row's total in f64, which no count can overflow
+    let totals: Vec<f64> = confusion
+        .rows()
+        .into_iter()
+        .map(|row| row.iter().map(|&n| n as f64).sum::<f64>().max(1.0))
+        .collect();
     Ok(RgbImage::from_fn(width, height, |x, y| {
         let (row, col) = ((y / cell) as usize, (x / cell) as usize);
-        let total = confusion.row(row).sum().max(1);
         // a square root so that a few confusions still show against the diagonal
-        let share = (confusion[[row, col]] as f64 / total as f64).sqrt();
+        let share = (confusion[[row, col]] as f64 / totals[row]).sqrt();
         let fade = |full: f64| (255.0 - (255.0 - full) * share).round() as u8;
         Rgb([fade(8.0), fade(48.0), fade(107.0)])
     }))
@@ -204,5 +220,26 @@ mod tests {
                 .dimensions(),
             (30, 30)
         );
+    }
+
+    #[test]
+    fn empty_pictures_are_errors() {
+        let maps = ndarray::Array3::<f32>::zeros((6, 5, 5));
+        assert!(map_grid(maps.view(), 3, 0).is_err());
+        assert!(map_grid(ndarray::Array3::zeros((0, 5, 5)).view(), 3, 2).is_err());
+        assert!(map_grid(ndarray::Array3::zeros((6, 0, 5)).view(), 3, 2).is_err());
+        let confusion = ndarray::Array2::<usize>::eye(10);
+        assert!(confusion_heat_map(confusion.view(), 0).is_err());
+        assert!(confusion_heat_map(ndarray::Array2::zeros((0, 0)).view(), 3).is_err());
+    }
+
+    #[test]
+    fn counts_too_large_to_sum_still_draw() {
+        // a row whose total overflows usize: each cell is a third of it
+        let confusion = ndarray::Array2::from_elem((3, 3), usize::MAX);
+        let picture = confusion_heat_map(confusion.view(), 1).unwrap();
+        let third = picture.get_pixel(0, 0);
+        assert!(picture.pixels().all(|p| p == third));
+        assert!(third[0] < 255 && third[0] > 8, "{third:?}");
     }
 }
