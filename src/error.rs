@@ -16,10 +16,12 @@ pub enum Error {
         /// The shape it was given.
         got: Vec<usize>,
     },
-    /// A layer added to a [`Sequential`](crate::Sequential) does not fit the stack before it.
+    /// A layer added to a [`Sequential`](crate::Sequential) does not fit the stack before it,
+    /// or a layer of the stack gave an output or an input derivative of another shape than its
+    /// [`Layer::output_shape`](crate::Layer::output_shape) and its input.
     #[error("layer {index}: {source}")]
     Layer {
-        /// The index the layer would have had in the stack.
+        /// The layer's index in the stack, or the one it would have had.
         index: usize,
         /// Why it does not fit.
         #[source]

@@ -356,7 +356,16 @@ impl Sequential {
                 pass: trace.pass,
             };
             match layer.backward(step)? {
-                Some(g) => grad = g.into(),
+                Some(g) => {
+                    check_shape(
+                        i,
+                        layer.name(),
+                        "input derivative",
+                        input.shape(),
+                        g.shape(),
+                    )?;
+                    grad = g.into();
+                }
                 None if matches!(layer_mode, Mode::Params) => return Ok(None),
                 None => {
                     return Err(Error::InvalidArgument {
@@ -373,8 +382,10 @@ impl Sequential {
     fn walk(&self, input: ArrayView4<f32>, pass: Pass, keep_all: bool) -> Result<Vec<Array4<f32>>> {
         self.check_input(&input)?;
         let mut outputs: Vec<Array4<f32>> = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
+        for (i, (layer, &[c, h, w])) in self.layers.iter().zip(&self.shapes).enumerate() {
             let y = layer.forward(outputs.last().map_or(input, |x| x.view()), pass)?;
+            let expected = [input.dim().0, c, h, w];
+            check_shape(i, layer.name(), "output", &expected, y.shape())?;
             if !keep_all {
                 outputs.clear();
             }
@@ -405,6 +416,28 @@ impl Sequential {
         }
         Ok(())
     }
+}
+
+/// That layer `index` (`name`) gave its `what` in the `expected` shape: a layer of the user's
+/// own that does not may not pass a wrong array on to the next.
+fn check_shape(
+    index: usize,
+    name: &'static str,
+    what: &str,
+    expected: &[usize],
+    got: &[usize],
+) -> Result<()> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(Error::Layer {
+        index,
+        source: Box::new(Error::Shape {
+            layer: name,
+            expected: format!("{expected:?} (its {what})"),
+            got: got.to_vec(),
+        }),
+    })
 }
 
 impl Layer for Sequential {

@@ -274,3 +274,86 @@ fn a_users_own_layer_passes_the_public_checks() {
     assert!(!report.passed());
     assert!(report.at.starts_with("input["), "{report}");
 }
+
+#[test]
+fn a_users_layer_that_gives_arrays_of_other_shapes_is_an_error_naming_it() {
+    /// `Scale`, but with its output (`Lie::Output`) or its input derivative (`Lie::Derivative`)
+    /// one sample too long.
+    #[derive(Debug, Clone)]
+    struct Misshapen(Scale, Lie);
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Lie {
+        Output,
+        Derivative,
+    }
+    fn longer(a: Array4<f32>) -> Array4<f32> {
+        let (b, c, h, w) = a.dim();
+        Array4::zeros((b + 1, c, h, w))
+    }
+    impl Layer for Misshapen {
+        fn name(&self) -> &'static str {
+            "Misshapen"
+        }
+        fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+            Ok(input)
+        }
+        fn forward(&self, input: ArrayView4<f32>, pass: Pass) -> Result<Array4<f32>> {
+            let out = self.0.forward(input, pass)?;
+            Ok(if self.1 == Lie::Output {
+                longer(out)
+            } else {
+                out
+            })
+        }
+        fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+            let grad = self.0.backward(step)?;
+            Ok(grad.map(|g| {
+                if self.1 == Lie::Derivative {
+                    longer(g)
+                } else {
+                    g
+                }
+            }))
+        }
+    }
+    let stack = |lie| {
+        let scale = Scale {
+            scale: lenet5::Param::new(lenet5::ndarray::Array1::from_vec(vec![0.5])),
+        };
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        Sequential::new([1, 8, 8])
+            .add(Conv::new(1, 1, 3, &mut rng).unwrap())
+            .unwrap()
+            .add(Misshapen(scale, lie))
+            .unwrap()
+            .add(Flatten)
+            .unwrap()
+    };
+    let named = |err: Error, what: &str| match err {
+        Error::Layer { index: 1, source } => {
+            assert!(matches!(
+                *source,
+                Error::Shape {
+                    layer: "Misshapen",
+                    ..
+                }
+            ));
+            assert!(source.to_string().contains(what), "{source}");
+        }
+        other => panic!("{other}"),
+    };
+    let x = Array4::<f32>::ones((2, 1, 8, 8));
+    let net = stack(Lie::Output);
+    named(net.predict(x.view()).unwrap_err(), "(its output)");
+    named(
+        net.trace(x.view(), Pass::Predict).unwrap_err(),
+        "(its output)",
+    );
+    let mut net = stack(Lie::Derivative);
+    let trace = net.trace(x.view(), Pass::Predict).unwrap();
+    let grad = Array4::<f32>::ones(trace.output().raw_dim());
+    named(
+        net.backprop(&trace, grad.view(), Mode::Full).unwrap_err(),
+        "(its input derivative)",
+    );
+}
