@@ -37,8 +37,11 @@ impl Prediction {
     /// The prediction of one image's ten `scores` (the network's output).
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when there are not ten scores.
+    /// [`Error::Shape`] when there are not ten scores.
     pub fn from_scores(scores: &[f32]) -> Result<Self> {
+        if scores.len() != CLASSES {
+            return Err(Error::shape("Prediction", &[CLASSES], &[scores.len()]));
+        }
         let mut probabilities = [0.0; CLASSES];
         softmax(scores, &mut probabilities)?;
         Ok(Prediction {
@@ -662,6 +665,26 @@ mod tests {
         };
         assert_eq!(grads(true), grads(false));
         assert!(grads(false).iter().any(|&g| g != 0.0));
+    }
+
+    #[test]
+    fn a_prediction_needs_ten_scores() {
+        for n in [0, 9, 11, 300] {
+            let err = Prediction::from_scores(&vec![0.5; n]).unwrap_err();
+            let Error::Shape { layer, got, .. } = err else {
+                panic!("{err}")
+            };
+            assert_eq!((layer, got), ("Prediction", vec![n]));
+        }
+        let mut scores = [0.0; 10];
+        scores[7] = 3.0;
+        let prediction = Prediction::from_scores(&scores).unwrap();
+        assert_eq!(prediction.digit, 7);
+        assert!((prediction.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        // no winner: the first class, as `argmax` documents
+        assert_eq!(Prediction::from_scores(&[f32::NAN; 10]).unwrap().digit, 0);
+        assert_eq!(argmax([]), 0);
+        assert_eq!(argmax([f32::NAN, 2.0, f32::NAN, 2.0]), 1);
     }
 
     #[test]

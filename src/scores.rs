@@ -56,7 +56,8 @@ pub(crate) fn normalise(scores: &[f32], rest: Option<f32>, p: &mut [f32]) -> f32
     m + total.ln()
 }
 
-/// The index of the largest value (the first one on ties; NaN never wins).
+/// The index of the largest value (the first one on ties; NaN never wins), or 0 when there
+/// is none (no values, or only NaN).
 pub fn argmax(values: impl IntoIterator<Item = f32>) -> usize {
     let mut best = (0, f32::NEG_INFINITY);
     for (i, v) in values.into_iter().enumerate() {
