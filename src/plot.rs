@@ -234,6 +234,31 @@ mod tests {
     }
 
     #[test]
+    fn each_square_of_the_heat_map_shows_its_own_cell() {
+        // rows 0 and 2 all on the diagonal, row 1 split between classes 0 and 1
+        let confusion = ndarray::array![[4, 0, 0], [2, 2, 0], [0, 0, 7]];
+        let picture = confusion_heat_map(confusion.view(), 2).unwrap();
+        let white = Rgb([255, 255, 255]);
+        let blue = Rgb([8, 48, 107]);
+        for y in 0..6 {
+            for x in 0..6 {
+                let (row, col) = (y / 2, x / 2);
+                let expected = match (row, col) {
+                    (0, 0) | (2, 2) => blue,
+                    (1, 0) | (1, 1) => {
+                        // half the row: sqrt(1/2) of the way from white to blue
+                        let fade =
+                            |full: f64| (255.0 - (255.0 - full) * 0.5f64.sqrt()).round() as u8;
+                        Rgb([fade(8.0), fade(48.0), fade(107.0)])
+                    }
+                    _ => white,
+                };
+                assert_eq!(*picture.get_pixel(x, y), expected, "pixel ({x}, {y})");
+            }
+        }
+    }
+
+    #[test]
     fn counts_too_large_to_sum_still_draw() {
         // a row whose total overflows usize: each cell is a third of it
         let confusion = ndarray::Array2::from_elem((3, 3), usize::MAX);
