@@ -25,8 +25,8 @@ use ndarray::{Array, Array4, Dimension, ShapeBuilder};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::layer::{Backward, Layer, Mode, Pass, product};
-use crate::layers::MAX_PARAM_VALUES;
+use crate::layer::{Backward, Layer, Mode, Pass};
+use crate::layers::{MAX_PARAM_VALUES, bounded_len};
 use crate::{Error, Result};
 
 /// Step of the central difference. In f32 a smaller step drowns the difference in rounding
@@ -139,12 +139,10 @@ pub fn curvature(layer: &mut dyn Layer, input_shape: [usize; 4], seed: u64) -> R
 /// A random input of `shape` drawn from `seed`; an error instead of an allocation when it
 /// holds more values than any parameter may ([`MAX_PARAM_VALUES`]).
 fn random_input(shape: [usize; 4], seed: u64) -> Result<Array4<f32>> {
-    product(&shape)
-        .filter(|&n| n <= MAX_PARAM_VALUES)
-        .ok_or_else(|| Error::InvalidArgument {
-            what: "check",
-            reason: format!("an input of {shape:?} holds more than {MAX_PARAM_VALUES} values"),
-        })?;
+    bounded_len(&shape).ok_or_else(|| Error::InvalidArgument {
+        what: "check",
+        reason: format!("an input of {shape:?} holds more than {MAX_PARAM_VALUES} values"),
+    })?;
     Ok(uniform(shape, seed))
 }
 

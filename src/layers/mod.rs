@@ -97,6 +97,12 @@ pub(crate) fn zeros_param<D: Dimension>(
     try_filled(layer, shape, || 0.0)
 }
 
+/// The number of values `sizes` make, if it is at most [`MAX_PARAM_VALUES`]: the largest
+/// array the crate allocates from sizes a caller gives.
+pub(crate) fn bounded_len(sizes: &[usize]) -> Option<usize> {
+    crate::layer::product(sizes).filter(|&n| n <= MAX_PARAM_VALUES)
+}
+
 /// An array of `shape` whose values `fill` gives in row-major order, allocated only if it
 /// can be.
 ///
@@ -117,13 +123,11 @@ fn try_filled<D: Dimension>(
     if sizes.contains(&0) {
         return Err(bad(format!("every size must be positive, got {sizes:?}")));
     }
-    let len = crate::layer::product(sizes)
-        .filter(|&n| n <= MAX_PARAM_VALUES)
-        .ok_or_else(|| {
-            bad(format!(
-                "sizes {sizes:?} make more than {MAX_PARAM_VALUES} values in one parameter"
-            ))
-        })?;
+    let len = bounded_len(sizes).ok_or_else(|| {
+        bad(format!(
+            "sizes {sizes:?} make more than {MAX_PARAM_VALUES} values in one parameter"
+        ))
+    })?;
     let mut values = Vec::new();
     values
         .try_reserve_exact(len)
