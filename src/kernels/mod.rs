@@ -10,6 +10,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
+pub(crate) mod lanes;
 pub(crate) mod window;
 
 use window::{ConvShape, Taps};
