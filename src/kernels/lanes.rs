@@ -1,128 +1,136 @@
 //! A convolution's forward sums for eight samples at once, each sample in one lane of an AVX
-//! register: the layout `[C, H, W, 8]` ([`to_lanes`]), whose every value holds the eight
-//! samples' values at one place.
+//! register: the layout `[C, H, W]` of [`Lane`]s ([`to_lanes`]), whose every value holds the
+//! eight samples' values at one place.
 //!
-//! One sample at a time, [`correlate`](super::correlate) works at full width and two output
-//! maps at a time: it also computes the positions that straddle two rows, and both maps'
-//! terms for an input map that only one of them sees (with a partial connection table, as in
-//! C3). With the samples in the lanes, a block of positions of one output map needs neither:
-//! each term is one weight times eight samples' values, so only the valid positions and the
-//! connected inputs are computed (for LeNet-5's C3, 57 % of the per-sample path's work).
+//! One sample at a time, [`correlate`](super::correlate) works at full width: it also
+//! computes the positions that straddle two rows (C3's rows of 10 in 14: 36 of its 136). With
+//! the samples in the lanes, a block of positions needs no run of the input wider than
+//! itself, so only the valid positions are computed; the copies into and out of the lanes
+//! cost about what a tenth more positions would (C1's 892 for 784 do not pay for them).
 //!
 //! Each sum is the same chain as the per-sample path's, one multiply-add after another in
-//! `(i, l, m)` order from +0 over the connected inputs, then the bias added: the two paths
-//! give the same bits (a test compares them), so a batch's results do not depend on how many
-//! of its samples went through the lanes.
+//! `(i, l, m)` order from +0 over the same taps, then the bias added: the two paths give the
+//! same bits (a test compares them), so a batch's results do not depend on how many of its
+//! samples went through the lanes.
 
-use super::window::ConvShape;
+use super::window::{ConvShape, Taps};
 use super::{madd, multiversion};
 
 /// Samples per group: the f32 lanes of an AVX register.
 pub(crate) const LANES: usize = 8;
 
-/// Output positions per block of [`sums_block`]: twelve registers of partial sums, enough
-/// independent chains of multiply-adds to hide their latency.
-const POSITIONS: usize = 12;
+/// Output positions per block of [`sums_block`]: for two maps, twelve registers of partial
+/// sums, enough independent chains of multiply-adds to hide their latency.
+const POSITIONS: usize = 6;
 
-/// `lanes[i·8 + s] = samples[s·per + i]`: eight samples of `per` values each, laid out with
-/// the samples in the lanes.
-pub(crate) fn to_lanes(samples: &[f32], per: usize, lanes: &mut [f32]) {
+/// One value of eight samples, aligned to the 32 bytes of an AVX register, so that no load of
+/// one straddles two cache lines.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(32))]
+pub(crate) struct Lane([f32; LANES]);
+
+/// `lanes[i][s] = samples[s·per + i]`: eight samples of `per` values each, laid out with the
+/// samples in the lanes.
+pub(crate) fn to_lanes(samples: &[f32], per: usize, lanes: &mut [Lane]) {
     for (s, sample) in samples.chunks_exact(per).enumerate() {
-        for (lane, &v) in lanes.chunks_exact_mut(LANES).zip(sample) {
-            lane[s] = v;
+        for (lane, &v) in lanes.iter_mut().zip(sample) {
+            lane.0[s] = v;
         }
     }
 }
 
-/// `samples[s·per + i] = lanes[i·8 + s]` for eight samples `per` values apart (the last may
-/// end after `lanes / 8` values): the inverse of [`to_lanes`].
-fn from_lanes(lanes: &[f32], per: usize, samples: &mut [f32]) {
+/// `samples[s·per + i] = lanes[i][s]` for eight samples `per` values apart (the last may end
+/// after `lanes.len()` values): the inverse of [`to_lanes`].
+fn from_lanes(lanes: &[Lane], per: usize, samples: &mut [f32]) {
     for (s, sample) in samples.chunks_mut(per).enumerate() {
-        for (v, lane) in sample.iter_mut().zip(lanes.chunks_exact(LANES)) {
-            *v = lane[s];
+        for (v, lane) in sample.iter_mut().zip(lanes) {
+            *v = lane.0[s];
         }
     }
 }
 
-/// `out[t] = bias + Σ_taps w · input[offset + start + t]` for the `P` positions `t` of a
-/// block, each term eight samples wide: one multiply-add after another in tap order, from +0.
+/// `out[j·plane + at + t] = bias[j] + Σ_taps c[j] · input[offset + start + t]` for the `M`
+/// maps `j` and the `P` positions `t` of a block, each term eight samples wide: for each
+/// map, one multiply-add after another in tap order, from +0. The maps share each load of
+/// `input`.
 #[inline(always)]
-fn sums_block<const FUSED: bool, const P: usize>(
-    input: &[f32],
-    taps: &[(usize, f32)],
-    start: usize,
-    bias: f32,
-    out: &mut [f32],
+fn sums_block<const FUSED: bool, const M: usize, const P: usize>(
+    input: &[Lane],
+    taps: &[(usize, [f32; M])],
+    (start, bias): (usize, [f32; M]),
+    (plane, at): (usize, usize),
+    out: &mut [Lane],
 ) {
-    let mut acc = [[0.0f32; LANES]; P];
-    for &(offset, w) in taps {
-        let x = &input[(offset + start) * LANES..][..P * LANES];
-        for (acc, x) in acc.iter_mut().zip(x.chunks_exact(LANES)) {
-            for (a, &x) in acc.iter_mut().zip(x) {
-                *a = madd::<FUSED>(w, x, *a);
+    let mut acc = [[[0.0f32; LANES]; P]; M];
+    for &(offset, c) in taps {
+        let x = &input[offset + start..][..P];
+        for (t, x) in x.iter().enumerate() {
+            for j in 0..M {
+                for (a, &x) in acc[j][t].iter_mut().zip(&x.0) {
+                    *a = madd::<FUSED>(c[j], x, *a);
+                }
             }
         }
     }
-    for (out, acc) in out.chunks_exact_mut(LANES).zip(acc) {
-        for (y, a) in out.iter_mut().zip(acc) {
-            *y = a + bias;
+    for (j, acc) in acc.iter().enumerate() {
+        for (out, acc) in out[j * plane + at..][..P].iter_mut().zip(acc) {
+            for (y, a) in out.0.iter_mut().zip(acc) {
+                *y = a + bias[j];
+            }
         }
     }
 }
 
-/// [`sums_block`] for a block of `len` (1 to [`POSITIONS`]) positions.
+/// [`sums_block`] for the `M` maps of `taps` over a row of `ow` output positions starting at
+/// input position `start`: blocks of up to [`POSITIONS`], as even as they divide the row.
 #[inline(always)]
-fn sums_of_len<const FUSED: bool>(
-    len: usize,
-    input: &[f32],
-    taps: &[(usize, f32)],
-    start: usize,
-    bias: f32,
-    out: &mut [f32],
+fn sums_of_row<const FUSED: bool, const M: usize>(
+    input: &[Lane],
+    taps: &[(usize, [f32; M])],
+    (start, bias): (usize, [f32; M]),
+    (plane, at, ow): (usize, usize, usize),
+    out: &mut [Lane],
 ) {
-    macro_rules! by_len {
-        ($($p:literal)*) => {
-            match len {
-                $($p => sums_block::<FUSED, $p>(input, taps, start, bias, out),)*
-                _ => unreachable!("a block holds 1 to {POSITIONS} positions"),
-            }
-        };
+    let blocks = ow.div_ceil(POSITIONS);
+    let mut x = 0;
+    for b in 0..blocks {
+        let len = (ow - x) / (blocks - b);
+        let (from, to) = ((start + x, bias), (plane, at + x));
+        macro_rules! by_len {
+            ($($p:literal)*) => {
+                match len {
+                    $($p => sums_block::<FUSED, M, $p>(input, taps, from, to, out),)*
+                    _ => unreachable!("a block holds 1 to {POSITIONS} positions"),
+                }
+            };
+        }
+        by_len!(1 2 3 4 5 6);
+        x += len;
     }
-    by_len!(1 2 3 4 5 6 7 8 9 10 11 12);
 }
 
 multiversion! {
-    /// `out` `[S, c_out, OH, OW]` ← the correlation of `input` `[c_in, height, width, 8]` (S
-    /// samples in its lanes, S <= 8) with the kernels of `weight` `[c_out, c_in, k, k]` that
-    /// `connected` (`[c_out, c_in]`, all when `None`) keeps, plus `bias`, at the valid
-    /// positions. Each output map's sums go into `map` (`[OH, OW, 8]`), then out to the
-    /// samples. Each output row goes in blocks of up to [`POSITIONS`], as even as they divide
-    /// it.
-    fn correlate_lanes(input: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, bias: &[f32], map: &mut [f32], out: &mut [f32]) {
-        let ConvShape { c_in, c_out, height, width, k } = shape;
-        let (plane, ow) = (map.len() / LANES, width + 1 - k);
-        let blocks = ow.div_ceil(POSITIONS);
-        let mut taps = Vec::with_capacity(c_in * k * k);
-        for (p, &bias) in bias.iter().enumerate() {
-            taps.clear();
-            for i in (0..c_in).filter(|&i| connected.is_none_or(|c| c[p * c_in + i])) {
-                let kernel = &weight[(p * c_in + i) * k * k..][..k * k];
-                for l in 0..k {
-                    for m in 0..k {
-                        taps.push(((i * height + l) * width + m, kernel[l * k + m]));
-                    }
-                }
+    /// `out` `[8, c_out, OH, OW]` ← the correlation of `input` `[c_in, height, width]` (eight
+    /// samples in its lanes) with the kernels whose `taps` are given, plus `bias`, at the
+    /// valid positions. Output maps go two at a time, as in [`correlate`](super::correlate),
+    /// through `maps` (`[2, OH, OW]`), then out to the samples.
+    fn correlate_lanes(input: &[Lane], shape: ConvShape, taps: &Taps, bias: &[f32], maps: &mut [Lane], out: &mut [f32]) {
+        let ConvShape { c_out, width, k, .. } = shape;
+        let (plane, ow) = (maps.len() / 2, width + 1 - k);
+        let per = c_out * plane;
+        for (pair, (tap, bias)) in taps.pairs.iter().zip(bias.chunks_exact(2)).enumerate() {
+            for j in 0..plane / ow {
+                let bias = [bias[0], bias[1]];
+                sums_of_row::<FUSED, 2>(input, tap, (j * width, bias), (plane, j * ow, ow), maps);
             }
-            for (j, row) in map.chunks_exact_mut(ow * LANES).enumerate() {
-                let mut x = 0;
-                for b in 0..blocks {
-                    let len = (ow - x) / (blocks - b);
-                    let out = &mut row[x * LANES..(x + len) * LANES];
-                    sums_of_len::<FUSED>(len, input, &taps, j * width + x, bias, out);
-                    x += len;
-                }
+            from_lanes(&maps[..plane], per, &mut out[2 * pair * plane..]);
+            from_lanes(&maps[plane..], per, &mut out[(2 * pair + 1) * plane..]);
+        }
+        if let Some(&bias) = bias.get(2 * taps.pairs.len()) {
+            for j in 0..plane / ow {
+                sums_of_row::<FUSED, 1>(input, &taps.last, (j * width, [bias]), (plane, j * ow, ow), maps);
             }
-            from_lanes(map, c_out * plane, &mut out[p * plane..]);
+            from_lanes(&maps[..plane], per, &mut out[(c_out - 1) * plane..]);
         }
     }
 }
@@ -133,14 +141,13 @@ mod tests {
 
     #[test]
     fn lanes_go_there_and_back() {
-        // 21 values: two squares of eight and five more
         let per = 21;
         let samples: Vec<f32> = (0..LANES * per).map(|v| v as f32).collect();
-        let mut lanes = vec![f32::NAN; per * LANES];
+        let mut lanes = vec![Lane([f32::NAN; LANES]); per];
         to_lanes(&samples, per, &mut lanes);
-        for (i, lane) in lanes.chunks_exact(LANES).enumerate() {
+        for (i, lane) in lanes.iter().enumerate() {
             let expected: Vec<f32> = (0..LANES).map(|s| (s * per + i) as f32).collect();
-            assert_eq!(lane, expected, "{i}");
+            assert_eq!(lane.0.to_vec(), expected, "{i}");
         }
         let mut back = vec![0.0; samples.len()];
         from_lanes(&lanes, per, &mut back);

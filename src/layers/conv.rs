@@ -7,10 +7,10 @@
 //! input maps, as LeNet-5's C3 does in LeCun et al. 1998 (Table I).
 //! The sums are a direct convolution over the input's full-width layout (see `window.rs`):
 //! one fused multiply-add after another per output value, bit for bit the sums of `im2col`
-//! and a matrix product, without copying the windows. When that layout would compute a
-//! quarter more terms than needed (C3's connection table and narrow rows), a batch's forward
-//! pass goes eight samples at a time, one in each lane of a register (see `lanes.rs`),
-//! over the valid positions and connected kernels only, with the same sums bit for bit.
+//! and a matrix product, without copying the windows. Where that layout has a quarter more
+//! positions than the valid ones (C3's rows of 10 in 14), a batch's forward pass goes eight
+//! samples at a time, one in each lane of a register (see `lanes.rs`), over the valid
+//! positions only, with the same sums bit for bit.
 //!
 //! ```
 //! # fn main() -> lenet5::Result<()> {
@@ -31,7 +31,7 @@ use rand::Rng;
 
 use super::activation::Activation;
 use super::{Init, regain, zeros_param};
-use crate::kernels::lanes::{LANES, correlate_lanes, to_lanes};
+use crate::kernels::lanes::{LANES, Lane, correlate_lanes, to_lanes};
 use crate::kernels::window::{ConvShape, Taps, positions};
 use crate::kernels::{
     add_bias_at_valid_positions, correlate, correlate_adjoint, correlate_weight_grad, matmul,
@@ -232,7 +232,7 @@ impl Conv {
         let mut output = Array4::zeros(out_shape);
         match self.taps(height, width) {
             Some(taps) => {
-                let groups = if self.lanes_pay(&taps, out_shape) {
+                let groups = if self.lanes_pay(out_shape) {
                     out_shape[0] / LANES
                 } else {
                     0
@@ -240,7 +240,7 @@ impl Conv {
                 let (lanes, rest) = input.split_at(Axis(0), groups * LANES);
                 let (mut lanes_out, mut rest_out) =
                     output.view_mut().split_at(Axis(0), groups * LANES);
-                self.forward_lanes(lanes, &mut lanes_out);
+                self.forward_lanes(&taps, lanes, &mut lanes_out);
                 let mut sums = Array2::zeros((out_shape[1], n));
                 for (x, y) in rest.outer_iter().zip(rest_out.outer_iter_mut()) {
                     self.forward_sample(&taps, x, sums.view_mut(), y);
@@ -252,43 +252,36 @@ impl Conv {
     }
 
     /// Whether [`Conv::forward_lanes`] pays for its copies into and out of the lanes: when
-    /// the per-sample path, with its full-width positions and the terms of each pair's
-    /// union of inputs (`taps`), computes at least a quarter more multiply-adds than the
-    /// lanes, which compute only the valid positions of the connected kernels. (Measured on
-    /// LeNet-5: C3's 1.77 times as many pay, C1's 1.14 times do not.)
-    fn lanes_pay(&self, taps: &Taps, [_, c_out, oh, ow]: [usize; 4]) -> bool {
-        let (_, c_in, k, _) = self.weight.value.dim();
-        let (height, width) = (oh + k - 1, ow + k - 1);
-        let pair_terms: usize = taps.pairs.iter().map(|pair| 2 * pair.len()).sum();
-        let per_sample = (pair_terms + taps.last.len()) * positions(height, width, k);
-        let kernels = self
-            .connections
-            .as_ref()
-            .map_or(c_out * c_in, |t| t.iter().filter(|&&c| c).count());
-        4 * per_sample >= 5 * kernels * k * k * oh * ow
+    /// the per-sample path's full-width positions are at least a quarter more than the valid
+    /// ones, which are all the lanes compute. (Measured on LeNet-5: C3's 136 for 100 pay, C1's
+    /// 892 for 784 do not.)
+    fn lanes_pay(&self, [_, _, oh, ow]: [usize; 4]) -> bool {
+        let k = self.kernel();
+        4 * positions(oh + k - 1, ow + k - 1, k) >= 5 * oh * ow
     }
 
     /// Several output positions, a batch of whole groups of [`LANES`] samples: each group's
     /// sums at once ([`correlate_lanes`], the same bits as [`Conv::forward_sample`]'s), then
     /// `output` ← f(sums + bias).
-    fn forward_lanes(&self, input: ArrayView4<f32>, output: &mut ArrayViewMut4<f32>) {
+    fn forward_lanes(&self, taps: &Taps, input: ArrayView4<f32>, output: &mut ArrayViewMut4<f32>) {
         let (_, c_in, height, width) = input.dim();
         let (_, c_out, oh, ow) = output.dim();
         let (per_in, per_out) = (c_in * height * width, c_out * oh * ow);
         let shape = self.conv_shape(height, width);
-        let weight = self.weight.value.as_slice().expect("standard layout");
         let bias = self.bias.value.as_slice().expect("standard layout");
-        let table = flat_table(&self.connections);
         let input = input.as_standard_layout();
         let x = input.as_slice().expect("standard layout");
         let y = output
             .as_slice_mut()
             .expect("a fresh array's first samples");
-        let (mut lanes, mut map) = (vec![0.0; per_in * LANES], vec![0.0; oh * ow * LANES]);
+        let (mut lanes, mut maps) = (
+            vec![Lane::default(); per_in],
+            vec![Lane::default(); 2 * oh * ow],
+        );
         let groups = x.chunks_exact(per_in * LANES);
         for (x, y) in groups.zip(y.chunks_exact_mut(per_out * LANES)) {
             to_lanes(x, per_in, &mut lanes);
-            correlate_lanes(&lanes, shape, weight, table, bias, &mut map, y);
+            correlate_lanes(&lanes, shape, taps, bias, &mut maps, y);
             self.activation.apply(y);
         }
     }
@@ -673,23 +666,22 @@ mod tests {
 
     #[test]
     fn a_batch_through_the_lanes_gives_each_samples_bits_alone() {
-        // rows of 1, 10, 13 and 29 outputs (one block, one of 10, uneven blocks), all with
-        // enough waste in the per-sample path for the lanes to pay; 19 samples: two groups of
-        // eight, then three one at a time
+        // rows of 1, 10, 13 and 17 outputs (blocks of 1, 5 + 5, 4 + 4 + 5 and 5 + 6 + 6), each
+        // with enough straddling positions for the lanes to pay, and three maps (a pair and
+        // one alone); 19 samples: two groups of eight, then three one at a time
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(7);
         for (c_in, h, w, k, table) in [
             (4, 5, 3, 3, Some(table())),
             (4, 14, 14, 5, Some(table())),
             (2, 9, 19, 7, None),
-            (4, 9, 33, 5, Some(table())),
+            (4, 11, 25, 9, Some(table())),
         ] {
             let mut conv = Conv::new(c_in, 3, k, &mut rng).unwrap();
             if let Some(table) = table {
                 conv = conv.with_connections(table).unwrap();
             }
-            let taps = conv.taps(h, w).unwrap();
             let out_shape = [19, 3, h + 1 - k, w + 1 - k];
-            assert!(conv.lanes_pay(&taps, out_shape), "{c_in} {h} {w}");
+            assert!(conv.lanes_pay(out_shape), "{c_in} {h} {w}");
             let input = uniform((19, c_in, h, w), 8);
             let batch = conv.forward(input.view(), Pass::Predict).unwrap();
             for (b, x) in input.outer_iter().enumerate() {
