@@ -756,11 +756,12 @@ impl Trainer {
             return first.gradients(net, data, loss, distortion);
         }
         let replicas = &mut replicas[..rest.len()];
-        for replica in replicas.iter_mut() {
-            for (to, from) in replica.params_mut().into_iter().zip(net.params()) {
+        let source = &*net;
+        replicas.par_iter_mut().for_each(|replica| {
+            for (to, from) in replica.params_mut().into_iter().zip(source.params()) {
                 to.value.copy_from_slice(from.value);
             }
-        }
+        });
         let (first_loss, rest_losses) = rayon::join(
             || first.gradients(net, data, loss, distortion),
             || {
@@ -770,19 +771,10 @@ impl Trainer {
                     .collect::<Result<Vec<f64>>>()
             },
         );
-        let mut sum = first_loss?;
-        for (part_loss, replica) in rest_losses?.into_iter().zip(replicas) {
-            sum += part_loss;
-            for (to, from) in net.params_mut().into_iter().zip(replica.params_mut()) {
-                to.grad
-                    .iter_mut()
-                    .zip(from.grad.iter_mut())
-                    .for_each(|(t, f)| {
-                        *t += *f;
-                        *f = 0.0;
-                    });
-            }
-        }
+        let sum = rest_losses?
+            .into_iter()
+            .fold(first_loss?, |sum, loss| sum + loss);
+        add_gradients(net, replicas);
         Ok(sum)
     }
 
@@ -863,6 +855,41 @@ impl Part<'_> {
         net.backprop(&trace, grad.view(), Mode::Params)?;
         Ok(mean * n as f64)
     }
+}
+
+/// Values per task of [`add_gradients`]: enough to outweigh handing the task to a thread.
+const REDUCTION_CHUNK: usize = 4096;
+
+/// Adds the gradients of `replicas` to `net`'s, one replica after another for each value (so
+/// the sums do not depend on the threads), and clears the replicas'. Runs in chunks of
+/// [`REDUCTION_CHUNK`] values on rayon's pool.
+fn add_gradients(net: &mut Sequential, replicas: &mut [Sequential]) {
+    let mut grads: Vec<Vec<&mut [f32]>> = replicas
+        .iter_mut()
+        .map(|replica| replica.params_mut().into_iter().map(|p| p.grad).collect())
+        .collect();
+    let mut tasks = Vec::new();
+    for (k, target) in net.params_mut().into_iter().enumerate() {
+        let mut sources: Vec<_> = grads
+            .iter_mut()
+            .map(|grads| std::mem::take(&mut grads[k]).chunks_mut(REDUCTION_CHUNK))
+            .collect();
+        for to in target.grad.chunks_mut(REDUCTION_CHUNK) {
+            let from: Vec<&mut [f32]> = sources
+                .iter_mut()
+                .map(|chunks| chunks.next().expect("replicas of the network"))
+                .collect();
+            tasks.push((to, from));
+        }
+    }
+    tasks.into_par_iter().for_each(|(to, from)| {
+        for from in from {
+            for (t, f) in to.iter_mut().zip(from.iter_mut()) {
+                *t += *f;
+                *f = 0.0;
+            }
+        }
+    });
 }
 
 /// How a run's epochs ended: all run (or stopped at an epoch's end), or stopped mid-epoch.
