@@ -121,8 +121,8 @@ multiversion! {
         let (plane, ow) = (maps.len() / 2, width + 1 - k);
         let per = c_out * plane;
         for (pair, (tap, bias)) in taps.pairs.iter().zip(bias.chunks_exact(2)).enumerate() {
+            let bias = [bias[0], bias[1]];
             for j in 0..plane / ow {
-                let bias = [bias[0], bias[1]];
                 sums_of_row::<FUSED, 2>(input, tap, (j * width, bias), (plane, j * ow, ow), maps);
             }
             from_lanes(&maps[..plane], per, &mut out[2 * pair * plane..]);

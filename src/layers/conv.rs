@@ -264,7 +264,11 @@ impl Conv {
     /// sums at once ([`correlate_lanes`], the same bits as [`Conv::forward_sample`]'s), then
     /// `output` ← f(sums + bias).
     fn forward_lanes(&self, taps: &Taps, input: ArrayView4<f32>, output: &mut ArrayViewMut4<f32>) {
-        let (_, c_in, height, width) = input.dim();
+        let (samples, c_in, height, width) = input.dim();
+        if samples == 0 {
+            // no group of eight: no buffers to make
+            return;
+        }
         let (_, c_out, oh, ow) = output.dim();
         let (per_in, per_out) = (c_in * height * width, c_out * oh * ow);
         let shape = self.conv_shape(height, width);
