@@ -120,19 +120,19 @@ multiversion! {
         let ConvShape { c_out, width, k, .. } = shape;
         let (plane, ow) = (maps.len() / 2, width + 1 - k);
         let per = c_out * plane;
-        for (pair, (tap, bias)) in taps.pairs.iter().zip(bias.chunks_exact(2)).enumerate() {
-            let bias = [bias[0], bias[1]];
+        for (&[a, b], tap) in taps.maps.iter().zip(&taps.pairs) {
+            let bias = [bias[a], bias[b]];
             for j in 0..plane / ow {
                 sums_of_row::<FUSED, 2>(input, tap, (j * width, bias), (plane, j * ow, ow), maps);
             }
-            from_lanes(&maps[..plane], per, &mut out[2 * pair * plane..]);
-            from_lanes(&maps[plane..], per, &mut out[(2 * pair + 1) * plane..]);
+            from_lanes(&maps[..plane], per, &mut out[a * plane..]);
+            from_lanes(&maps[plane..], per, &mut out[b * plane..]);
         }
-        if let Some(&bias) = bias.get(2 * taps.pairs.len()) {
+        if let Some(last) = taps.last_map {
             for j in 0..plane / ow {
-                sums_of_row::<FUSED, 1>(input, &taps.last, (j * width, [bias]), (plane, j * ow, ow), maps);
+                sums_of_row::<FUSED, 1>(input, &taps.last, (j * width, [bias[last]]), (plane, j * ow, ow), maps);
             }
-            from_lanes(&maps[..plane], per, &mut out[(c_out - 1) * plane..]);
+            from_lanes(&maps[..plane], per, &mut out[last * plane..]);
         }
     }
 }

@@ -43,17 +43,57 @@ impl ConvShape {
         run_start(r, self.k, self.height, self.width)
     }
 
-    /// The taps of every output map of `weight` `[c_out, c_in, k, k]`, maps two at a time.
+    /// The taps of every output map of `weight` `[c_out, c_in, k, k]`, maps two at a time
+    /// ([`ConvShape::pairs`]).
     pub fn taps(self, weight: &[f32], connected: Option<&[bool]>) -> Taps {
-        let pairs = (0..self.c_out / 2)
-            .map(|pair| self.taps_of([2 * pair, 2 * pair + 1], weight, connected))
+        let (maps, last_map) = self.pairs(connected);
+        let pairs = maps
+            .iter()
+            .map(|&pair| self.taps_of(pair, weight, connected))
             .collect();
-        let last = if self.c_out % 2 == 1 {
-            self.taps_of([self.c_out - 1], weight, connected)
-        } else {
-            Vec::new()
-        };
-        Taps { pairs, last }
+        let last = last_map.map_or_else(Vec::new, |p| self.taps_of([p], weight, connected));
+        Taps {
+            maps,
+            pairs,
+            last,
+            last_map,
+        }
+    }
+
+    /// The output maps in pairs `[a, b]` (`a < b`), and the one left over when their number is
+    /// odd. A pair's taps run over the input maps that either sees, and read a missing kernel
+    /// as zero, so each map goes with the first free one after it whose inputs differ from its
+    /// own in the fewest maps. Without a table (or with more than 64 input maps) that is the
+    /// next map. With LeNet-5's table for C3, each map of three inputs goes with the map of four
+    /// that holds them: 36 input maps over the pairs where maps `2p, 2p + 1` take 39.
+    fn pairs(self, connected: Option<&[bool]>) -> (Vec<[usize; 2]>, Option<usize>) {
+        let c_in = self.c_in;
+        let seen: Option<Vec<u64>> = connected.filter(|_| c_in <= 64).map(|table| {
+            table
+                .chunks_exact(c_in)
+                .map(|row| (0..c_in).filter(|&i| row[i]).map(|i| 1 << i).sum())
+                .collect()
+        });
+        let differ = |a: usize, b: usize| seen.as_ref().map_or(0, |s| (s[a] ^ s[b]).count_ones());
+        let mut free = vec![true; self.c_out];
+        let (mut pairs, mut last) = (Vec::with_capacity(self.c_out / 2), None);
+        for a in 0..self.c_out {
+            if !std::mem::take(&mut free[a]) {
+                continue;
+            }
+            // the first of the fewest differences
+            match (a + 1..self.c_out)
+                .filter(|&b| free[b])
+                .min_by_key(|&b| differ(a, b))
+            {
+                Some(b) => {
+                    free[b] = false;
+                    pairs.push([a, b]);
+                }
+                None => last = Some(a),
+            }
+        }
+        (pairs, last)
     }
 
     /// The taps `(offset in the flat input, [weight of each map])` of the output maps `maps`,
@@ -91,11 +131,15 @@ impl ConvShape {
     }
 }
 
-/// The taps of a convolution's output maps: for each pair of maps (and the last map alone
+/// The taps of a convolution's output maps: for each pair of maps (and the map left over
 /// when their number is odd), `(offset of the window entry in the flat input, [weights])`.
 #[derive(Debug, Clone)]
 pub(crate) struct Taps {
+    /// The output maps of each pair, `[a, b]` with `a < b`.
+    pub maps: Vec<[usize; 2]>,
     pub pairs: Vec<Vec<(usize, [f32; 2])>>,
+    /// The output map left over, when their number is odd.
+    pub last_map: Option<usize>,
     pub last: Vec<(usize, [f32; 1])>,
 }
 
@@ -156,6 +200,42 @@ mod tests {
     use super::*;
     use crate::testing::uniform;
     use ndarray::{Array2, Array3};
+
+    #[test]
+    fn pairs_put_together_maps_that_see_the_same_inputs() {
+        let table: Vec<bool> = crate::lenet5::C3_CONNECTIONS.concat();
+        let c3 = ConvShape {
+            c_in: 6,
+            c_out: 16,
+            height: 14,
+            width: 14,
+            k: 5,
+        };
+        let (pairs, last) = c3.pairs(Some(&table));
+        let expected = [
+            [0, 6],
+            [1, 7],
+            [2, 8],
+            [3, 9],
+            [4, 10],
+            [5, 11],
+            [12, 15],
+            [13, 14],
+        ];
+        assert_eq!((pairs.as_slice(), last), (&expected[..], None));
+        // the input maps each pair's taps run over: 36, where maps 2p and 2p + 1 take 39
+        let seen = |pairs: &[[usize; 2]]| -> usize {
+            let sees = |p: usize, i: usize| table[p * 6 + i];
+            let pair_sees =
+                |[a, b]: [usize; 2]| (0..6).filter(|&i| sees(a, i) || sees(b, i)).count();
+            pairs.iter().map(|&pair| pair_sees(pair)).sum()
+        };
+        let natural: Vec<[usize; 2]> = (0..8).map(|p| [2 * p, 2 * p + 1]).collect();
+        assert_eq!((seen(&pairs), seen(&natural)), (36, 39));
+        // without a table: each map with the next, an odd one left over
+        let five = ConvShape { c_out: 5, ..c3 };
+        assert_eq!(five.pairs(None), (vec![[0, 1], [2, 3]], Some(4)));
+    }
 
     #[test]
     fn im2col_lays_out_windows_at_full_width() {
