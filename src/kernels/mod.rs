@@ -4,8 +4,9 @@
 //! Each loop is written once, in plain Rust, and compiled twice: as is, and with AVX2 and FMA
 //! enabled, the second chosen at run time when the processor has them. The second fuses its
 //! multiply-adds ([`madd`]), as matrixmultiply's kernels do on such a processor; the first
-//! fuses them only where the baseline target has the instruction. One machine always runs the
-//! same build, so its results do not change from run to run.
+//! fuses them only where the baseline target has the instruction. The exponential's loops
+//! (sigmoid, scaled tanh) have a third build with AVX-512, which gives the AVX2 build's bits.
+//! One machine always runs the same build, so its results do not change from run to run.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
@@ -19,8 +20,17 @@ use window::{ConvShape, Taps};
 /// [`native`] says so, and for the baseline target otherwise. The body sees a `const FUSED:
 /// bool`, which it passes to [`madd`]: true in the AVX2 + FMA build, and in the baseline
 /// build only where the baseline has a fused multiply-add.
+///
+/// `multiversion! { wide ... }` adds a build with AVX-512 too, run first when [`native_wide`]
+/// says so: for the loops that gain from registers twice as wide (the exponential's), as
+/// others do not (on a Zen 4, whose AVX-512 units are 256 bits wide, most ran slower). Its
+/// operations are those of the AVX2 build, so it gives the same bits.
 macro_rules! multiversion {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+    (wide $($item:tt)*) => {
+        multiversion! { @build [avx512 "avx2,fma,avx512f" native_wide] $($item)* }
+    };
+    (@build [$($wide:tt)*] $(#[$doc:meta])*
+        fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
         pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
@@ -28,17 +38,25 @@ macro_rules! multiversion {
 
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    generic::<true>($($arg),*)
-                }
-                if $crate::kernels::native() {
-                    // SAFETY: the processor has the features `avx2` was compiled for.
-                    return unsafe { avx2($($arg),*) };
-                }
+                multiversion!(@tier [$($wide)*] ($($arg: $ty),*) $(-> $ret)?);
+                multiversion!(@tier [avx2 "avx2,fma" native] ($($arg: $ty),*) $(-> $ret)?);
             }
             generic::<{ $crate::kernels::BASELINE_FMA }>($($arg),*)
         }
+    };
+    (@tier [] $($signature:tt)*) => {};
+    (@tier [$tier:ident $features:literal $check:ident] ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        if $crate::kernels::$check() {
+            #[target_feature(enable = $features)]
+            fn $tier($($arg: $ty),*) $(-> $ret)? {
+                generic::<true>($($arg),*)
+            }
+            // SAFETY: the processor has the features `$tier` was compiled for.
+            return unsafe { $tier($($arg),*) };
+        }
+    };
+    ($($item:tt)*) => {
+        multiversion! { @build [] $($item)* }
     };
 }
 
@@ -57,6 +75,14 @@ pub(crate) fn native() -> bool {
             && std::arch::is_x86_feature_detected!("fma")
             && std::env::var_os("LENET5_PORTABLE").is_none()
     })
+}
+
+/// Whether the kernels built `wide` run their AVX-512 build: when [`native`] and the processor
+/// has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn native_wide() -> bool {
+    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WIDE.get_or_init(|| native() && std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// Whether the kernels' multiply-adds are fused, one rounding each, as they are on this
@@ -83,14 +109,14 @@ pub(crate) use multiversion;
 /// at once instead of each waiting for the one before.
 const LANES: usize = 32;
 
-multiversion! {
+multiversion! { wide
     /// `values[i] = 1 / (1 + e^-values[i])`, with [`exp`] so that the loop vectorises.
     fn sigmoid_in_place(values: &mut [f32]) {
         through_exp(values, |v| -v, |e| 1.0 / (1.0 + e));
     }
 }
 
-multiversion! {
+multiversion! { wide
     /// `values[i] = a · tanh(s · values[i])`, computed as `a · (2 / (1 + e^(-2s·v)) - 1)` with
     /// [`exp`] so that the loop vectorises; the absolute error stays below 3e-7 · `a`.
     fn scaled_tanh_in_place(values: &mut [f32], a: f32, s: f32) {
