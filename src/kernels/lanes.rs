@@ -120,7 +120,7 @@ multiversion! {
         let ConvShape { c_out, width, k, .. } = shape;
         let (plane, ow) = (maps.len() / 2, width + 1 - k);
         let per = c_out * plane;
-        for (&[a, b], tap) in taps.maps.iter().zip(&taps.pairs) {
+        for &([a, b], ref tap) in &taps.pairs {
             let bias = [bias[a], bias[b]];
             for j in 0..plane / ow {
                 sums_of_row::<FUSED, 2>(input, tap, (j * width, bias), (plane, j * ow, ow), maps);
@@ -128,9 +128,9 @@ multiversion! {
             from_lanes(&maps[..plane], per, &mut out[a * plane..]);
             from_lanes(&maps[plane..], per, &mut out[b * plane..]);
         }
-        if let Some(last) = taps.last_map {
+        if let Some((last, ref tap)) = taps.last {
             for j in 0..plane / ow {
-                sums_of_row::<FUSED, 1>(input, &taps.last, (j * width, [bias[last]]), (plane, j * ow, ow), maps);
+                sums_of_row::<FUSED, 1>(input, tap, (j * width, [bias[last]]), (plane, j * ow, ow), maps);
             }
             from_lanes(&maps[..plane], per, &mut out[last * plane..]);
         }

@@ -459,13 +459,13 @@ multiversion! {
     /// `+0 · x` changes no partial sum, since a chain started at +0 is never -0; so skipping a
     /// missing kernel, or reading it as zero, gives the same bits.)
     fn correlate(input: &[f32], n: usize, taps: &Taps, sums: &mut [f32]) {
-        for (&[a, b], pair) in taps.maps.iter().zip(&taps.pairs) {
+        for ([a, b], pair) in &taps.pairs {
             // a < b
             let (low, high) = sums.split_at_mut(b * n);
             sum_of_runs::<FUSED, 2>(input, pair, [&mut low[a * n..][..n], &mut high[..n]]);
         }
-        if let Some(last) = taps.last_map {
-            sum_of_runs::<FUSED, 1>(input, &taps.last, [&mut sums[last * n..][..n]]);
+        if let Some((last, taps)) = &taps.last {
+            sum_of_runs::<FUSED, 1>(input, taps, [&mut sums[last * n..][..n]]);
         }
     }
 }
@@ -628,6 +628,9 @@ multiversion! {
         let (m, n) = (a.len() / depth, b.len() / depth);
         // one block of rows, transposed: a fixed size, however deep the product
         let mut lanes = [0.0f32; GEMM_DEPTH * ROWS];
+        // a short last block of columns: copied beside each other, the last repeated (its sums
+        // then not used)
+        let mut tail = Vec::new();
         for first in (0..m).step_by(ROWS) {
             let rows = ROWS.min(m - first);
             for start in (0..depth).step_by(GEMM_DEPTH) {
@@ -639,9 +642,6 @@ multiversion! {
                 }
                 let x = &*x;
                 let terms = x.len() / ROWS;
-                // a short last block: its columns copied beside each other, the last repeated
-                // (its sums then not used)
-                let mut tail = Vec::new();
                 for j in (0..n).step_by(COLUMNS) {
                     let (block, stride) = if j + COLUMNS <= n {
                         (&b[j * depth + start..], depth)

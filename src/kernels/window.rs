@@ -46,17 +46,13 @@ impl ConvShape {
     /// The taps of every output map of `weight` `[c_out, c_in, k, k]`, maps two at a time
     /// ([`ConvShape::pairs`]).
     pub fn taps(self, weight: &[f32], connected: Option<&[bool]>) -> Taps {
-        let (maps, last_map) = self.pairs(connected);
-        let pairs = maps
-            .iter()
-            .map(|&pair| self.taps_of(pair, weight, connected))
-            .collect();
-        let last = last_map.map_or_else(Vec::new, |p| self.taps_of([p], weight, connected));
+        let (pairs, last) = self.pairs(connected);
         Taps {
-            maps,
-            pairs,
-            last,
-            last_map,
+            pairs: pairs
+                .into_iter()
+                .map(|pair| (pair, self.taps_of(pair, weight, connected)))
+                .collect(),
+            last: last.map(|p| (p, self.taps_of([p], weight, connected))),
         }
     }
 
@@ -104,7 +100,7 @@ impl ConvShape {
         maps: [usize; M],
         weight: &[f32],
         connected: Option<&[bool]>,
-    ) -> Vec<(usize, [f32; M])> {
+    ) -> MapTaps<M> {
         let ConvShape {
             c_in,
             height,
@@ -135,13 +131,15 @@ impl ConvShape {
 /// when their number is odd), `(offset of the window entry in the flat input, [weights])`.
 #[derive(Debug, Clone)]
 pub(crate) struct Taps {
-    /// The output maps of each pair, `[a, b]` with `a < b`.
-    pub maps: Vec<[usize; 2]>,
-    pub pairs: Vec<Vec<(usize, [f32; 2])>>,
-    /// The output map left over, when their number is odd.
-    pub last_map: Option<usize>,
-    pub last: Vec<(usize, [f32; 1])>,
+    /// Each pair of output maps, `[a, b]` with `a < b`, with its taps.
+    pub pairs: Vec<([usize; 2], MapTaps<2>)>,
+    /// The output map left over when their number is odd, with its taps.
+    pub last: Option<(usize, MapTaps<1>)>,
 }
+
+/// The taps of `M` output maps: `(offset of the window entry in the flat input, [weight of
+/// each map])`, in `(i, l, m)` order.
+pub(crate) type MapTaps<const M: usize> = Vec<(usize, [f32; M])>;
 
 /// Start of the run of window entry `row = (c·K + l)·K + m` in the flat input.
 fn run_start(row: usize, k: usize, height: usize, width: usize) -> usize {
