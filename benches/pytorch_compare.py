@@ -17,6 +17,7 @@ kernels' baseline build); prints the table of both with each figure's share of t
 A dev-time comparison only: neither the tests nor CI need PyTorch.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -148,7 +149,9 @@ PEAK_FLOP = 100_000 * 10 * 8 * 2
 
 
 def criterion(bench, pattern, env=None):
-    """Criterion's median time in seconds of each benchmark matching `pattern`."""
+    """Criterion's median time in seconds of each benchmark matching `pattern`: the median of
+    its samples' times per iteration (`estimates.json`), as PyTorch's figures are medians,
+    rather than the estimate its `time:` line prints (the mean, or a slope)."""
     out = subprocess.run(
         ["cargo", "bench", "--bench", bench, "--", pattern],
         check=True,
@@ -156,12 +159,20 @@ def criterion(bench, pattern, env=None):
         text=True,
         env=env,
     ).stdout
-    unit = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    target = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+    )["target_directory"]
     medians = {}
-    for name, value, u in re.findall(
-        r"^(\S+)\s*\n?\s*time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", out, re.M
-    ):
-        medians[name] = float(value) * unit[u]
+    for name in re.findall(r"^(\S+)\s*\n?\s*time:", out, re.M):
+        path = os.path.join(target, "criterion", name, "new", "estimates.json")
+        with open(path) as f:
+            medians[name] = json.load(f)["median"]["point_estimate"] * 1e-9
     return medians
 
 
