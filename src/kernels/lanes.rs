@@ -117,23 +117,37 @@ multiversion! {
     /// valid positions. Output maps go two at a time, as in [`correlate`](super::correlate),
     /// through `maps` (`[2, OH, OW]`), then out to the samples.
     fn correlate_lanes(input: &[Lane], shape: ConvShape, taps: &Taps, bias: &[f32], maps: &mut [Lane], out: &mut [f32]) {
-        let ConvShape { c_out, width, k, .. } = shape;
-        let (plane, ow) = (maps.len() / 2, width + 1 - k);
-        let per = c_out * plane;
-        for &([a, b], ref tap) in &taps.pairs {
-            let bias = [bias[a], bias[b]];
-            for j in 0..plane / ow {
-                sums_of_row::<FUSED, 2>(input, tap, (j * width, bias), (plane, j * ow, ow), maps);
-            }
-            from_lanes(&maps[..plane], per, &mut out[a * plane..]);
-            from_lanes(&maps[plane..], per, &mut out[b * plane..]);
+        for (maps_of, tap) in &taps.pairs {
+            group_of_maps::<FUSED, 2>(input, shape, tap, *maps_of, bias, maps, out);
         }
-        if let Some((last, ref tap)) = taps.last {
-            for j in 0..plane / ow {
-                sums_of_row::<FUSED, 1>(input, tap, (j * width, [bias[last]]), (plane, j * ow, ow), maps);
-            }
-            from_lanes(&maps[..plane], per, &mut out[last * plane..]);
+        if let Some((last, tap)) = &taps.last {
+            group_of_maps::<FUSED, 1>(input, shape, tap, [*last], bias, maps, out);
         }
+    }
+}
+
+/// One group of [`correlate_lanes`]: the output maps `maps_of` (two, or the one left over),
+/// whose `taps` are given, row by row into `maps`, then out to the samples.
+#[inline(always)]
+fn group_of_maps<const FUSED: bool, const M: usize>(
+    input: &[Lane],
+    shape: ConvShape,
+    taps: &[(usize, [f32; M])],
+    maps_of: [usize; M],
+    bias: &[f32],
+    maps: &mut [Lane],
+    out: &mut [f32],
+) {
+    let ConvShape {
+        c_out, width, k, ..
+    } = shape;
+    let (plane, ow) = (maps.len() / 2, width + 1 - k);
+    let bias = maps_of.map(|p| bias[p]);
+    for j in 0..plane / ow {
+        sums_of_row::<FUSED, M>(input, taps, (j * width, bias), (plane, j * ow, ow), maps);
+    }
+    for (map, p) in maps.chunks_exact(plane).zip(maps_of) {
+        from_lanes(map, c_out * plane, &mut out[p * plane..]);
     }
 }
 
