@@ -108,7 +108,7 @@ fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
 
 pub(crate) use multiversion;
 
-/// Partial sums in [`dot`]: four AVX registers of f32, so that four additions are in flight
+/// Partial sums in [`dots`]: four AVX registers of f32, so that four additions are in flight
 /// at once instead of each waiting for the one before.
 const LANES: usize = 32;
 
@@ -194,24 +194,54 @@ fn exp_in_place<const W: usize>(x: &mut [f32; W]) {
     }
 }
 
-/// `Σ a[i] · b[i]`, summed in [`LANES`] interleaved partial sums (so the loop vectorises; the
-/// order of additions is fixed, so the result does not depend on the instruction set).
+/// Rows per group of [`dots`].
+const DOT_ROWS: usize = 8;
+
+/// `Σ a[i] · b[i]` for each row `a` of `rows` (at most [`DOT_ROWS`], all as long as `b`),
+/// each summed in [`LANES`] interleaved partial sums (so the loop vectorises), which are then
+/// added in lane order, and then the products past the last whole chunk one after another: a
+/// fixed order, so the result does not depend on the instruction set. The additions after the
+/// loop go side by side, one register for all the rows, so that each waits only for its own
+/// row's addition before it, not for the other rows'.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+fn dots<'a>(rows: impl Iterator<Item = &'a [f32]>, b: &[f32]) -> [f32; DOT_ROWS] {
+    // partial[l][r]: lane l of row r; tail[j][r]: row r's product j past the whole chunks
+    let mut partial = [[0.0f32; DOT_ROWS]; LANES];
+    let mut tail = [[0.0f32; DOT_ROWS]; LANES];
+    let b_chunks = b.chunks_exact(LANES);
+    let tail_len = b_chunks.remainder().len();
+    for (r, a) in rows.take(DOT_ROWS).enumerate() {
+        let a_chunks = a.chunks_exact(LANES);
+        for (tail, (x, y)) in tail
+            .iter_mut()
+            .zip(a_chunks.remainder().iter().zip(b_chunks.remainder()))
+        {
+            tail[r] = x * y;
+        }
+        let mut acc = [0.0f32; LANES];
+        for (x, y) in a_chunks.zip(b_chunks.clone()) {
+            for l in 0..LANES {
+                acc[l] += x[l] * y[l];
+            }
+        }
+        for (partial, acc) in partial.iter_mut().zip(acc) {
+            partial[r] = acc;
         }
     }
-    acc.iter().sum::<f32>() + tail
+    // both start as `Iterator::sum` does, so that each row's sum is bit for bit
+    // `acc.iter().sum::<f32>() + products.sum::<f32>()`
+    let (mut sums, mut tails) = ([-0.0f32; DOT_ROWS], [-0.0f32; DOT_ROWS]);
+    for (sums, terms) in [(&mut sums, &partial[..]), (&mut tails, &tail[..tail_len])] {
+        for terms in terms {
+            for (sum, t) in sums.iter_mut().zip(terms) {
+                *sum += t;
+            }
+        }
+    }
+    for (sum, tail) in sums.iter_mut().zip(tails) {
+        *sum += tail;
+    }
+    sums
 }
 
 multiversion! {
@@ -227,8 +257,16 @@ multiversion! {
             y *= beta;
         }
         if m.is_standard_layout() {
-            for (out, row) in y.iter_mut().zip(m.rows()) {
-                *out += dot(row.as_slice().expect("rows are contiguous"), v);
+            let mut rows = m
+                .rows()
+                .into_iter()
+                .map(|row| row.to_slice().expect("rows are contiguous"))
+                .peekable();
+            let mut y = y.iter_mut();
+            while rows.peek().is_some() {
+                for (out, sum) in y.by_ref().take(DOT_ROWS).zip(dots(rows.by_ref(), v)) {
+                    *out += sum;
+                }
             }
         } else {
             let mut acc = y.to_owned();
@@ -723,7 +761,7 @@ mod tests {
     use super::*;
     use crate::testing::uniform;
     use approx::assert_abs_diff_eq;
-    use ndarray::{Array2, Array3};
+    use ndarray::{Array1, Array2, Array3};
 
     #[test]
     fn exp_is_within_2_ulp() {
@@ -966,6 +1004,30 @@ mod tests {
                 };
                 matmul(a.view(), weight.t(), beta, got.view_mut());
                 assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn gemv_sums_each_row_in_its_own_fixed_order() {
+        // row counts around a group of DOT_ROWS, lengths with and without a partial chunk
+        for (rows, cols) in [(1, 13), (7, 32), (8, 45), (9, 400), (17, 120), (120, 400)] {
+            let m = uniform((rows, cols), 1);
+            let v = uniform(cols, 2);
+            let mut got = Array1::from_elem(rows, f32::NAN);
+            gemv(m.view(), v.view(), 0.0, got.view_mut());
+            let v = v.as_slice().unwrap();
+            for (row, &got) in m.rows().into_iter().zip(&got) {
+                // LANES interleaved partial sums, added in lane order, then the rest in order
+                let row = row.as_slice().unwrap();
+                let whole = cols - cols % LANES;
+                let mut acc = [0.0f32; LANES];
+                for (q, (x, y)) in row[..whole].iter().zip(&v[..whole]).enumerate() {
+                    acc[q % LANES] += x * y;
+                }
+                let rest = row[whole..].iter().zip(&v[whole..]).map(|(x, y)| x * y);
+                let expected = acc.iter().sum::<f32>() + rest.sum::<f32>();
+                assert_eq!(got.to_bits(), expected.to_bits(), "{rows}x{cols}");
             }
         }
     }

@@ -76,8 +76,10 @@ pub trait Optimizer: std::fmt::Debug + Send {
 /// Writes `next(value, grad, state)` into each value of every parameter when all of them are
 /// finite, and changes no value otherwise; clears the gradients either way. `state` holds the
 /// value's entries in `states` (buffers shaped like `params`, such as a running mean). Each
-/// `next` is computed once, into the gradient's place, before any value is written. The loop
-/// reads `states` by position in step with the values, so that it vectorises.
+/// `next` is computed once and written in place of the value, whose old value moves to the
+/// gradient's place, so that one pass updates and a second only clears the gradients (or, when
+/// some new value is not finite, moves the old values back). The loop reads `states` by
+/// position in step with the values, so that it vectorises.
 #[inline(always)]
 fn update_if_finite<const N: usize>(
     mut params: Vec<ParamMut<'_>>,
@@ -91,24 +93,21 @@ fn update_if_finite<const N: usize>(
         for (row, state) in rows.iter_mut().zip(states) {
             *row = &state[k][..n];
         }
-        for (i, (&v, g)) in p.value.iter().zip(p.grad.iter_mut()).enumerate() {
+        for (i, (v, g)) in p.value.iter_mut().zip(p.grad.iter_mut()).enumerate() {
             let mut state = [0.0; N];
             for (s, row) in state.iter_mut().zip(rows) {
                 *s = row[i];
             }
-            *g = next(v, *g, state);
-            finite &= g.is_finite();
+            let new = next(*v, *g, state);
+            finite &= new.is_finite();
+            *g = std::mem::replace(v, new);
         }
     }
     for p in &mut params {
-        if finite {
-            // one pass: each new value moved into place and its gradient cleared
-            for (v, g) in p.value.iter_mut().zip(p.grad.iter_mut()) {
-                *v = std::mem::take(g);
-            }
-        } else {
-            p.grad.fill(0.0);
+        if !finite {
+            p.value.copy_from_slice(p.grad);
         }
+        p.grad.fill(0.0);
     }
     finite
 }
@@ -472,14 +471,23 @@ mod tests {
             &mut Momentum::new(0.9),
             &mut Sdlm::new(0.02, 1),
         ] {
-            let (mut v, mut g) = ([1.0, 2.0], [0.0, 1e30]);
-            let param = ParamMut {
-                name: "w",
-                value: &mut v,
-                grad: &mut g,
-            };
-            assert!(!opt.step(vec![param], 1e30).unwrap());
-            assert_eq!((v, g), ([1.0, 2.0], [0.0, 0.0]));
+            // the first parameter's new values are finite (-1e30 and 2), the second's not
+            let (mut v, mut g) = ([1.0, 2.0], [1.0, 0.0]);
+            let (mut w, mut h) = ([3.0], [1e30]);
+            let params = vec![
+                ParamMut {
+                    name: "v",
+                    value: &mut v,
+                    grad: &mut g,
+                },
+                ParamMut {
+                    name: "w",
+                    value: &mut w,
+                    grad: &mut h,
+                },
+            ];
+            assert!(!opt.step(params, 1e30).unwrap());
+            assert_eq!((v, g, w, h), ([1.0, 2.0], [0.0, 0.0], [3.0], [0.0]));
         }
     }
 
