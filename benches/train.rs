@@ -4,7 +4,9 @@
 //! the modern preset's mini-batches on all the cores and on one.
 //!
 //! The images are synthetic (seeded noise with MNIST's ink density), so the benchmarks need no
-//! data set; the work per image is the same as on MNIST.
+//! data set; the work per image is the same as on MNIST. One more, `sgd_step/trained_mnist`,
+//! steps the shipped trained network on MNIST's images when `MNIST_DIR` names their
+//! directory.
 
 use std::hint::black_box;
 use std::ops::ControlFlow;
@@ -12,8 +14,8 @@ use std::ops::ControlFlow;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lenet5::rayon;
 use lenet5::train::{GradientDescent, Optimizer, evaluate, softmax_cross_entropy};
-use lenet5::{Dataset, Layer, LeNet5, Mode, Pass, Preset, Sgd};
-use ndarray::{Array3, Array4};
+use lenet5::{Dataset, Layer, LeNet5, Mode, Pass, Preset, Sgd, Split};
+use ndarray::{Array3, ArrayView4, Axis};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -29,24 +31,42 @@ fn synthetic(n: usize) -> Dataset {
 fn bench_step(c: &mut Criterion) {
     let data = synthetic(1);
     let input = data.batch(0..1).expect("one image");
-    let mut net = LeNet5::new();
-    let mut grad = Array4::zeros((1, 10, 1, 1));
     let mut group = c.benchmark_group("sgd_step");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("sample", |b| {
-        b.iter(|| {
-            let trace = net
-                .trace(black_box(input.view()), Pass::Train { seed: 0 })
-                .unwrap();
-            let scores = trace.output();
-            softmax_cross_entropy(scores.as_slice().unwrap(), 3, grad.as_slice_mut().unwrap())
-                .unwrap();
-            net.backprop(&trace, grad.view(), Mode::Params).unwrap();
-            // a tiny rate keeps the weights (and so the work) as they are
-            GradientDescent.step(net.params_mut(), 1e-12).unwrap();
-        })
-    });
+    let mut net = LeNet5::new();
+    group.bench_function("sample", |b| b.iter(|| step(&mut net, input.view(), 3)));
+    // The shipped trained network on MNIST's first 1 000 training images, one after another:
+    // its saturated units pass back gradients that would be subnormal numbers if they were
+    // not set to zero (on noise they do not saturate so).
+    match std::env::var_os("MNIST_DIR") {
+        Some(dir) => {
+            let data = Dataset::load(dir, Split::Train).expect("MNIST in $MNIST_DIR");
+            let inputs = data.batch(0..1000).expect("1 000 images");
+            let mut net = LeNet5::load("assets/lenet5-report.bin").expect("the shipped model");
+            let mut samples = inputs.outer_iter().zip(data.labels()).cycle();
+            group.bench_function("trained_mnist", |b| {
+                b.iter(|| {
+                    let (input, &label) = samples.next().expect("a cycle");
+                    step(&mut net, input.insert_axis(Axis(0)), usize::from(label))
+                })
+            });
+        }
+        None => eprintln!("sgd_step/trained_mnist skipped: set MNIST_DIR to MNIST's directory"),
+    }
     group.finish();
+}
+
+/// One per-sample step of `net` on `input` `[1, 1, 32, 32]` with class `label`, at a rate so
+/// small that the weights (and so the work) stay as they are.
+fn step(net: &mut LeNet5, input: ArrayView4<f32>, label: usize) {
+    let mut grad = [0.0; 10];
+    let trace = net
+        .trace(black_box(input), Pass::Train { seed: 0 })
+        .unwrap();
+    softmax_cross_entropy(trace.output().as_slice().unwrap(), label, &mut grad).unwrap();
+    let grad = ArrayView4::from_shape((1, 10, 1, 1), &grad).unwrap();
+    net.backprop(&trace, grad, Mode::Params).unwrap();
+    GradientDescent.step(net.params_mut(), 1e-12).unwrap();
 }
 
 fn bench_eval(c: &mut Criterion) {
