@@ -5,6 +5,7 @@
 //! of [`Layer::params_mut`](crate::Layer::params_mut), and refuses a step that would make a value
 //! non-finite, so a diverging run keeps its last finite weights.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::multiversion;
@@ -76,10 +77,9 @@ pub trait Optimizer: std::fmt::Debug + Send {
 /// Writes `next(value, grad, state)` into each value of every parameter when all of them are
 /// finite, and changes no value otherwise; clears the gradients either way. `state` holds the
 /// value's entries in `states` (buffers shaped like `params`, such as a running mean). Each
-/// `next` is computed once and written in place of the value, whose old value moves to the
-/// gradient's place, so that one pass updates and a second only clears the gradients (or, when
-/// some new value is not finite, moves the old values back). The loop reads `states` by
-/// position in step with the values, so that it vectorises.
+/// `next` is computed once ([`step_values`]), and a second pass only clears the gradients, or
+/// moves the old values back when some new value is not finite ([`settle`]). The loop reads
+/// `states` by position in step with the values, so that it vectorises.
 #[inline(always)]
 fn update_if_finite<const N: usize>(
     mut params: Vec<ParamMut<'_>>,
@@ -93,23 +93,41 @@ fn update_if_finite<const N: usize>(
         for (row, state) in rows.iter_mut().zip(states) {
             *row = &state[k][..n];
         }
-        for (i, (v, g)) in p.value.iter_mut().zip(p.grad.iter_mut()).enumerate() {
+        finite &= step_values(p.value, p.grad, |i, v, g| {
             let mut state = [0.0; N];
             for (s, row) in state.iter_mut().zip(rows) {
                 *s = row[i];
             }
-            let new = next(*v, *g, state);
-            finite &= new.is_finite();
-            *g = std::mem::replace(v, new);
-        }
+            next(v, g, state)
+        });
     }
     for p in &mut params {
-        if !finite {
-            p.value.copy_from_slice(p.grad);
-        }
-        p.grad.fill(0.0);
+        settle(p.value, p.grad, finite);
     }
     finite
+}
+
+/// Writes `next(i, value[i], grad[i])` in place of each value, and the old value in place of
+/// its gradient; returns whether every new value is finite. Every value is computed, finite
+/// or not, so that [`settle`] can finish the step either way.
+#[inline(always)]
+fn step_values(value: &mut [f32], grad: &mut [f32], next: impl Fn(usize, f32, f32) -> f32) -> bool {
+    let mut finite = true;
+    for (i, (v, g)) in value.iter_mut().zip(grad.iter_mut()).enumerate() {
+        let new = next(i, *v, *g);
+        finite &= new.is_finite();
+        *g = std::mem::replace(v, new);
+    }
+    finite
+}
+
+/// The second pass after [`step_values`]: the old values back from `grad` unless the whole
+/// step was `finite`, then the gradients cleared.
+fn settle(value: &mut [f32], grad: &mut [f32], finite: bool) {
+    if !finite {
+        value.copy_from_slice(grad);
+    }
+    grad.fill(0.0);
 }
 
 /// One zeroed buffer per parameter, shaped like `params`.
@@ -265,24 +283,73 @@ impl Optimizer for Adam {
     }
 }
 
+/// Values per task of [`Adam`]'s step on rayon's pool: enough to outweigh handing the task
+/// to a thread.
+const ADAM_CHUNK: usize = 8192;
+
+/// [`Adam`]'s step over all the cores, once its state fits `params`: the values in chunks of
+/// [`ADAM_CHUNK`], each chunk's moments and new values at once ([`adam_chunk`]), then each
+/// chunk settled once all are known to be finite. Each value's arithmetic is the same
+/// whichever chunk and thread it falls to, so the result does not depend on the threads.
+fn adam_step(adam: &mut Adam, params: Vec<ParamMut<'_>>, lr: f32) -> bool {
+    adam.steps = adam.steps.saturating_add(1);
+    let (b1, b2) = (adam.beta1, adam.beta2);
+    let rule = AdamRule {
+        b1,
+        b2,
+        c1: 1.0 - b1.powi(adam.steps),
+        c2: 1.0 - b2.powi(adam.steps),
+        eps: adam.eps,
+        decay: adam.weight_decay,
+        lr,
+    };
+    let mut chunks = Vec::new();
+    for (p, (m, s)) in params
+        .into_iter()
+        .zip(adam.mean.iter_mut().zip(&mut adam.square))
+    {
+        let values = p
+            .value
+            .chunks_mut(ADAM_CHUNK)
+            .zip(p.grad.chunks_mut(ADAM_CHUNK));
+        let moments = m.chunks_mut(ADAM_CHUNK).zip(s.chunks_mut(ADAM_CHUNK));
+        chunks.extend(values.zip(moments));
+    }
+    // every chunk computes its new values (no short cut at the first non-finite one)
+    let finite = chunks
+        .par_iter_mut()
+        .map(|((value, grad), (mean, square))| adam_chunk(&rule, value, grad, mean, square))
+        .reduce(|| true, |a, b| a && b);
+    chunks
+        .par_iter_mut()
+        .for_each(|((value, grad), _)| settle(value, grad, finite));
+    finite
+}
+
+/// The constants of one [`Adam`] step: its betas, their bias corrections for this step, and
+/// the rest of its settings.
+pub(crate) struct AdamRule {
+    b1: f32,
+    b2: f32,
+    c1: f32,
+    c2: f32,
+    eps: f32,
+    decay: f32,
+    lr: f32,
+}
+
 multiversion! {
-    /// [`Adam`]'s step, vectorised, once its state fits `params`.
-    fn adam_step(adam: &mut Adam, params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        let mut params = params;
-        let (b1, b2) = (adam.beta1, adam.beta2);
-        for (p, (m, s)) in params
-            .iter_mut()
-            .zip(adam.mean.iter_mut().zip(&mut adam.square))
-        {
-            for ((m, s), &g) in m.iter_mut().zip(s.iter_mut()).zip(p.grad.iter()) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *s = b2 * *s + (1.0 - b2) * g * g;
-            }
+    /// One chunk of [`adam_step`], vectorised: the running means of the gradient and its
+    /// square, then [`step_values`] with them; whether every new value is finite.
+    fn adam_chunk(rule: &AdamRule, value: &mut [f32], grad: &mut [f32], mean: &mut [f32], square: &mut [f32]) -> bool {
+        let AdamRule { b1, b2, c1, c2, eps, decay, lr } = *rule;
+        for ((m, s), &g) in mean.iter_mut().zip(square.iter_mut()).zip(grad.iter()) {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *s = b2 * *s + (1.0 - b2) * g * g;
         }
-        adam.steps = adam.steps.saturating_add(1);
-        let (c1, c2) = (1.0 - b1.powi(adam.steps), 1.0 - b2.powi(adam.steps));
-        let (eps, decay) = (adam.eps, adam.weight_decay);
-        update_if_finite(params, [&adam.mean, &adam.square], |v, _, [m, s]| {
+        let (mean, square) = (&mean[..value.len()], &square[..value.len()]);
+        step_values(value, grad, |i, v, _| {
+            let (m, s) = (mean[i], square[i]);
             v - lr * (m / c1) / ((s / c2).sqrt() + eps) - lr * decay * v
         })
     }
@@ -489,6 +556,70 @@ mod tests {
             assert!(!opt.step(params, 1e30).unwrap());
             assert_eq!((v, g, w, h), ([1.0, 2.0], [0.0, 0.0], [3.0], [0.0]));
         }
+    }
+
+    #[test]
+    fn adam_over_chunks_matches_its_formula_on_any_number_of_threads() {
+        let n = 2 * ADAM_CHUNK + 5;
+        let grads =
+            |step: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7 + step) as f32).sin()).collect() };
+        let start: Vec<f32> = (0..n).map(|i| (i as f32 * 0.01).cos()).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut adam = Adam::default().with_weight_decay(0.01);
+                let mut v = start.clone();
+                for step in 0..3 {
+                    let mut g = grads(step);
+                    let param = ParamMut {
+                        name: "w",
+                        value: &mut v,
+                        grad: &mut g,
+                    };
+                    assert!(adam.step(vec![param], 0.1).unwrap());
+                    assert!(g.iter().all(|&g| g == 0.0));
+                }
+                v
+            })
+        };
+        // the formula one value at a time, with the same operations
+        let (b1, b2, eps, decay, lr) = (0.9f32, 0.999f32, 1e-8f32, 0.01f32, 0.1f32);
+        let mut expected = start.clone();
+        let (mut m, mut s) = (vec![0.0f32; n], vec![0.0f32; n]);
+        for step in 0..3 {
+            // at run time, as the optimiser computes them (`powi` folded at compile time may
+            // round otherwise)
+            let power = |b: f32| std::hint::black_box(b).powi(step + 1);
+            let (c1, c2) = (1.0 - power(b1), 1.0 - power(b2));
+            for (i, g) in grads(step as usize).into_iter().enumerate() {
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                s[i] = b2 * s[i] + (1.0 - b2) * g * g;
+                let v = expected[i];
+                expected[i] = v - lr * (m[i] / c1) / ((s[i] / c2).sqrt() + eps) - lr * decay * v;
+            }
+        }
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(run(1)), bits(expected.clone()));
+        assert_eq!(bits(run(2)), bits(expected));
+    }
+
+    #[test]
+    fn adam_refuses_a_step_whole_when_one_chunk_is_not_finite() {
+        let n = 2 * ADAM_CHUNK + 5;
+        let start: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let (mut v, mut g) = (start.clone(), vec![0.5; n]);
+        g[n - 1] = f32::NAN;
+        let param = ParamMut {
+            name: "w",
+            value: &mut v,
+            grad: &mut g,
+        };
+        assert!(!Adam::default().step(vec![param], 0.1).unwrap());
+        assert_eq!(v, start);
+        assert!(g.iter().all(|&g| g == 0.0));
     }
 
     #[test]
