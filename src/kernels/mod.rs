@@ -5,8 +5,9 @@
 //! enabled, the second chosen at run time when the processor has them. The second fuses its
 //! multiply-adds ([`madd`]), as matrixmultiply's kernels do on such a processor; the first
 //! fuses them only where the baseline target has the instruction. The exponential's loops
-//! (sigmoid, scaled tanh) have a third build with AVX-512, which gives the AVX2 build's bits.
-//! One machine always runs the same build, so its results do not change from run to run.
+//! (sigmoid, scaled tanh) and the convolutions' forward sums have a third build with AVX-512,
+//! which gives the AVX2 build's bits. One machine always runs the same build, so its results
+//! do not change from run to run.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
@@ -19,40 +20,40 @@ use window::{ConvShape, Taps};
 /// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when
 /// [`native`] says so, and for the baseline target otherwise. The body sees a `const FUSED:
 /// bool`, which it passes to [`madd`]: true in the AVX2 + FMA build, and in the baseline
-/// build only where the baseline has a fused multiply-add; and a `const EXP_BLOCK: usize`,
-/// the values per block of the exponential's loops ([`through_exp`]): four of the build's
-/// registers (32 in the baseline build too).
+/// build only where the baseline has a fused multiply-add; and a `const WIDE: bool`, true in
+/// the AVX-512 build below, whose 32 registers let a loop keep more sums in flight.
 ///
-/// `multiversion! { wide ... }` adds a build with AVX-512 too, run first when [`native_wide`]
-/// says so: for the loops that gain from registers twice as wide (the exponential's), as
-/// others do not (on a Zen 4, whose AVX-512 units are 256 bits wide, most ran slower). Its
-/// operations are those of the AVX2 build, so it gives the same bits.
+/// `multiversion! { wide ... }` adds a build with AVX-512 (F and VL) too, run first when
+/// [`native_wide`] says so: for the loops that gain from registers twice as wide (the
+/// exponential's) or twice as many (the convolutions' blocks of sums), as others do not (on a
+/// Zen 4, whose AVX-512 units are 256 bits wide, most ran slower). Its operations are those
+/// of the AVX2 build, in blocks that change no value, so it gives the same bits.
 macro_rules! multiversion {
     (wide $($item:tt)*) => {
-        multiversion! { @build [avx512 "avx2,fma,avx512f" native_wide 64] $($item)* }
+        multiversion! { @build [avx512 "avx2,fma,avx512f,avx512vl" native_wide true] $($item)* }
     };
     (@build [$($wide:tt)*] $(#[$doc:meta])*
         fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
         pub(crate) fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn generic<const FUSED: bool, const EXP_BLOCK: usize>($($arg: $ty),*) $(-> $ret)? $body
+            fn generic<const FUSED: bool, const WIDE: bool>($($arg: $ty),*) $(-> $ret)? $body
 
             #[cfg(target_arch = "x86_64")]
             {
                 multiversion!(@tier [$($wide)*] ($($arg: $ty),*) $(-> $ret)?);
-                multiversion!(@tier [avx2 "avx2,fma" native 32] ($($arg: $ty),*) $(-> $ret)?);
+                multiversion!(@tier [avx2 "avx2,fma" native false] ($($arg: $ty),*) $(-> $ret)?);
             }
-            generic::<{ $crate::kernels::BASELINE_FMA }, 32>($($arg),*)
+            generic::<{ $crate::kernels::BASELINE_FMA }, false>($($arg),*)
         }
     };
     (@tier [] $($signature:tt)*) => {};
-    (@tier [$tier:ident $features:literal $check:ident $block:literal]
+    (@tier [$tier:ident $features:literal $check:ident $wide:literal]
         ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
         if $crate::kernels::$check() {
             #[target_feature(enable = $features)]
             fn $tier($($arg: $ty),*) $(-> $ret)? {
-                generic::<true, $block>($($arg),*)
+                generic::<true, $wide>($($arg),*)
             }
             // SAFETY: the processor has the features `$tier` was compiled for.
             return unsafe { $tier($($arg),*) };
@@ -81,11 +82,15 @@ pub(crate) fn native() -> bool {
 }
 
 /// Whether the kernels built `wide` run their AVX-512 build: when [`native`] and the processor
-/// has AVX-512F.
+/// has AVX-512F and VL.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn native_wide() -> bool {
     static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WIDE.get_or_init(|| native() && std::arch::is_x86_feature_detected!("avx512f"))
+    *WIDE.get_or_init(|| {
+        native()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    })
 }
 
 /// Whether the kernels' multiply-adds are fused, one rounding each, as they are on this
@@ -113,84 +118,130 @@ pub(crate) use multiversion;
 const LANES: usize = 32;
 
 multiversion! { wide
-    /// `values[i] = 1 / (1 + e^-values[i])`, with [`exp`] so that the loop vectorises.
+    /// `values[i] = 1 / (1 + e^-values[i])`, as `q = 1 / (1 + t)` for `v >= 0` and `t · q`
+    /// otherwise, with `t = e^-|v|` ([`through_exp`]); within 2 ulp.
     fn sigmoid_in_place(values: &mut [f32]) {
-        through_exp::<EXP_BLOCK>(values, |v| -v, |e| 1.0 / (1.0 + e));
+        through_exp::<FUSED, WIDE>(values, 1.0, |v, t, q| if v >= 0.0 { q } else { t * q });
     }
 }
 
 multiversion! { wide
-    /// `values[i] = a · tanh(s · values[i])`, computed as `a · (2 / (1 + e^(-2s·v)) - 1)` with
-    /// [`exp`] so that the loop vectorises; the absolute error stays below 3e-7 · `a`.
+    /// `values[i] = a · tanh(s · values[i])`, as `±a · (1 - t) · q` with `t = e^-|2s·v|` and
+    /// `q = 1 / (1 + t)` ([`through_exp`]); the absolute error stays below 3e-7 · `a`.
     fn scaled_tanh_in_place(values: &mut [f32], a: f32, s: f32) {
-        through_exp::<EXP_BLOCK>(values, |v| -2.0 * s * v, |e| a * (2.0 / (1.0 + e) - 1.0));
+        through_exp::<FUSED, WIDE>(values, 2.0 * s, |z, t, q| {
+            let y = a * ((1.0 - t) * q);
+            if z >= 0.0 { y } else { -y }
+        });
     }
 }
 
-/// `values[i] = after(e^before(values[i]))`, `B` values at a time: four registers, whose
-/// dependency chains (the polynomial, the division after it) then overlap. (Measured with
-/// AVX2: 16 values no faster than one register at a time, 64 and 128 no faster than 32; with
-/// AVX-512, 64 1.5 to 2 % faster than 32 in evaluation.) The block changes no value.
+/// `values[i] = after(z, t, 1 / (1 + t))` with `z = scale · values[i]` and `t = e^-|z|`, in
+/// blocks of four registers ([`exp_blocks`]).
+///
+/// With `t` in (0, 1], `1 + t` lies in (1, 2], where [`reciprocal_1_to_2`] needs no division
+/// (which took half the sigmoid's time), and no value on the way is subnormal.
 #[inline(always)]
-fn through_exp<const B: usize>(
+fn through_exp<const FUSED: bool, const WIDE: bool>(
     values: &mut [f32],
-    before: impl Fn(f32) -> f32,
-    after: impl Fn(f32) -> f32,
+    scale: f32,
+    after: impl Fn(f32, f32, f32) -> f32,
+) {
+    let each = |z: f32, t: f32| after(z, t, reciprocal_1_to_2::<FUSED>(1.0 + t));
+    if WIDE {
+        exp_blocks::<FUSED, 64>(values, scale, each);
+    } else {
+        exp_blocks::<FUSED, 32>(values, scale, each);
+    }
+}
+
+/// [`through_exp`], `B` values at a time: four registers, whose dependency chains then
+/// overlap. (Measured with AVX2: 16 values no faster than one register at a time, 64 and 128
+/// no faster than 32; with AVX-512, 64 1.5 to 2 % faster than 32 in evaluation.) The block
+/// changes no value.
+#[inline(always)]
+fn exp_blocks<const FUSED: bool, const B: usize>(
+    values: &mut [f32],
+    scale: f32,
+    each: impl Fn(f32, f32) -> f32,
 ) {
     let mut chunks = values.chunks_exact_mut(B);
     for chunk in chunks.by_ref() {
-        let mut x = [0.0; B];
-        x.iter_mut().zip(&*chunk).for_each(|(x, &v)| *x = before(v));
-        exp_in_place(&mut x);
-        chunk.iter_mut().zip(x).for_each(|(v, e)| *v = after(e));
+        let mut t = [0.0; B];
+        t.iter_mut()
+            .zip(&*chunk)
+            .for_each(|(t, &v)| *t = -(scale * v).abs());
+        exp_in_place::<FUSED, B>(&mut t);
+        chunk
+            .iter_mut()
+            .zip(t)
+            .for_each(|(v, t)| *v = each(scale * *v, t));
     }
     for v in chunks.into_remainder() {
-        *v = after(exp(before(*v)));
+        let z = scale * *v;
+        *v = each(z, exp::<FUSED>(-z.abs()));
     }
+}
+
+/// `1 / d` for `d` in [1, 2] without a division: Newton-Raphson from the quadratic
+/// `70/33 - 48/33 · d + 32/99 · d²` (relative error at most 1/99, the least a quadratic
+/// reaches there), whose every step squares the relative error: 1/99, 1.0e-4, 1.0e-8 after
+/// two. The last step's own rounding leaves the result within 1 ulp.
+#[inline(always)]
+fn reciprocal_1_to_2<const FUSED: bool>(d: f32) -> f32 {
+    let mut y = madd::<FUSED>(madd::<FUSED>(32.0 / 99.0, d, -48.0 / 33.0), d, 70.0 / 33.0);
+    for _ in 0..2 {
+        let e = madd::<FUSED>(-d, y, 1.0);
+        y = madd::<FUSED>(y, e, y);
+    }
+    y
 }
 
 /// `e^x` to within 2 ulp for `x` in [-87.3, 88] ([`exp_in_place`] of one value).
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub(crate) fn exp<const FUSED: bool>(x: f32) -> f32 {
     let mut x = [x];
-    exp_in_place(&mut x);
+    exp_in_place::<FUSED, 1>(&mut x);
     x[0]
 }
 
 /// `x[i] = e^x[i]` to within 2 ulp for `x[i]` in [-87.3, 88] (Cephes' `expf`: `2^n · p(r)`
-/// with `x = n·ln 2 + r`, |r| <= ln(2)/2, and a degree-7 polynomial `p`). Clamped outside
-/// that range, so it never returns infinity or a denormal. Branch-free, so that it
-/// vectorises; each step goes over the whole block before the next, so that the steps of
-/// different registers interleave instead of each register waiting for its own last step.
+/// with `x = n·ln 2 + r`, |r| <= ln(2)/2, and a degree-7 polynomial `p`). Held at e^-87.3
+/// below -87.3, so it never returns a subnormal (nor zero); NaN stays NaN. Meant for
+/// [`through_exp`]'s `-|z|`: above 88 it does not hold. Branch-free, so that it vectorises;
+/// each step goes over the whole block before the next, so that the steps of different
+/// registers interleave instead of each register waiting for its own last step.
 #[inline(always)]
-fn exp_in_place<const W: usize>(x: &mut [f32; W]) {
+fn exp_in_place<const FUSED: bool, const W: usize>(x: &mut [f32; W]) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that n · LN2_HI is exact
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 · 2^23 + 127: added to x · log2(e), it rounds that to the integer n and leaves
+    // n + 127 in the low mantissa bits, whence a shift makes 2^n (no float-to-int
+    // conversion, which would not vectorise)
+    const SHIFT: f32 = 12_583_039.0;
     // plain loops rather than `array::from_fn` or `map`, which the compiler may leave as
-    // calls out of the AVX2 build (and then `floor` becomes a call too)
+    // calls out of the AVX2 build
     let (mut n, mut r, mut p) = ([0.0f32; W], [0.0f32; W], [0.0f32; W]);
     for i in 0..W {
-        let x = x[i].clamp(-87.3, 88.0);
-        n[i] = (x * LOG2E + 0.5).floor();
-        r[i] = x - n[i] * LN2_HI - n[i] * LN2_LO;
+        // the comparison false for NaN, which so passes through
+        let v = if x[i] < -87.3 { -87.3 } else { x[i] };
+        n[i] = madd::<FUSED>(v, LOG2E, SHIFT);
+        let whole = n[i] - SHIFT;
+        r[i] = madd::<FUSED>(-whole, LN2_LO, madd::<FUSED>(-whole, LN2_HI, v));
     }
     for i in 0..W {
-        p[i] = 1.987_569_1e-4 * r[i] + 1.398_199_9e-3;
+        p[i] = madd::<FUSED>(1.987_569_1e-4, r[i], 1.398_199_9e-3);
     }
     for c in [8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
         for i in 0..W {
-            p[i] = p[i] * r[i] + c;
+            p[i] = madd::<FUSED>(p[i], r[i], c);
         }
     }
     for i in 0..W {
-        let y = p[i] * r[i] * r[i] + r[i] + 1.0;
-        // 2^n without a float-to-int conversion (which would not vectorise): adding 2^23 puts
-        // the integer n + 127, in [1, 254], in the low mantissa bits; shifting moves it to
-        // the exponent.
-        let biased = (n[i] + 127.0 + 8_388_608.0).to_bits();
-        x[i] = y * f32::from_bits(biased << 23);
+        let y = madd::<FUSED>(madd::<FUSED>(p[i], r[i], 1.0), r[i], 1.0);
+        x[i] = y * f32::from_bits(n[i].to_bits() << 23);
     }
 }
 
@@ -431,10 +482,14 @@ multiversion! {
     }
 }
 
-/// Positions per block of [`sum_of_runs`]: six AVX registers of partial sums per row, enough
-/// independent chains of fused multiply-adds to hide their latency, and with two rows at a
-/// time few enough to stay in registers while every term passes over them.
-const BLOCK: usize = 48;
+/// Positions per block of [`sum_of_runs`] for a build: six AVX registers of partial sums per
+/// row in the AVX2 build, enough independent chains of fused multiply-adds to hide their
+/// latency, and with two rows at a time few enough to stay in its sixteen registers while
+/// every term passes over them; twelve in the AVX-512 build, whose 32 registers hold them,
+/// and which then loads the terms half as often.
+const fn block(wide: bool) -> usize {
+    if wide { 96 } else { 48 }
+}
 
 /// `dst[j][q + t] = Σ_terms c[j] · src[offset + q + t]` for rows `j < M` and `t < L`:
 /// for each row, one fused multiply-add after another in term order, from +0. The rows share
@@ -461,10 +516,10 @@ fn sum_block<const FUSED: bool, const M: usize, const L: usize>(
 }
 
 /// [`sum_block`] for every position `q < n` of the `M` rows `dst`, `n` long. Positions go
-/// [`BLOCK`] at a time; the last, partial block becomes the smallest block that fits, moved
-/// back to end at the last position (the positions it computes twice get the same sums).
+/// `B` at a time; the last, partial block becomes the smallest block that fits, moved back to
+/// end at the last position (the positions it computes twice get the same sums).
 #[inline(always)]
-fn sum_of_runs<const FUSED: bool, const M: usize>(
+fn sum_of_runs<const FUSED: bool, const M: usize, const B: usize>(
     src: &[f32],
     terms: &[(usize, [f32; M])],
     mut dst: [&mut [f32]; M],
@@ -472,20 +527,37 @@ fn sum_of_runs<const FUSED: bool, const M: usize>(
     let n = dst[0].len();
     let dst = &mut dst;
     let mut q = 0;
-    while q + BLOCK <= n {
-        sum_block::<FUSED, M, BLOCK>(src, terms, q, dst);
-        q += BLOCK;
+    while q + B <= n {
+        sum_block::<FUSED, M, B>(src, terms, q, dst);
+        q += B;
     }
     match n - q {
         0 => {}
         rest if rest <= 8 && n >= 8 => sum_block::<FUSED, M, 8>(src, terms, n - 8, dst),
         rest if rest <= 24 && n >= 24 => sum_block::<FUSED, M, 24>(src, terms, n - 24, dst),
-        _ if n >= BLOCK => sum_block::<FUSED, M, BLOCK>(src, terms, n - BLOCK, dst),
+        rest if rest <= 48 && n >= 48 && B > 48 => {
+            sum_block::<FUSED, M, 48>(src, terms, n - 48, dst)
+        }
+        _ if n >= B => sum_block::<FUSED, M, B>(src, terms, n - B, dst),
         _ => (q..n).for_each(|q| sum_block::<FUSED, M, 1>(src, terms, q, dst)),
     }
 }
 
-multiversion! {
+/// [`sum_of_runs`] in the blocks of the build ([`block`]).
+#[inline(always)]
+fn sum_of_runs_in<const FUSED: bool, const WIDE: bool, const M: usize>(
+    src: &[f32],
+    terms: &[(usize, [f32; M])],
+    dst: [&mut [f32]; M],
+) {
+    if WIDE {
+        sum_of_runs::<FUSED, M, { block(true) }>(src, terms, dst);
+    } else {
+        sum_of_runs::<FUSED, M, { block(false) }>(src, terms, dst);
+    }
+}
+
+multiversion! { wide
     /// A direct convolution: `sums` `[c_out, n]` ← the correlation of a flat input `[c_in,
     /// height, width]` with the kernels whose `taps` are given, at the `n` full-width
     /// positions. Output maps go two at a time (the pairs of `taps`), sharing the loads of the
@@ -500,10 +572,10 @@ multiversion! {
         for ([a, b], pair) in &taps.pairs {
             // a < b
             let (low, high) = sums.split_at_mut(b * n);
-            sum_of_runs::<FUSED, 2>(input, pair, [&mut low[a * n..][..n], &mut high[..n]]);
+            sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, [&mut low[a * n..][..n], &mut high[..n]]);
         }
         if let Some((last, taps)) = &taps.last {
-            sum_of_runs::<FUSED, 1>(input, taps, [&mut sums[last * n..][..n]]);
+            sum_of_runs_in::<FUSED, WIDE, 1>(input, taps, [&mut sums[last * n..][..n]]);
         }
     }
 }
@@ -537,7 +609,7 @@ multiversion! {
                     pair.push((p * n, [w(p, i, lm), w(p, i, lm + 1)]));
                 }
                 let (first, second) = scratch[..2 * n].split_at_mut(n);
-                sum_of_runs::<FUSED, 2>(grad, &pair, [first, second]);
+                sum_of_runs_in::<FUSED, WIDE, 2>(grad, &pair, [first, second]);
                 add_row(i, lm, &scratch[..n]);
                 add_row(i, lm + 1, &scratch[n..2 * n]);
                 lm += 2;
@@ -547,7 +619,7 @@ multiversion! {
                 for p in (0..c_out).filter(|&p| sees(p, i)) {
                     one.push((p * n, [w(p, i, lm)]));
                 }
-                sum_of_runs::<FUSED, 1>(grad, &one, [&mut scratch[..n]]);
+                sum_of_runs_in::<FUSED, WIDE, 1>(grad, &one, [&mut scratch[..n]]);
                 add_row(i, lm, &scratch[..n]);
             }
         }
@@ -764,17 +836,72 @@ mod tests {
     use ndarray::{Array1, Array2, Array3};
 
     #[test]
-    fn exp_is_within_2_ulp() {
+    fn exp_is_within_2_ulp_fused_or_not() {
         for i in -8730..=8800 {
             let x = i as f32 / 100.0;
             let exact = (x as f64).exp();
-            let err = ((exp(x) as f64 - exact) / exact).abs();
+            for (fused, e) in [(true, exp::<true>(x)), (false, exp::<false>(x))] {
+                let err = ((e as f64 - exact) / exact).abs();
+                assert!(
+                    err < 2.0 * f32::EPSILON as f64,
+                    "exp({x}), fused {fused}: relative error {err}"
+                );
+            }
+        }
+        assert!(exp::<true>(-1000.0) > 0.0 && exp::<true>(1000.0).is_finite());
+    }
+
+    #[test]
+    fn reciprocal_is_within_1_ulp_fused_or_not() {
+        for i in 0..=1 << 16 {
+            let d = 1.0 + i as f32 / (1 << 16) as f32;
+            let exact = 1.0 / d as f64;
+            for (fused, r) in [
+                (true, reciprocal_1_to_2::<true>(d)),
+                (false, reciprocal_1_to_2::<false>(d)),
+            ] {
+                let err = ((r as f64 - exact) / exact).abs();
+                assert!(
+                    err <= f32::EPSILON as f64,
+                    "1 / {d}, fused {fused}: relative error {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sigmoid_and_tanh_are_close_to_f64_and_keep_nan() {
+        let values: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.05).collect();
+        let mut sigmoid = values.clone();
+        sigmoid_in_place(&mut sigmoid);
+        let mut tanh = values.clone();
+        scaled_tanh_in_place(&mut tanh, 1.7, 0.6);
+        for ((&v, s), t) in values.iter().zip(sigmoid).zip(tanh) {
+            let exact = 1.0 / (1.0 + (-v as f64).exp());
+            let err = ((s as f64 - exact) / exact).abs();
+            // below e^-87.3, e^v is held at e^-87.3
+            if v > -87.0 {
+                assert!(
+                    err < 2.0 * f32::EPSILON as f64,
+                    "sigmoid({v}): relative error {err}"
+                );
+            }
+            assert!(s > 0.0 && s.is_normal() && s <= 1.0, "sigmoid({v}) = {s}");
+            let exact = 1.7 * (0.6 * v as f64).tanh();
             assert!(
-                err < 2.0 * f32::EPSILON as f64,
-                "exp({x}): relative error {err}"
+                (t as f64 - exact).abs() < 3e-7 * 1.7,
+                "tanh({v}): {t} vs {exact}"
             );
         }
-        assert!(exp(-1000.0) > 0.0 && exp(1000.0).is_finite());
+        let mut special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        sigmoid_in_place(&mut special);
+        assert!(special[0].is_nan());
+        assert_eq!(special[1], 1.0);
+        assert!(special[2] > 0.0 && special[2] < 1e-37);
+        let mut special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        scaled_tanh_in_place(&mut special, 1.7, 0.6);
+        assert!(special[0].is_nan());
+        assert_eq!(&special[1..], &[1.7, -1.7]);
     }
 
     #[test]
@@ -819,13 +946,11 @@ mod tests {
         let mut tanh = values.clone();
         scaled_tanh_in_place(&mut tanh, 1.7, 0.6);
         for ((&v, s), t) in values.iter().zip(sigmoid).zip(tanh) {
-            assert_eq!(
-                s.to_bits(),
-                (1.0 / (1.0 + exp(-v))).to_bits(),
-                "sigmoid({v})"
-            );
-            let expected = 1.7 * (2.0 / (1.0 + exp(-2.0 * 0.6 * v)) - 1.0);
-            assert_eq!(t.to_bits(), expected.to_bits(), "tanh({v})");
+            let (mut one_s, mut one_t) = ([v], [v]);
+            sigmoid_in_place(&mut one_s);
+            scaled_tanh_in_place(&mut one_t, 1.7, 0.6);
+            assert_eq!(s.to_bits(), one_s[0].to_bits(), "sigmoid({v})");
+            assert_eq!(t.to_bits(), one_t[0].to_bits(), "tanh({v})");
         }
     }
 
