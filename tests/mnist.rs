@@ -246,8 +246,8 @@ fn check_shipped(net: &LeNet5, min_accuracy: f64) {
 
 #[test]
 fn the_shipped_model_is_the_reports_run() {
-    // the default-seed run of `cargo run --release --example mnist` measured 0.9639
-    check_shipped(&LeNet5::pretrained(), 0.963);
+    // the default-seed run of `cargo run --release --example mnist` measured 0.9672
+    check_shipped(&LeNet5::pretrained(), 0.967);
 }
 
 #[test]
