@@ -324,7 +324,7 @@ impl LeNet5 {
     }
 
     /// The best network this crate trains: the modern preset on distorted images, trained by
-    /// `cargo run --release --example modern -- --distort` with its default seed (99.36 % test
+    /// `cargo run --release --example modern -- --distort` with its default seed (99.30 % test
     /// accuracy), shipped in `assets/lenet5-modern.bin` and embedded in the library.
     ///
     /// ```

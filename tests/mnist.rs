@@ -252,6 +252,6 @@ fn the_shipped_model_is_the_reports_run() {
 
 #[test]
 fn the_shipped_modern_model_is_the_distorted_modern_run() {
-    // `cargo run --release --example modern -- --distort` with its default seed measured 0.9936
-    check_shipped(&LeNet5::pretrained_modern(), 0.9935);
+    // `cargo run --release --example modern -- --distort` with its default seed measured 0.9930
+    check_shipped(&LeNet5::pretrained_modern(), 0.993);
 }
