@@ -199,7 +199,7 @@ fn reciprocal_1_to_2<const FUSED: bool>(d: f32) -> f32 {
 
 /// `e^x` to within 2 ulp for `x` in [-87.3, 88] ([`exp_in_place`] of one value).
 #[inline(always)]
-pub(crate) fn exp<const FUSED: bool>(x: f32) -> f32 {
+fn exp<const FUSED: bool>(x: f32) -> f32 {
     let mut x = [x];
     exp_in_place::<FUSED, 1>(&mut x);
     x[0]

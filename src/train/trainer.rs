@@ -19,17 +19,18 @@ use super::eval::evaluate;
 use super::loss::Loss;
 use super::optim::{Adam, Optimizer, OptimizerState};
 
+use crate::data::Distortion;
+use crate::data::mnist::{CLASSES, Dataset};
+use crate::layer::{Layer, Mode, Pass};
+use crate::seeds::stream;
+use crate::{Error, Result, Sequential, io};
+
 /// [`Trainer::with_parts`]' default: one per core of a 2-core machine. Each part beyond the
 /// first costs a copy of the weights and an addition of its gradients per batch: on a 2-core
 /// Intel Xeon, an epoch of the modern preset's batches of 32 took 108 to 111 ms on both cores
 /// with 2 parts against 122 to 136 ms with 4 (and 1.70x one thread's speed against 1.47x to
 /// 1.59x). Set more with [`Trainer::with_parts`] on a machine with more cores.
 pub const DEFAULT_PARTS: usize = 2;
-use crate::data::Distortion;
-use crate::data::mnist::{CLASSES, Dataset};
-use crate::layer::{Layer, Mode, Pass};
-use crate::seeds::stream;
-use crate::{Error, Result, Sequential, io};
 
 /// Which training samples an epoch takes, and in what order.
 #[derive(Debug, Clone, Copy, PartialEq)]
