@@ -594,8 +594,11 @@ multiversion! {
         let n = shape.positions();
         let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
         let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * k * k + lm];
+        // where each entry's run starts in the first input map
+        let starts: Vec<usize> = (0..k * k).map(|lm| shape.run_start(lm)).collect();
+        let plane = shape.height * shape.width;
         let mut add_row = |i: usize, lm: usize, row: &[f32]| {
-            let start = shape.run_start(i * k * k + lm);
+            let start = i * plane + starts[lm];
             for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
                 *g += v;
             }
@@ -630,40 +633,53 @@ multiversion! {
 /// the output one block at a time.
 const GEMM_DEPTH: usize = 256;
 
-/// Taps per pass of [`correlate_weight_grad`]: eight chains of fused multiply-adds in flight.
-const TAPS: usize = 8;
+/// Output maps per pass of [`correlate_weight_grad`]: each position's gradient loaded once for
+/// [`GRAD_TAPS`] window entries.
+const GRAD_MAPS: usize = 2;
+
+/// Window entries per pass of [`correlate_weight_grad`]: with [`GRAD_MAPS`] maps, ten chains
+/// of fused multiply-adds in flight, which with the loads fit AVX2's sixteen registers.
+const GRAD_TAPS: usize = 5;
 
 multiversion! {
     /// The weight gradient of a convolution: `grad_weight[p, r] += Σ_q grad[p, q] · x_r[q]`
-    /// for `grad_weight` `[c_out, c_in·k·k]`, where `x_r[q]` is window entry `r` at position
-    /// `q` of the flat `input` (`input[offset_r + q]`), squared when `square`, and `grad_t`
-    /// holds `grad` `[c_out, n]` transposed, `[n, lanes]`, each row padded with zeros to
-    /// `lanes`, a multiple of 8.
+    /// for `grad` `[c_out, n]` (dL/d(sums) at the full-width positions) and `grad_weight`
+    /// `[c_out, c_in·k·k]`, where `x_r[q]` is window entry `r` at position `q` of the flat
+    /// `input` (`input[offset_r + q]`), squared when `square`. Only the kernels `connected`
+    /// (`[c_out, c_in]`, all when `None`) are touched.
     ///
-    /// Bit for bit what `grad · im2col(input)ᵀ` adds from matrixmultiply: for each block of
-    /// [`GEMM_DEPTH`] positions, one fused multiply-add after another from +0, then the block's
-    /// sum added to the gradient. Output maps go eight to a register, taps [`TAPS`] at a time.
-    fn correlate_weight_grad(input: &[f32], shape: ConvShape, grad_t: &[f32], square: bool, grad_weight: &mut [f32]) {
+    /// Each sum runs along the positions, eight to a register: [`GRAD_MAPS`] maps by
+    /// [`GRAD_TAPS`] entries of one input map at a time, neither the gradient nor the input
+    /// copied ([`weight_grad_block`]).
+    fn correlate_weight_grad(input: &[f32], shape: ConvShape, grad: &[f32], connected: Option<&[bool]>, square: bool, grad_weight: &mut [f32]) {
         let ConvShape { c_in, c_out, k, .. } = shape;
-        let (n, taps) = (shape.positions(), c_in * k * k);
-        let lanes = grad_t.len() / n;
-        let offset = |r: usize| shape.run_start(r);
-        for lane in (0..lanes).step_by(8) {
-            for first in (0..taps).step_by(TAPS) {
-                // a short last group repeats its last tap, whose sums are then not used
-                let offsets: [usize; TAPS] = std::array::from_fn(|t| offset((first + t).min(taps - 1)));
-                for start in (0..n).step_by(GEMM_DEPTH) {
-                    let len = GEMM_DEPTH.min(n - start);
-                    let xs = offsets.map(|o| &input[o + start..][..len]);
-                    let g = &grad_t[start * lanes..(start + len) * lanes];
-                    let acc = if square {
-                        weight_grad_block::<FUSED, true>(xs, g, lanes, lane)
+        let (n, kk) = (shape.positions(), k * k);
+        let taps = c_in * kk;
+        // where each entry's run starts in the first input map, then in map i
+        let starts: Vec<usize> = (0..kk).map(|lm| shape.run_start(lm)).collect();
+        let mut maps = Vec::with_capacity(c_out);
+        for i in 0..c_in {
+            let plane = &input[i * shape.height * shape.width..];
+            maps.clear();
+            maps.extend((0..c_out).filter(|&p| connected.is_none_or(|c| c[p * c_in + i])));
+            for group in maps.chunks(GRAD_MAPS) {
+                // a short group repeats its last map, a short pass its last entry; their sums
+                // are then not used
+                let rows: [&[f32]; GRAD_MAPS] =
+                    std::array::from_fn(|m| &grad[group[m.min(group.len() - 1)] * n..][..n]);
+                for first in (0..kk).step_by(GRAD_TAPS) {
+                    let xs: [&[f32]; GRAD_TAPS] = std::array::from_fn(|t| {
+                        &plane[starts[(first + t).min(kk - 1)]..][..n]
+                    });
+                    let sums = if square {
+                        weight_grad_block::<FUSED, true>(rows, xs)
                     } else {
-                        weight_grad_block::<FUSED, false>(xs, g, lanes, lane)
+                        weight_grad_block::<FUSED, false>(rows, xs)
                     };
-                    for (t, acc) in acc.iter().enumerate().take(taps - first) {
-                        for (p, &a) in acc.iter().enumerate().take(c_out.saturating_sub(lane)) {
-                            grad_weight[(lane + p) * taps + first + t] += a;
+                    for (&p, sums) in group.iter().zip(sums) {
+                        let row = &mut grad_weight[p * taps + i * kk + first..];
+                        for (w, s) in row.iter_mut().zip(sums).take(kk - first) {
+                            *w += s;
                         }
                     }
                 }
@@ -672,30 +688,52 @@ multiversion! {
     }
 }
 
-/// One block of [`correlate_weight_grad`]: for each of the [`TAPS`] runs `xs` (squared when
-/// `SQUARE`), `Σ_q g[q][lane..lane + 8] · x[q]` over the block's positions, where `g` holds
-/// the block's rows of `lanes`: one fused multiply-add after another from +0.
+/// `values[q..q + 8]`.
+#[inline(always)]
+fn eight(values: &[f32], q: usize) -> [f32; 8] {
+    values[q..q + 8].try_into().expect("eight values")
+}
+
+/// One pass of [`correlate_weight_grad`]: `Σ_q row[q] · x[q]` for each of the
+/// [`GRAD_MAPS`] gradient `rows` with each of the [`GRAD_TAPS`] runs `xs` (squared when
+/// `SQUARE`), all of one length. Positions go eight at a time into eight partial sums, one
+/// fused multiply-add after another from +0, which are then added in a fixed tree; the
+/// positions past the last whole eight follow one after another.
 #[inline(always)]
 fn weight_grad_block<const FUSED: bool, const SQUARE: bool>(
-    xs: [&[f32]; TAPS],
-    g: &[f32],
-    lanes: usize,
-    lane: usize,
-) -> [[f32; 8]; TAPS] {
-    let mut acc = [[0.0f32; 8]; TAPS];
-    // every run cut to the block's length, so that indexing them needs no checks in the loop
-    let xs = xs.map(|x| &x[..g.len() / lanes]);
-    for (q, g) in g.chunks_exact(lanes).enumerate() {
-        let g = &g[lane..lane + 8];
+    rows: [&[f32]; GRAD_MAPS],
+    xs: [&[f32]; GRAD_TAPS],
+) -> [[f32; GRAD_TAPS]; GRAD_MAPS] {
+    let n = rows[0].len();
+    let squared = |x: f32| if SQUARE { x * x } else { x };
+    // every run cut to the same length, so that one check covers them all in the loop
+    let (rows, xs) = (rows.map(|r| &r[..n]), xs.map(|x| &x[..n]));
+    // acc[t][m]: entry t with map m, eight positions apart
+    let mut acc = [[[0.0f32; 8]; GRAD_MAPS]; GRAD_TAPS];
+    let mut q = 0;
+    while q + 8 <= n {
+        let g: [[f32; 8]; GRAD_MAPS] = rows.map(|r| eight(r, q));
         for (acc, x) in acc.iter_mut().zip(&xs) {
-            let x = x[q];
-            let x = if SQUARE { x * x } else { x };
-            for (a, &g) in acc.iter_mut().zip(g) {
-                *a = madd::<FUSED>(g, x, *a);
+            let x = eight(x, q).map(squared);
+            for (acc, g) in acc.iter_mut().zip(&g) {
+                for l in 0..8 {
+                    acc[l] = madd::<FUSED>(g[l], x[l], acc[l]);
+                }
             }
         }
+        q += 8;
     }
-    acc
+    let mut sums = [[0.0f32; GRAD_TAPS]; GRAD_MAPS];
+    for (t, acc) in acc.into_iter().enumerate() {
+        for (m, a) in acc.into_iter().enumerate() {
+            let mut sum = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+            for p in q..n {
+                sum = madd::<FUSED>(rows[m][p], squared(xs[t][p]), sum);
+            }
+            sums[m][t] = sum;
+        }
+    }
+    sums
 }
 
 multiversion! {
@@ -1065,14 +1103,12 @@ mod tests {
     }
 
     #[test]
-    fn correlate_weight_grad_adds_the_product_with_the_windows() {
-        for (shape, _) in conv_shapes() {
-            let (c_out, n) = (shape.c_out, shape.positions());
+    fn correlate_weight_grad_adds_the_product_with_the_windows_to_connected_kernels() {
+        for (shape, table) in conv_shapes() {
+            let ConvShape { c_in, c_out, k, .. } = shape;
+            let n = shape.positions();
             let (input, cols) = input_and_windows(shape, 6);
             let grad = uniform((c_out, n), 7);
-            let lanes = c_out.div_ceil(8) * 8;
-            let mut grad_t = Array2::zeros((n, lanes));
-            grad_t.slice_mut(ndarray::s![.., ..c_out]).assign(&grad.t());
             for square in [false, true] {
                 let cols = if square {
                     cols.mapv(|x| x * x)
@@ -1081,11 +1117,56 @@ mod tests {
                 };
                 let start = uniform((c_out, cols.nrows()), 8);
                 let mut expected = start.clone();
-                matmul(grad.view(), cols.t(), 1.0, expected.view_mut());
+                general_mat_mul(1.0, &grad, &cols.t(), 1.0, &mut expected);
+                // a missing kernel keeps its values, whatever they are
+                for ((p, r), e) in expected.indexed_iter_mut() {
+                    if table.as_ref().is_some_and(|t| !t[p * c_in + r / (k * k)]) {
+                        *e = start[[p, r]];
+                    }
+                }
                 let mut got = start;
-                let (x, g) = (input.as_slice().unwrap(), grad_t.as_slice().unwrap());
-                correlate_weight_grad(x, shape, g, square, got.as_slice_mut().unwrap());
-                assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
+                let (x, g) = (input.as_slice().unwrap(), grad.as_slice().unwrap());
+                let out = got.as_slice_mut().unwrap();
+                correlate_weight_grad(x, shape, g, table.as_deref(), square, out);
+                assert_abs_diff_eq!(got, expected, epsilon = 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn weight_grad_blocks_sum_in_the_same_order_fused_or_not() {
+        // the portable build rounds each multiply-add twice, and nothing else differs: with
+        // products exact in f32, both give the same bits for every length of run
+        let exact = |len: usize, seed: u64| -> Vec<f32> {
+            uniform(len, seed)
+                .iter()
+                .map(|v| (v * 64.0).round())
+                .collect()
+        };
+        for n in [1, 7, 8, 13, 136] {
+            let rows: Vec<Vec<f32>> = (0..GRAD_MAPS).map(|m| exact(n, m as u64)).collect();
+            let xs: Vec<Vec<f32>> = (0..GRAD_TAPS).map(|t| exact(n, 10 + t as u64)).collect();
+            let rows: [&[f32]; GRAD_MAPS] = std::array::from_fn(|m| &rows[m][..]);
+            let xs: [&[f32]; GRAD_TAPS] = std::array::from_fn(|t| &xs[t][..]);
+            for square in [false, true] {
+                let (fused, plain) = if square {
+                    (
+                        weight_grad_block::<true, true>(rows, xs),
+                        weight_grad_block::<false, true>(rows, xs),
+                    )
+                } else {
+                    (
+                        weight_grad_block::<true, false>(rows, xs),
+                        weight_grad_block::<false, false>(rows, xs),
+                    )
+                };
+                assert_eq!(fused, plain, "n = {n}, square = {square}");
+                let direct: f32 = rows[1]
+                    .iter()
+                    .zip(xs[4])
+                    .map(|(g, &x)| g * if square { x * x } else { x })
+                    .sum();
+                assert_eq!(fused[1][4], direct, "n = {n}, square = {square}");
             }
         }
     }

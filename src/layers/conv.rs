@@ -427,9 +427,6 @@ impl Conv {
             .view_mut()
             .into_shape_with_order((c_out, c_in * k * k))
             .expect("standard layout");
-        // dL/d(sums) transposed, [N, C_out rounded up to 8], for the weight gradient
-        let lanes = c_out.div_ceil(8) * 8;
-        let mut grad_t = vec![0.0; n * lanes];
         let table = flat_table(&self.connections);
         for (b, (g, x)) in grad.outer_iter().zip(input.outer_iter()).enumerate() {
             let full = grad_sums.as_slice_mut().expect("standard layout");
@@ -442,13 +439,8 @@ impl Conv {
             let x = x.to_slice().expect("standard layout");
             // dL/dW += g · windowsᵀ: the correlation of the input with the output gradient
             let sums = grad_sums.as_slice().expect("standard layout");
-            for (q, row) in grad_t.chunks_exact_mut(lanes).enumerate() {
-                for (p, g) in row[..c_out].iter_mut().enumerate() {
-                    *g = sums[p * n + q];
-                }
-            }
             let grad_weight = grad_weight.as_slice_mut().expect("standard layout");
-            correlate_weight_grad(x, shape, &grad_t, square, grad_weight);
+            correlate_weight_grad(x, shape, sums, table, square, grad_weight);
             // dL/d(bias) += Σ over positions
             self.bias.grad += &grad_sums.sum_axis(Axis(1));
             if with_input {
