@@ -13,8 +13,8 @@ use std::ops::ControlFlow;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lenet5::rayon;
-use lenet5::train::{GradientDescent, Optimizer, evaluate, softmax_cross_entropy};
-use lenet5::{Dataset, Layer, LeNet5, Mode, Pass, Preset, Sgd, Split};
+use lenet5::train::{evaluate, softmax_cross_entropy};
+use lenet5::{Dataset, LeNet5, Pass, Preset, Sgd, Split};
 use ndarray::{Array3, ArrayView4, Axis};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -56,7 +56,8 @@ fn bench_step(c: &mut Criterion) {
     group.finish();
 }
 
-/// One per-sample step of `net` on `input` `[1, 1, 32, 32]` with class `label`, at a rate so
+/// One per-sample step of `net` on `input` `[1, 1, 32, 32]` with class `label` (the fused
+/// pass and step the trainer takes), at a rate so
 /// small that the weights (and so the work) stay as they are.
 fn step(net: &mut LeNet5, input: ArrayView4<f32>, label: usize) {
     let mut grad = [0.0; 10];
@@ -65,8 +66,7 @@ fn step(net: &mut LeNet5, input: ArrayView4<f32>, label: usize) {
         .unwrap();
     softmax_cross_entropy(trace.output().as_slice().unwrap(), label, &mut grad).unwrap();
     let grad = ArrayView4::from_shape((1, 10, 1, 1), &grad).unwrap();
-    net.backprop(&trace, grad, Mode::Params).unwrap();
-    GradientDescent.step(net.params_mut(), 1e-12).unwrap();
+    assert!(net.descend(&trace, grad, 1e-12).unwrap());
 }
 
 fn bench_eval(c: &mut Criterion) {

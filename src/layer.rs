@@ -204,7 +204,17 @@ impl Backward<'_> {
     }
 }
 
-/// One stage of a network: computes outputs and gradients, never decides an update.
+/// What [`Layer::backward_descend`] gives back.
+#[derive(Debug)]
+pub struct Descended {
+    /// dL/d(input), as [`Layer::backward`] returns it.
+    pub grad_input: Option<Array4<f32>>,
+    /// Whether every new value is finite; when not, the caller takes the step back.
+    pub finite: bool,
+}
+
+/// One stage of a network: computes outputs and gradients; decides no update, except for the
+/// step of plain gradient descent a caller asks for with [`Layer::backward_descend`].
 ///
 /// A layer keeps nothing between passes: `forward` maps an input to an output, and `backward`
 /// receives that input and output again ([`Backward`]) with dL/d(output), *adds* dL/d(param)
@@ -241,6 +251,19 @@ pub trait Layer: DynClone + std::fmt::Debug + Send + Sync {
     /// [`Backward::check`]), and [`Error::InvalidArgument`] for a mode the layer does not
     /// provide.
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>>;
+
+    /// For one sample, [`Layer::backward`] with a step of plain gradient descent at rate `lr`
+    /// fused in: each parameter value becomes `value − lr · dL/d(value)` at once, its old value
+    /// is left in its gradient buffer (so that the step can be taken back), and dL/d(input) is
+    /// returned as `backward` returns it, computed from the old values. The gradient itself is
+    /// never stored, which saves a dense layer several passes over its weights.
+    ///
+    /// `None` when the layer has no such pass (the default): the caller runs `backward` and
+    /// steps the gradients itself. [`Sequential::descend`](crate::Sequential::descend) calls
+    /// it with every gradient buffer at zero and a batch of one.
+    fn backward_descend(&mut self, _step: Backward<'_>, _lr: f32) -> Option<Result<Descended>> {
+        None
+    }
 
     /// The trainable parameters, in a fixed order; none by default.
     fn params(&self) -> Vec<ParamRef<'_>> {

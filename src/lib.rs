@@ -50,7 +50,7 @@ pub use error::{Error, Result};
 /// The `image` whose pictures [`digit`] reads and prepares (`DynamicImage`), so that a user's
 /// pictures are of the same version.
 pub use image;
-pub use layer::{Backward, Layer, LayerConfig, Mode, Param, ParamMut, ParamRef, Pass};
+pub use layer::{Backward, Descended, Layer, LayerConfig, Mode, Param, ParamMut, ParamRef, Pass};
 pub use layers::Init;
 pub use layers::activation::Activation;
 pub use layers::connect::Connect;

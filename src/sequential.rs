@@ -325,6 +325,89 @@ impl Sequential {
         grad_output: ArrayView4<f32>,
         mode: Mode<'_>,
     ) -> Result<Option<Array4<f32>>> {
+        self.walk_back(trace, grad_output, mode, |_, layer, step| {
+            layer.backward(step)
+        })
+    }
+
+    /// One step of plain gradient descent at rate `lr` for the trace of one sample, from
+    /// dL/d(output) `grad_output`: the backward pass of [`Mode::Params`], then each value moved
+    /// by `−lr ·` its gradient and the gradients cleared, as
+    /// [`GradientDescent`](crate::train::GradientDescent) steps them; the bits are those of
+    /// [`Sequential::backprop`] then that step. Layers with a fused pass
+    /// ([`Layer::backward_descend`]: [`Connect`](crate::Connect), and a [`Conv`](crate::Conv)
+    /// with one output position) move their values as the pass reaches them, without storing
+    /// their gradients; the others are stepped after the pass. Returns `Ok(false)`, with every
+    /// value as it was and the gradients cleared, when some new value would not be finite.
+    ///
+    /// ```
+    /// # fn main() -> lenet5::Result<()> {
+    /// use lenet5::{Connect, Layer, Pass, Sequential};
+    /// use lenet5::ndarray::Array4;
+    /// use lenet5::rand::SeedableRng;
+    /// let mut rng = lenet5::rand::rngs::Xoshiro256PlusPlus::seed_from_u64(0);
+    /// let mut net = Sequential::new([3, 1, 1]).add(Connect::new(3, 2, &mut rng)?)?;
+    /// let input = Array4::from_elem((1, 3, 1, 1), 0.5);
+    /// let before = net.params()[0].value.to_vec();
+    /// let trace = net.trace(input.view(), Pass::Train { seed: 0 })?;
+    /// let grad_output = trace.output().to_owned(); // L = Σ output² / 2
+    /// assert!(net.descend(&trace, grad_output.view(), 0.1)?);
+    /// assert_ne!(net.params()[0].value, &before[..]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Sequential::backprop`], and [`Error::InvalidArgument`] when `trace` holds more than
+    /// one sample. After an error in the pass, the values of the layers it reached may have
+    /// moved.
+    pub fn descend(
+        &mut self,
+        trace: &Trace<'_>,
+        grad_output: ArrayView4<f32>,
+        lr: f32,
+    ) -> Result<bool> {
+        let samples = trace.input.dim().0;
+        if samples != 1 {
+            return Err(Error::InvalidArgument {
+                what: "Sequential::descend",
+                reason: format!("the trace holds {samples} samples, a step takes one"),
+            });
+        }
+        let mut fused = vec![false; self.layers.len()];
+        let mut finite = true;
+        self.walk_back(
+            trace,
+            grad_output,
+            Mode::Params,
+            |i, layer, step| match layer.backward_descend(step, lr) {
+                Some(descended) => {
+                    let descended = descended?;
+                    fused[i] = true;
+                    finite &= descended.finite;
+                    Ok(descended.grad_input)
+                }
+                None => layer.backward(step),
+            },
+        )?;
+        let mut rest: Vec<ParamMut<'_>> = (self.layers.iter_mut().zip(&fused))
+            .filter(|(_, fused)| !**fused)
+            .flat_map(|(layer, _)| layer.params_mut())
+            .collect();
+        finite &= crate::train::optim::descend(&mut rest, lr);
+        drop(rest);
+        crate::train::optim::settle_all(&mut self.params_mut(), finite);
+        Ok(finite)
+    }
+
+    /// The backward pass of `mode` from `grad_output`, each layer's taken by `backward(index,
+    /// layer, step)`: [`Sequential::backprop`]'s walk, whatever each layer does on it.
+    fn walk_back(
+        &mut self,
+        trace: &Trace<'_>,
+        grad_output: ArrayView4<f32>,
+        mode: Mode<'_>,
+        mut backward: impl FnMut(usize, &mut dyn Layer, Backward<'_>) -> Result<Option<Array4<f32>>>,
+    ) -> Result<Option<Array4<f32>>> {
         if trace.outputs.len() != self.layers.len() {
             return Err(Error::InvalidArgument {
                 what: "Sequential::backprop",
@@ -355,7 +438,7 @@ impl Sequential {
                 mode: layer_mode,
                 pass: trace.pass,
             };
-            match layer.backward(step)? {
+            match backward(i, layer.as_mut(), step)? {
                 Some(g) => {
                     check_shape(
                         i,
@@ -534,6 +617,7 @@ fn shape_str([c, h, w]: [usize; 3]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::{GradientDescent, Optimizer};
     use crate::{Activation, Connect, Conv, RbfOutput, check};
     use rand::SeedableRng;
     use rand::rngs::Xoshiro256PlusPlus;
@@ -547,6 +631,118 @@ mod tests {
                 Ok(Connect::flattening(shape, 4, &mut rng)?.with_activation(Activation::Tanh))
             })
             .unwrap()
+    }
+
+    /// Every value and gradient of `net`, as bits.
+    fn bits(net: &mut Sequential) -> Vec<u32> {
+        let params = net.params_mut();
+        let values = params
+            .iter()
+            .flat_map(|p| p.value.iter().chain(p.grad.iter()));
+        values.map(|v| v.to_bits()).collect()
+    }
+
+    /// The loss Σ output² / 2 of `input` through `net`, its trace and gradient to `then`.
+    fn with_square_loss<T>(
+        net: &mut Sequential,
+        input: &Array4<f32>,
+        then: impl FnOnce(&mut Sequential, &Trace<'_>, ArrayView4<f32>) -> T,
+    ) -> T {
+        let trace = net.trace(input.view(), Pass::Train { seed: 0 }).unwrap();
+        let grad = trace.output().to_owned();
+        then(net, &trace, grad.view())
+    }
+
+    fn fused_and_not() -> Vec<Sequential> {
+        // LeNet-5: C5 and F6 fused, the rest stepped after the pass; a stack of a
+        // convolution and a tanh Connect; a convolution with one output position and a table
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let table = ndarray::array![[true, false], [true, true]];
+        let conv = Conv::new(2, 2, 5, &mut rng).unwrap();
+        vec![
+            (*crate::LeNet5::new()).clone(),
+            small(3),
+            Sequential::new([2, 5, 5])
+                .add(conv.with_connections(table).unwrap())
+                .unwrap(),
+        ]
+    }
+
+    #[test]
+    fn descend_gives_the_bits_of_backprop_then_gradient_descent() {
+        for mut net in fused_and_not() {
+            let [c, h, w] = net.input_shape();
+            let input = check::uniform((1, c, h, w), 4);
+            let mut plain = net.clone();
+            for lr in [0.1, 3.0, 0.1] {
+                let stepped = with_square_loss(&mut net, &input, |net, trace, grad| {
+                    net.descend(trace, grad, lr).unwrap()
+                });
+                with_square_loss(&mut plain, &input, |net, trace, grad| {
+                    net.backprop(trace, grad, Mode::Params).unwrap();
+                });
+                let plain_stepped = GradientDescent.step(plain.params_mut(), lr).unwrap();
+                assert!(stepped && plain_stepped);
+                assert_eq!(bits(&mut net), bits(&mut plain));
+            }
+        }
+    }
+
+    #[test]
+    fn descend_steps_the_gradients_already_there_too() {
+        for mut net in fused_and_not() {
+            let [c, h, w] = net.input_shape();
+            let (first, second) = (
+                check::uniform((1, c, h, w), 5),
+                check::uniform((1, c, h, w), 6),
+            );
+            let mut plain = net.clone();
+            for net in [&mut net, &mut plain] {
+                with_square_loss(net, &first, |net, trace, grad| {
+                    net.backprop(trace, grad, Mode::Params).unwrap();
+                });
+            }
+            with_square_loss(&mut net, &second, |net, trace, grad| {
+                assert!(net.descend(trace, grad, 0.5).unwrap());
+            });
+            with_square_loss(&mut plain, &second, |net, trace, grad| {
+                net.backprop(trace, grad, Mode::Params).unwrap();
+            });
+            assert!(GradientDescent.step(plain.params_mut(), 0.5).unwrap());
+            assert_eq!(bits(&mut net), bits(&mut plain));
+        }
+    }
+
+    #[test]
+    fn a_descent_to_a_non_finite_value_changes_nothing() {
+        for mut net in fused_and_not() {
+            let [c, h, w] = net.input_shape();
+            let input = check::uniform((1, c, h, w), 8);
+            let before = bits(&mut net);
+            with_square_loss(&mut net, &input, |net, trace, _| {
+                let huge = trace.output().mapv(|v| if v > 0.0 { 1e30 } else { -1e30 });
+                assert!(!net.descend(trace, huge.view(), 1e30).unwrap());
+            });
+            assert_eq!(bits(&mut net), before);
+        }
+    }
+
+    #[test]
+    fn descend_takes_a_trace_of_one_sample() {
+        let mut net = small(4);
+        let input = check::uniform((2, 2, 5, 5), 9);
+        let before = bits(&mut net);
+        let err = with_square_loss(&mut net, &input, |net, trace, grad| {
+            net.descend(trace, grad, 0.1).unwrap_err()
+        });
+        assert!(matches!(
+            err,
+            Error::InvalidArgument {
+                what: "Sequential::descend",
+                ..
+            }
+        ));
+        assert_eq!(bits(&mut net), before);
     }
 
     #[test]

@@ -753,6 +753,51 @@ multiversion! {
     }
 }
 
+/// A dense layer's parameters and gradient buffers for [`descend_dense`]: `weight` `[P, R]`
+/// and `bias` `[P]`, each beside its gradient.
+pub(crate) struct DenseParams<'a> {
+    pub weight: (&'a mut [f32], &'a mut [f32]),
+    pub bias: (&'a mut [f32], &'a mut [f32]),
+}
+
+multiversion! {
+    /// One sample's backward pass through a dense layer with a step of plain gradient descent
+    /// fused in, for `g` `[P]` (dL/d(sums)) and the input `x` `[R]`: `grad_input[r] =
+    /// Σ_p g[p] · weight[p, r]` from the old weights (nothing when `grad_input` is empty), then
+    /// each value moved by `−lr ·` its gradient (what the buffer held plus this sample's,
+    /// `g[p] · x[r]` or `g[p]`), the old value left in the buffer. Returns whether every new
+    /// value is finite.
+    ///
+    /// Each value is rounded as [`gemv`], [`add_outer`], the bias's sum and
+    /// [`GradientDescent`](crate::train::GradientDescent)'s step round it one after another, so
+    /// the bits are those of the backward pass then the step; the weights are read once.
+    fn descend_dense(params: DenseParams<'_>, g: &[f32], x: &[f32], lr: f32, grad_input: &mut [f32]) -> bool {
+        let DenseParams { weight: (weight, weight_grad), bias: (bias, bias_grad) } = params;
+        let r = x.len();
+        let mut finite = true;
+        grad_input.fill(0.0);
+        let rows = weight.chunks_exact_mut(r).zip(weight_grad.chunks_exact_mut(r));
+        for ((w, buffer), &gp) in rows.zip(g) {
+            if !grad_input.is_empty() {
+                for (gi, &w) in grad_input.iter_mut().zip(w.iter()) {
+                    *gi += gp * w;
+                }
+            }
+            for ((w, buffer), &x) in w.iter_mut().zip(buffer.iter_mut()).zip(x) {
+                let new = *w - lr * (*buffer + (gp * x + 0.0));
+                finite &= new.is_finite();
+                *buffer = std::mem::replace(w, new);
+            }
+        }
+        for ((b, buffer), &gp) in bias.iter_mut().zip(bias_grad.iter_mut()).zip(g) {
+            let new = *b - lr * (*buffer + (0.0 + gp));
+            finite &= new.is_finite();
+            *buffer = std::mem::replace(b, new);
+        }
+        finite
+    }
+}
+
 /// Rows of `a` that [`matmul`] multiplies with [`few_rows_product`] rather than
 /// matrixmultiply, which spends most of the time of so small a product packing `b`.
 const FEW_ROWS: usize = 32;

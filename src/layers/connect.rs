@@ -22,10 +22,11 @@ use ndarray::{
 use rand::Rng;
 
 use super::activation::Activation;
-use super::{Init, regain, zeros_param};
+use super::{Init, descend_dense_layer, regain, zeros_param};
 use crate::kernels::matmul;
 use crate::layer::{
-    Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw, product, standard,
+    Backward, Descended, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw, product,
+    standard,
 };
 use crate::{Error, Result};
 
@@ -178,6 +179,15 @@ impl Connect {
                 .expect("same size"),
         ))
     }
+
+    /// [`Layer::backward_descend`] once the pass is known to be one this layer fuses.
+    fn descend_sample(&mut self, step: &Backward<'_>, lr: f32) -> Result<Descended> {
+        let grad = self.activation.of_sum(self, step)?;
+        let x = self.flatten(step.input)?;
+        let x = x.as_slice().expect("standard layout");
+        let params = (&mut self.weight, &mut self.bias);
+        Ok(descend_dense_layer(params, &grad, x, step, lr))
+    }
 }
 
 impl Layer for Connect {
@@ -204,6 +214,14 @@ impl Layer for Connect {
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
         let grad = self.activation.of_sum(self, &step)?;
         self.accumulate(&grad, &step)
+    }
+
+    /// The fused pass for one sample outside a curvature pass: the weights read once.
+    fn backward_descend(&mut self, step: Backward<'_>, lr: f32) -> Option<Result<Descended>> {
+        if step.input.dim().0 != 1 || step.is_curvature() {
+            return None;
+        }
+        Some(self.descend_sample(&step, lr))
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {

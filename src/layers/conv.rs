@@ -30,13 +30,13 @@ use ndarray::{
 use rand::Rng;
 
 use super::activation::Activation;
-use super::{Init, regain, zeros_param};
+use super::{Init, descend_dense_layer, regain, zeros_param};
 use crate::kernels::lanes::{LANES, Lane, correlate_lanes, to_lanes};
 use crate::kernels::window::{ConvShape, Taps, positions};
 use crate::kernels::{
     add_bias_at_valid_positions, correlate, correlate_adjoint, correlate_weight_grad, matmul,
 };
-use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
+use crate::layer::{Backward, Descended, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
 /// A 2-D convolution layer with `C_out` kernels of `C_in x K x K`, stride 1, no padding.
@@ -454,6 +454,15 @@ impl Conv {
         with_input.then_some(grad_input)
     }
 
+    /// [`Layer::backward_descend`] once the pass is known to be one this layer fuses.
+    fn descend_sample(&mut self, step: &Backward<'_>, lr: f32) -> Result<Descended> {
+        let grad = self.activation.of_sum(self, step)?;
+        let x = step.input.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
+        let params = (&mut self.weight, &mut self.bias);
+        Ok(descend_dense_layer(params, &grad, x, step, lr))
+    }
+
     /// `[B, C_out, OH, OW]` and `[B, C_in·K·K, N]` for `input`, after checking its shape.
     fn shapes(&self, input: &ArrayView4<f32>) -> Result<([usize; 4], [usize; 3])> {
         let [c_out, oh, ow] = self.output_shape(chw(input.shape()))?;
@@ -514,6 +523,18 @@ impl Layer for Conv {
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
         let grad = self.activation.of_sum(self, &step)?;
         Ok(self.accumulate(grad, &step))
+    }
+
+    /// The fused pass for one sample through a single output position (C5) without a
+    /// connection table, outside a curvature pass: the kernels read once.
+    fn backward_descend(&mut self, step: Backward<'_>, lr: f32) -> Option<Result<Descended>> {
+        let (batch, _, height, width) = step.input.dim();
+        let k = self.kernel();
+        let dense = height == k && width == k && self.connections.is_none();
+        if batch != 1 || !dense || step.is_curvature() {
+            return None;
+        }
+        Some(self.descend_sample(&step, lr))
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {

@@ -16,7 +16,8 @@ use rand::{Rng, RngExt};
 use activation::Activation;
 use serde::{Deserialize, Serialize};
 
-use crate::layer::{Layer, LayerConfig};
+use crate::kernels::{DenseParams, descend_dense};
+use crate::layer::{Backward, Descended, Layer, LayerConfig, Param};
 use crate::{Connect, Conv, Dropout, Error, Flatten, MaxPool, RbfOutput, Result, Subsampling};
 
 /// How a layer's trainable values are drawn, from each unit's fan-in `F` (its number of inputs).
@@ -90,6 +91,42 @@ pub const MAX_PARAM_VALUES: usize = 1 << 28;
 ///
 /// # Errors
 /// As [`try_filled`].
+/// [`Layer::backward_descend`] of a dense layer (a [`Connect`], a [`Conv`] with one output
+/// position): `weight` `[P, R]` and `bias` `[P]` (any shape of those sizes) stepped by the
+/// gradient of the sums `grad` `[1, P, 1, 1]` with the flat input `x` `[R]`, and dL/d(input)
+/// in the shape of `step`'s input when it wants it.
+pub(crate) fn descend_dense_layer<D: Dimension>(
+    (weight, bias): (&mut Param<D>, &mut Param<ndarray::Ix1>),
+    grad: &ndarray::Array4<f32>,
+    x: &[f32],
+    step: &Backward<'_>,
+    lr: f32,
+) -> Descended {
+    let wanted = step.wants_input();
+    let mut grad_input = ndarray::Array4::zeros(if wanted {
+        step.input.raw_dim()
+    } else {
+        ndarray::Dim([0; 4])
+    });
+    let params = DenseParams {
+        weight: (
+            weight.value.as_slice_mut().expect("standard layout"),
+            weight.grad.as_slice_mut().expect("standard layout"),
+        ),
+        bias: (
+            bias.value.as_slice_mut().expect("standard layout"),
+            bias.grad.as_slice_mut().expect("standard layout"),
+        ),
+    };
+    let g = grad.as_slice().expect("standard layout");
+    let out = grad_input.as_slice_mut().expect("fresh array");
+    let finite = descend_dense(params, g, x, lr, out);
+    Descended {
+        grad_input: wanted.then_some(grad_input),
+        finite,
+    }
+}
+
 pub(crate) fn zeros_param<D: Dimension>(
     layer: &'static str,
     shape: impl IntoDimension<Dim = D>,
@@ -257,8 +294,106 @@ pub fn from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::layer::{Backward, Layer, Mode, Pass};
+    use crate::testing::uniform;
+    use crate::train::{GradientDescent, Optimizer};
     use crate::{Connect, Conv, Subsampling};
     use rand::SeedableRng;
+
+    /// Each value and gradient of `layer`.
+    fn values_and_grads(layer: &mut dyn Layer) -> (Vec<f32>, Vec<f32>) {
+        let params = layer.params_mut();
+        let values = params
+            .iter()
+            .flat_map(|p| p.value.iter().copied())
+            .collect();
+        (
+            values,
+            params.iter().flat_map(|p| p.grad.iter().copied()).collect(),
+        )
+    }
+
+    #[test]
+    fn dense_layers_fuse_a_step_with_the_bits_of_backward_then_descent() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
+        let table = ndarray::array![[true, false], [true, true], [false, true]];
+        let conv = || {
+            Conv::new(
+                2,
+                3,
+                2,
+                &mut rand::rngs::Xoshiro256PlusPlus::seed_from_u64(2),
+            )
+        };
+        // (layer, input shape, whether it fuses)
+        let cases: Vec<(Box<dyn Layer>, [usize; 4], bool)> = vec![
+            (
+                Box::new(Connect::new(6, 4, &mut rng).unwrap()),
+                [1, 6, 1, 1],
+                true,
+            ),
+            (
+                Box::new(Connect::flattening([2, 2, 2], 3, &mut rng).unwrap()),
+                [1, 2, 2, 2],
+                true,
+            ),
+            (Box::new(conv().unwrap()), [1, 2, 2, 2], true),
+            (
+                Box::new(Connect::new(6, 4, &mut rng).unwrap()),
+                [2, 6, 1, 1],
+                false,
+            ),
+            (Box::new(conv().unwrap()), [1, 2, 3, 3], false),
+            (
+                Box::new(conv().unwrap().with_connections(table).unwrap()),
+                [1, 2, 2, 2],
+                false,
+            ),
+        ];
+        for (mut layer, shape, fuses) in cases {
+            let input = uniform(shape, 3);
+            let output = layer.forward(input.view(), Pass::Predict).unwrap();
+            let grad_output = uniform(output.raw_dim(), 4);
+            // the last: steps of 1e38 · (gradients of about 1e4) overflow
+            let huge = &grad_output * 1e6;
+            for (mode, lr, grad_output, finite) in [
+                (Mode::Full, 0.5, &grad_output, true),
+                (Mode::Params, 0.5, &grad_output, true),
+                (Mode::Full, 1e38, &huge, false),
+            ] {
+                let step = Backward {
+                    input: input.view(),
+                    output: output.view(),
+                    grad_output: grad_output.view(),
+                    mode,
+                    pass: Pass::Predict,
+                };
+                let mut plain = layer.clone();
+                let (old, _) = values_and_grads(layer.as_mut());
+                let Some(descended) = layer.backward_descend(step, lr) else {
+                    assert!(!fuses, "{shape:?}");
+                    continue;
+                };
+                assert!(fuses, "{shape:?}");
+                let descended = descended.unwrap();
+                let grad_input = plain.backward(step).unwrap();
+                let plain_finite = GradientDescent.step(plain.params_mut(), lr).unwrap();
+                let (values, buffers) = values_and_grads(layer.as_mut());
+                // the old values are in the gradient buffers, for the caller to clear
+                assert_eq!(buffers, old);
+                assert_eq!((descended.finite, plain_finite), (finite, finite));
+                assert_eq!(descended.grad_input, grad_input);
+                if finite {
+                    assert_eq!(values, values_and_grads(plain.as_mut()).0);
+                }
+                // as the caller finishes a step
+                for p in layer.params_mut() {
+                    p.value.copy_from_slice(p.grad);
+                    p.grad.fill(0.0);
+                }
+            }
+        }
+    }
 
     #[test]
     fn sizes_too_large_to_hold_are_errors_not_aborts() {

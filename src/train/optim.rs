@@ -48,6 +48,13 @@ pub trait Optimizer: std::fmt::Debug + Send {
     /// parameters of other sizes (it was used on another network).
     fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool>;
 
+    /// Whether a step is `value −= lr · grad` and nothing else (no state, no other rule), so
+    /// that a trainer may fuse it into the backward pass of a single sample
+    /// ([`Sequential::descend`](crate::Sequential::descend)); false by default.
+    fn is_plain_descent(&self) -> bool {
+        false
+    }
+
     /// Samples on which to estimate the curvature before each epoch; none by default.
     fn curvature_samples(&self) -> usize {
         0
@@ -101,9 +108,7 @@ fn update_if_finite<const N: usize>(
             next(v, g, state)
         });
     }
-    for p in &mut params {
-        settle(p.value, p.grad, finite);
-    }
+    settle_all(&mut params, finite);
     finite
 }
 
@@ -168,15 +173,35 @@ fn check_sizes(optimizer: &'static str, state: &[Vec<f32>], params: &[ParamMut<'
 pub struct GradientDescent;
 
 impl Optimizer for GradientDescent {
-    fn step(&mut self, params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
-        Ok(descend(params, lr))
+    fn step(&mut self, mut params: Vec<ParamMut<'_>>, lr: f32) -> Result<bool> {
+        let finite = descend(&mut params, lr);
+        settle_all(&mut params, finite);
+        Ok(finite)
+    }
+
+    fn is_plain_descent(&self) -> bool {
+        true
     }
 }
 
 multiversion! {
-    /// [`GradientDescent`]'s step, vectorised.
-    fn descend(params: Vec<ParamMut<'_>>, lr: f32) -> bool {
-        update_if_finite(params, [], |v, g, []| v - lr * g)
+    /// The first half of [`GradientDescent`]'s step, vectorised: each value moved by `−lr ·`
+    /// its gradient, the old value left in the gradient ([`step_values`]). Whether every new
+    /// value is finite; [`settle_all`] finishes the step.
+    fn descend(params: &mut [ParamMut<'_>], lr: f32) -> bool {
+        let mut finite = true;
+        for p in params {
+            finite &= step_values(p.value, p.grad, |_, v, g| v - lr * g);
+        }
+        finite
+    }
+}
+
+/// The second half of a step after [`descend`] (or a layer's
+/// [`backward_descend`](crate::Layer::backward_descend)): [`settle`] for every parameter.
+pub(crate) fn settle_all(params: &mut [ParamMut<'_>], finite: bool) {
+    for p in params {
+        settle(p.value, p.grad, finite);
     }
 }
 

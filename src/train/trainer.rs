@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use ndarray::Array4;
+use ndarray::{Array4, ArrayView4};
 use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -23,6 +23,7 @@ use crate::data::Distortion;
 use crate::data::mnist::{CLASSES, Dataset};
 use crate::layer::{Layer, Mode, Pass};
 use crate::seeds::stream;
+use crate::sequential::Trace;
 use crate::{Error, Result, Sequential, io};
 
 /// [`Trainer::with_parts`]' default: one per core of a 2-core machine. Each part beyond the
@@ -685,8 +686,15 @@ impl Trainer {
             distortion: Stream::Distortion.of(self.seed, epoch),
         };
         let (mut samples, mut loss_sum) = (0, 0.0);
+        let fuse = self.batch_size == 1 && self.optimizer.is_plain_descent();
         for batch in order.chunks(self.batch_size) {
-            let loss = self.gradients(net, replicas, data, batch, &mut draws)?;
+            let (loss, stepped) = if fuse {
+                self.descend(net, data, batch, &mut draws, lr)?
+            } else {
+                let loss = self.gradients(net, replicas, data, batch, &mut draws)?;
+                let stepped = loss.is_finite() && self.optimizer.step(net.params_mut(), lr)?;
+                (loss, stepped)
+            };
             let diverged = |what| {
                 Err(Error::Diverged {
                     epoch,
@@ -698,7 +706,7 @@ impl Trainer {
                 clear_gradients(net);
                 return diverged(format!("loss is {loss}"));
             }
-            if !self.optimizer.step(net.params_mut(), lr)? {
+            if !stepped {
                 return diverged(format!("a step of lr {lr} makes a parameter non-finite"));
             }
             samples += batch.len();
@@ -745,14 +753,7 @@ impl Trainer {
     ) -> Result<f64> {
         let parts: Vec<Part<'_>> = batch
             .chunks(batch.len().div_ceil(self.parts))
-            .map(|indices| Part {
-                indices,
-                of: batch.len(),
-                pass: Pass::Train {
-                    seed: draws.pass.random(),
-                },
-                distortion: draws.distortion.random(),
-            })
+            .map(|indices| Part::of(indices, batch.len(), draws))
             .collect();
         let (loss, distortion) = (self.loss, self.distortion.as_ref());
         let (first, rest) = parts.split_first().expect("a batch is never empty");
@@ -780,6 +781,30 @@ impl Trainer {
             .fold(first_loss?, |sum, loss| sum + loss);
         add_gradients(net, replicas);
         Ok(sum)
+    }
+
+    /// [`Trainer::gradients`] and the optimiser's step for a `batch` of one sample,
+    /// fused ([`Sequential::descend`]), when the optimiser is plain gradient descent: the
+    /// loss, and whether the step was taken. Nothing is stepped when the loss is not finite.
+    fn descend(
+        &self,
+        net: &mut Sequential,
+        data: &Dataset,
+        batch: &[usize],
+        draws: &mut Draws,
+        lr: f32,
+    ) -> Result<(f64, bool)> {
+        let part = Part::of(batch, 1, draws);
+        part.with_loss(
+            net,
+            data,
+            self.loss,
+            self.distortion.as_ref(),
+            |net, trace, loss, grad| {
+                let stepped = loss.is_finite() && net.descend(trace, grad, lr)?;
+                Ok((loss, stepped))
+            },
+        )
     }
 
     /// The samples of one epoch, in training order.
@@ -832,7 +857,19 @@ struct Part<'a> {
     distortion: u64,
 }
 
-impl Part<'_> {
+impl<'a> Part<'a> {
+    /// The part `indices` of a batch of `of` samples, its seeds the next of `draws`.
+    fn of(indices: &'a [usize], of: usize, draws: &mut Draws) -> Self {
+        Part {
+            indices,
+            of,
+            pass: Pass::Train {
+                seed: draws.pass.random(),
+            },
+            distortion: draws.distortion.random(),
+        }
+    }
+
     /// Adds into `net`'s gradients those of the batch's mean loss from this part's samples,
     /// and returns their summed loss.
     fn gradients(
@@ -842,6 +879,22 @@ impl Part<'_> {
         loss: Loss,
         distortion: Option<&Distortion>,
     ) -> Result<f64> {
+        self.with_loss(net, data, loss, distortion, |net, trace, loss, grad| {
+            net.backprop(trace, grad, Mode::Params)?;
+            Ok(loss)
+        })
+    }
+
+    /// `then(net, trace, loss, grad)` after the forward pass of this part's samples: their
+    /// summed loss, and its gradient for the batch's mean loss.
+    fn with_loss<T>(
+        &self,
+        net: &mut Sequential,
+        data: &Dataset,
+        loss: Loss,
+        distortion: Option<&Distortion>,
+        then: impl FnOnce(&mut Sequential, &Trace<'_>, f64, ArrayView4<f32>) -> Result<T>,
+    ) -> Result<T> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.distortion);
         let distortion = distortion.map(|d| (d, &mut rng as &mut dyn rand::Rng));
         let input = data.batch_for(net, self.indices, distortion)?;
@@ -856,8 +909,7 @@ impl Part<'_> {
         if n != self.of {
             grad *= n as f32 / self.of as f32;
         }
-        net.backprop(&trace, grad.view(), Mode::Params)?;
-        Ok(mean * n as f64)
+        then(net, &trace, mean * n as f64, grad.view())
     }
 }
 
@@ -1067,6 +1119,40 @@ mod tests {
             .iter()
             .flat_map(|p| p.grad.to_vec())
             .collect()
+    }
+
+    /// Plain gradient descent that does not say so: a trainer steps it after the pass.
+    #[derive(Debug)]
+    struct Unfused;
+
+    impl Optimizer for Unfused {
+        fn step(&mut self, params: Vec<crate::ParamMut<'_>>, lr: f32) -> Result<bool> {
+            GradientDescent.step(params, lr)
+        }
+    }
+
+    #[test]
+    fn a_per_sample_run_fused_or_not_writes_the_same_bytes() {
+        let run = |trainer: Trainer| {
+            let mut net = LeNet5::with_seed(3);
+            let mut trainer = trainer.with_epochs(2).with_sampling(Sampling::Shuffle);
+            assert_eq!(trainer.batch_size(), 1);
+            trainer
+                .train(&mut net, &bars(30), |_| ControlFlow::Continue(()))
+                .unwrap();
+            io::to_bytes(&net, Sequential::ARCHITECTURE)
+        };
+        for distortion in [None, Some(Distortion::default())] {
+            let fused = run(Trainer::new(GradientDescent).with_distortion(distortion));
+            assert_eq!(
+                fused,
+                run(Trainer::new(Unfused).with_distortion(distortion))
+            );
+            assert_ne!(
+                fused,
+                io::to_bytes(&LeNet5::with_seed(3), Sequential::ARCHITECTURE)
+            );
+        }
     }
 
     #[test]
