@@ -204,14 +204,23 @@ impl Layer for RbfOutput {
             .index_axis_move(Axis(2), 0);
         let grad_input = match step.mode {
             Mode::Params => return Ok(None),
-            Mode::Full => Array2::from_shape_fn((batch, inputs), |(b, j)| {
-                let x = x[[b, j]];
-                g.row(b)
-                    .iter()
-                    .zip(self.weight.column(j))
-                    .map(|(g, w)| -2.0 * g * (x - w))
-                    .sum::<f32>()
-            }),
+            Mode::Full => {
+                // each input's sum over the prototypes in their order, from -0 as `sum` starts,
+                // all the inputs of a sample side by side
+                let mut grad_input = Array2::from_elem((batch, inputs), -0.0f32);
+                for ((mut sums, x), g) in grad_input
+                    .outer_iter_mut()
+                    .zip(x.outer_iter())
+                    .zip(g.outer_iter())
+                {
+                    for (&g, w) in g.iter().zip(self.weight.outer_iter()) {
+                        for ((sum, &x), &w) in sums.iter_mut().zip(&x).zip(&w) {
+                            *sum += -2.0 * g * (x - w);
+                        }
+                    }
+                }
+                grad_input
+            }
             Mode::Curvature { slope } => {
                 let slope = slope.ok_or_else(|| Error::InvalidArgument {
                     what: "RbfOutput",
