@@ -883,36 +883,6 @@ fn columns_block<const FUSED: bool, const J: usize>(
     acc
 }
 
-/// `Σ a[i] · b[i]` over the shorter of the two: eight interleaved partial sums added in a
-/// fixed tree, then the products past the last whole eight one after another. A sum in that
-/// order vectorises, where one after another waits for each addition; the order does not
-/// depend on the instruction set.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let ((a8, a), (b8, b)) = (a[..n].as_chunks::<8>(), b[..n].as_chunks::<8>());
-    let mut acc = [0.0f32; 8];
-    for (a, b) in a8.iter().zip(b8) {
-        for l in 0..8 {
-            acc[l] += a[l] * b[l];
-        }
-    }
-    let tree = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-    a.iter().zip(b).fold(tree, |sum, (a, b)| sum + a * b)
-}
-
-/// `Σ values`, in the order of [`dot`].
-pub(crate) fn sum(values: &[f32]) -> f32 {
-    let (v8, rest) = values.as_chunks::<8>();
-    let mut acc = [0.0f32; 8];
-    for v in v8 {
-        for l in 0..8 {
-            acc[l] += v[l];
-        }
-    }
-    let tree = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-    rest.iter().fold(tree, |sum, v| sum + v)
-}
-
 /// `c = beta · c + a · b` for `a` `[m, k]`, `b` `[k, n]`, `c` `[m, n]`.
 ///
 /// A product with one row or one column (a single sample through a dense layer) runs as
@@ -1244,28 +1214,6 @@ mod tests {
                 assert_eq!(fused[1][4], direct, "n = {n}, square = {square}");
             }
         }
-    }
-
-    #[test]
-    fn dot_and_sum_in_eights_then_one_after_another() {
-        for n in [0, 1, 7, 8, 9, 196, 203] {
-            let (a, b) = (uniform(n, 1), uniform(n + 3, 2));
-            let (a, b) = (a.as_slice().unwrap(), b.as_slice().unwrap());
-            let exact: f64 = a
-                .iter()
-                .zip(b)
-                .map(|(&x, &y)| f64::from(x) * f64::from(y))
-                .sum();
-            assert_abs_diff_eq!(f64::from(dot(a, b)), exact, epsilon = 1e-5);
-            let exact: f64 = a.iter().map(|&x| f64::from(x)).sum();
-            assert_abs_diff_eq!(f64::from(sum(a)), exact, epsilon = 1e-5);
-        }
-        // the order: lanes 0 and 4 first, then the tail
-        let mut v = [0.0f32; 9];
-        (v[0], v[4], v[8]) = (1e8, -1e8, 1.0);
-        v[1] = 1.0;
-        assert_eq!(sum(&v), 2.0);
-        assert_eq!(dot(&v, &[1.0; 9]), 2.0);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::activation::Activation;
 use super::{Init, regain, zeros_param};
-use crate::kernels::{dot, sum, sums_of_2x2};
+use crate::kernels::sums_of_2x2;
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
@@ -162,10 +162,7 @@ impl Subsampling {
     ) -> Result<Option<Array4<f32>>> {
         let square = step.is_curvature();
         let sq = |v: f32| if square { v * v } else { v };
-        let mut sums = self.block_sums(step.input)?;
-        if square {
-            sums.mapv_inplace(|s| s * s);
-        }
+        let sums = self.block_sums(step.input)?;
         let (batch, c, oh, ow) = grad.dim();
         let k = self.kernel;
         let width = ow * k;
@@ -187,8 +184,8 @@ impl Subsampling {
         for (plane, (g, sums)) in planes.enumerate() {
             let ch = plane % c;
             // coef gradient = Σ over blocks of (block sum · g); bias gradient = Σ g
-            self.coef.grad[ch] += dot(g, sums);
-            self.bias.grad[ch] += sum(g);
+            self.coef.grad[ch] += g.iter().zip(sums).map(|(g, &s)| g * sq(s)).sum::<f32>();
+            self.bias.grad[ch] += g.iter().sum::<f32>();
         }
         if !wants_input {
             return Ok(None);
