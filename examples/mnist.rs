@@ -1,5 +1,5 @@
 //! Reproduces the report's MNIST run: LeNet-5 with sigmoids and a fixed RBF output, per-sample
-//! SGD, 20 epochs of about 6 000 samples. The default seed reaches 96.7 % test accuracy (the report: 95.59 %).
+//! SGD, 20 epochs of about 6 000 samples. The default seed reaches 96.6 % test accuracy (the report: 95.59 %).
 //!
 //! cargo run --release --example mnist -- [--data DIR] [--epochs N] [--seed S] [--out lenet5.bin]
 //!

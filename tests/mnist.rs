@@ -246,12 +246,12 @@ fn check_shipped(net: &LeNet5, min_accuracy: f64) {
 
 #[test]
 fn the_shipped_model_is_the_reports_run() {
-    // the default-seed run of `cargo run --release --example mnist` measured 0.9672
-    check_shipped(&LeNet5::pretrained(), 0.967);
+    // the default-seed run of `cargo run --release --example mnist` measured 0.9656
+    check_shipped(&LeNet5::pretrained(), 0.965);
 }
 
 #[test]
 fn the_shipped_modern_model_is_the_distorted_modern_run() {
-    // `cargo run --release --example modern -- --distort` with its default seed measured 0.9930
+    // `cargo run --release --example modern -- --distort` with its default seed measured 0.9934
     check_shipped(&LeNet5::pretrained_modern(), 0.993);
 }
