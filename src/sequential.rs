@@ -715,7 +715,14 @@ mod tests {
 
     #[test]
     fn a_descent_to_a_non_finite_value_changes_nothing() {
-        for mut net in fused_and_not() {
+        // and a stack whose every layer is fused
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let dense = Sequential::new([3, 1, 1])
+            .add(Connect::new(3, 4, &mut rng).unwrap())
+            .unwrap()
+            .add(Connect::new(4, 2, &mut rng).unwrap())
+            .unwrap();
+        for mut net in fused_and_not().into_iter().chain([dense]) {
             let [c, h, w] = net.input_shape();
             let input = check::uniform((1, c, h, w), 8);
             let before = bits(&mut net);

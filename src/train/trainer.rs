@@ -1142,6 +1142,11 @@ mod tests {
                 .unwrap();
             io::to_bytes(&net, Sequential::ARCHITECTURE)
         };
+        // only plain gradient descent says it may be fused: the others' steps are their own
+        assert!(GradientDescent.is_plain_descent());
+        assert!(!Unfused.is_plain_descent());
+        let momentum = run(Trainer::new(crate::train::Momentum::new(0.5)));
+        assert_ne!(momentum, run(Trainer::new(GradientDescent)));
         for distortion in [None, Some(Distortion::default())] {
             let fused = run(Trainer::new(GradientDescent).with_distortion(distortion));
             assert_eq!(
