@@ -253,14 +253,15 @@ pub trait Layer: DynClone + std::fmt::Debug + Send + Sync {
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>>;
 
     /// For one sample, [`Layer::backward`] with a step of plain gradient descent at rate `lr`
-    /// fused in: each parameter value becomes `value − lr · dL/d(value)` at once, its old value
-    /// is left in its gradient buffer (so that the step can be taken back), and dL/d(input) is
-    /// returned as `backward` returns it, computed from the old values. The gradient itself is
-    /// never stored, which saves a dense layer several passes over its weights.
+    /// fused in: each parameter value moves at once by `−lr ·` its gradient (what its buffer
+    /// held plus this sample's), its old value is left in the buffer (so that the step can be
+    /// taken back), and dL/d(input) is returned as `backward` returns it, computed from the
+    /// old values. This sample's gradient is never stored, which saves a dense layer several
+    /// passes over its weights.
     ///
     /// `None` when the layer has no such pass (the default): the caller runs `backward` and
     /// steps the gradients itself. [`Sequential::descend`](crate::Sequential::descend) calls
-    /// it with every gradient buffer at zero and a batch of one.
+    /// it with a batch of one, then clears the buffers or puts the old values back.
     fn backward_descend(&mut self, _step: Backward<'_>, _lr: f32) -> Option<Result<Descended>> {
         None
     }

@@ -753,6 +753,25 @@ multiversion! {
     }
 }
 
+/// Writes `next(i, value[i], grad[i])` in place of each value, and the old value in place of
+/// its gradient; returns whether every new value is finite. Every value is computed, finite
+/// or not, so that the optimisers' `settle` can finish the step either way (or take it
+/// back).
+#[inline(always)]
+pub(crate) fn step_values(
+    value: &mut [f32],
+    grad: &mut [f32],
+    next: impl Fn(usize, f32, f32) -> f32,
+) -> bool {
+    let mut finite = true;
+    for (i, (v, g)) in value.iter_mut().zip(grad.iter_mut()).enumerate() {
+        let new = next(i, *v, *g);
+        finite &= new.is_finite();
+        *g = std::mem::replace(v, new);
+    }
+    finite
+}
+
 /// A dense layer's parameters and gradient buffers for [`descend_dense`]: `weight` `[P, R]`
 /// and `bias` `[P]`, each beside its gradient.
 pub(crate) struct DenseParams<'a> {
@@ -765,8 +784,8 @@ multiversion! {
     /// fused in, for `g` `[P]` (dL/d(sums)) and the input `x` `[R]`: `grad_input[r] =
     /// Σ_p g[p] · weight[p, r]` from the old weights (nothing when `grad_input` is empty), then
     /// each value moved by `−lr ·` its gradient (what the buffer held plus this sample's,
-    /// `g[p] · x[r]` or `g[p]`), the old value left in the buffer. Returns whether every new
-    /// value is finite.
+    /// `g[p] · x[r]` or `g[p]`), the old value left in the buffer ([`step_values`]). Returns
+    /// whether every new value is finite.
     ///
     /// Each value is rounded as [`gemv`], [`add_outer`], the bias's sum and
     /// [`GradientDescent`](crate::train::GradientDescent)'s step round it one after another, so
@@ -783,18 +802,11 @@ multiversion! {
                     *gi += gp * w;
                 }
             }
-            for ((w, buffer), &x) in w.iter_mut().zip(buffer.iter_mut()).zip(x) {
-                let new = *w - lr * (*buffer + (gp * x + 0.0));
-                finite &= new.is_finite();
-                *buffer = std::mem::replace(w, new);
-            }
+            let x = &x[..w.len()];
+            finite &= step_values(w, buffer, |i, w, held| w - lr * (held + (gp * x[i] + 0.0)));
         }
-        for ((b, buffer), &gp) in bias.iter_mut().zip(bias_grad.iter_mut()).zip(g) {
-            let new = *b - lr * (*buffer + (0.0 + gp));
-            finite &= new.is_finite();
-            *buffer = std::mem::replace(b, new);
-        }
-        finite
+        let g = &g[..bias.len()];
+        finite & step_values(bias, bias_grad, |i, b, held| b - lr * (held + (0.0 + g[i])))
     }
 }
 

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::multiversion;
+use crate::kernels::{multiversion, step_values};
 use crate::layer::ParamMut;
 use crate::{Error, Result};
 
@@ -109,20 +109,6 @@ fn update_if_finite<const N: usize>(
         });
     }
     settle_all(&mut params, finite);
-    finite
-}
-
-/// Writes `next(i, value[i], grad[i])` in place of each value, and the old value in place of
-/// its gradient; returns whether every new value is finite. Every value is computed, finite
-/// or not, so that [`settle`] can finish the step either way.
-#[inline(always)]
-fn step_values(value: &mut [f32], grad: &mut [f32], next: impl Fn(usize, f32, f32) -> f32) -> bool {
-    let mut finite = true;
-    for (i, (v, g)) in value.iter_mut().zip(grad.iter_mut()).enumerate() {
-        let new = next(i, *v, *g);
-        finite &= new.is_finite();
-        *g = std::mem::replace(v, new);
-    }
     finite
 }
 
