@@ -691,9 +691,7 @@ impl Trainer {
             let (loss, stepped) = if fuse {
                 self.descend(net, data, batch, &mut draws, lr)?
             } else {
-                let loss = self.gradients(net, replicas, data, batch, &mut draws)?;
-                let stepped = loss.is_finite() && self.optimizer.step(net.params_mut(), lr)?;
-                (loss, stepped)
+                self.batch_step(net, replicas, data, batch, &mut draws, lr)?
             };
             let diverged = |what| {
                 Err(Error::Diverged {
@@ -739,51 +737,37 @@ impl Trainer {
         }))
     }
 
-    /// The forward and backward passes of `batch`, split into at most [`Trainer::with_parts`]
-    /// parts computed in parallel, the first on `net` and the others on `replicas` (given
-    /// `net`'s weights first). Leaves in `net`'s gradients the sum of the parts', added in
-    /// part order, and returns the loss summed over the batch.
-    fn gradients(
-        &self,
+    /// [`Batching::gradients`] of `batch` and the optimiser's step: the loss summed over the
+    /// batch, and whether the step was taken. Nothing is stepped when the loss is not finite.
+    ///
+    /// The whole runs as one task on rayon's current thread pool (at once when called from
+    /// one of its threads), so that the batch's several fork-joins (the weights copied to the
+    /// replicas, the parts, their sum, the optimiser's chunks) start from a thread of the pool
+    /// that the others are working beside, rather than each waking the calling thread when it
+    /// ends.
+    fn batch_step(
+        &mut self,
         net: &mut Sequential,
         replicas: &mut [Sequential],
         data: &Dataset,
         batch: &[usize],
         draws: &mut Draws,
-    ) -> Result<f64> {
-        let parts: Vec<Part<'_>> = batch
-            .chunks(batch.len().div_ceil(self.parts))
-            .map(|indices| Part::of(indices, batch.len(), draws))
-            .collect();
-        let (loss, distortion) = (self.loss, self.distortion.as_ref());
-        let (first, rest) = parts.split_first().expect("a batch is never empty");
-        if rest.is_empty() {
-            return first.gradients(net, data, loss, distortion);
-        }
-        let replicas = &mut replicas[..rest.len()];
-        let source = &*net;
-        replicas.par_iter_mut().for_each(|replica| {
-            for (to, from) in replica.params_mut().into_iter().zip(source.params()) {
-                to.value.copy_from_slice(from.value);
-            }
-        });
-        let (first_loss, rest_losses) = rayon::join(
-            || first.gradients(net, data, loss, distortion),
-            || {
-                rest.par_iter()
-                    .zip(replicas.par_iter_mut())
-                    .map(|(part, replica)| part.gradients(replica, data, loss, distortion))
-                    .collect::<Result<Vec<f64>>>()
-            },
-        );
-        let sum = rest_losses?
-            .into_iter()
-            .fold(first_loss?, |sum, loss| sum + loss);
-        add_gradients(net, replicas);
-        Ok(sum)
+        lr: f32,
+    ) -> Result<(f64, bool)> {
+        let batching = Batching {
+            parts: self.parts,
+            loss: self.loss,
+            distortion: self.distortion.as_ref(),
+        };
+        let optimizer = &mut self.optimizer;
+        rayon::scope(|_| {
+            let loss = batching.gradients(net, replicas, data, batch, draws)?;
+            let stepped = loss.is_finite() && optimizer.step(net.params_mut(), lr)?;
+            Ok((loss, stepped))
+        })
     }
 
-    /// [`Trainer::gradients`] and the optimiser's step for a `batch` of one sample,
+    /// [`Batching::gradients`] and the optimiser's step for a `batch` of one sample,
     /// fused ([`Sequential::descend`]), when the optimiser is plain gradient descent: the
     /// loss, and whether the step was taken. Nothing is stepped when the loss is not finite.
     fn descend(
@@ -913,8 +897,76 @@ impl<'a> Part<'a> {
     }
 }
 
+/// The settings of a [`Trainer`] that a batch's gradients need.
+#[derive(Clone, Copy)]
+struct Batching<'a> {
+    parts: usize,
+    loss: Loss,
+    distortion: Option<&'a Distortion>,
+}
+
+impl Batching<'_> {
+    /// The forward and backward passes of `batch`, split into at most [`Trainer::with_parts`]
+    /// parts computed in parallel, the first on `net` and the others on `replicas` (given
+    /// `net`'s weights first). Leaves in `net`'s gradients the sum of the parts', added in
+    /// part order, and returns the loss summed over the batch.
+    fn gradients(
+        &self,
+        net: &mut Sequential,
+        replicas: &mut [Sequential],
+        data: &Dataset,
+        batch: &[usize],
+        draws: &mut Draws,
+    ) -> Result<f64> {
+        let parts: Vec<Part<'_>> = batch
+            .chunks(batch.len().div_ceil(self.parts))
+            .map(|indices| Part::of(indices, batch.len(), draws))
+            .collect();
+        let (loss, distortion) = (self.loss, self.distortion);
+        let (first, rest) = parts.split_first().expect("a batch is never empty");
+        if rest.is_empty() {
+            return first.gradients(net, data, loss, distortion);
+        }
+        let replicas = &mut replicas[..rest.len()];
+        share_weights(net, replicas);
+        let (first_loss, rest_losses) = rayon::join(
+            || first.gradients(net, data, loss, distortion),
+            || {
+                rest.par_iter()
+                    .zip(replicas.par_iter_mut())
+                    .map(|(part, replica)| part.gradients(replica, data, loss, distortion))
+                    .collect::<Result<Vec<f64>>>()
+            },
+        );
+        let sum = rest_losses?
+            .into_iter()
+            .fold(first_loss?, |sum, loss| sum + loss);
+        add_gradients(net, replicas);
+        Ok(sum)
+    }
+
+}
+
 /// Values per task of [`add_gradients`]: enough to outweigh handing the task to a thread.
 const REDUCTION_CHUNK: usize = 4096;
+
+/// Copies `net`'s weights to each of `replicas`, in chunks of [`REDUCTION_CHUNK`] values on
+/// rayon's pool.
+fn share_weights(net: &Sequential, replicas: &mut [Sequential]) {
+    let sources = net.params();
+    let tasks: Vec<(&mut [f32], &[f32])> = replicas
+        .iter_mut()
+        .flat_map(|replica| replica.params_mut().into_iter().zip(&sources))
+        .flat_map(|(to, from)| {
+            to.value
+                .chunks_mut(REDUCTION_CHUNK)
+                .zip(from.value.chunks(REDUCTION_CHUNK))
+        })
+        .collect();
+    tasks
+        .into_par_iter()
+        .for_each(|(to, from)| to.copy_from_slice(from));
+}
 
 /// Adds the gradients of `replicas` to `net`'s, one replica after another for each value (so
 /// the sums do not depend on the threads), and clears the replicas'. Runs in chunks of
@@ -1244,7 +1296,11 @@ mod tests {
     fn a_batch_in_parts_has_the_gradient_of_the_whole_batch() {
         let data = bars(10);
         let batch_gradients = |parts: usize| {
-            let trainer = Trainer::default().with_parts(parts);
+            let batching = Batching {
+                parts,
+                loss: Loss::SoftmaxCrossEntropy,
+                distortion: None,
+            };
             let mut net = LeNet5::with_seed(2);
             let mut replicas = vec![Sequential::clone(&net); parts - 1];
             let mut draws = Draws {
@@ -1252,7 +1308,7 @@ mod tests {
                 distortion: Stream::Distortion.of(1, 1),
             };
             let batch: Vec<usize> = (0..10).collect();
-            let loss = trainer
+            let loss = batching
                 .gradients(&mut net, &mut replicas, &data, &batch, &mut draws)
                 .unwrap();
             let left = replicas.iter_mut().flat_map(grads_of).collect();
