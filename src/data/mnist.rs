@@ -417,6 +417,34 @@ mod tests {
     }
 
     #[test]
+    fn preprocessing_encodes_each_pixel_as_encode_does_whatever_the_layout() {
+        let image =
+            ndarray::Array2::from_shape_fn((28, 30), |(j, x)| ((j * 31 + x * 7) % 256) as u8);
+        let linear = Encoding::Linear {
+            background: -0.1,
+            ink: 1.175,
+        };
+        // contiguous rows, and rows whose pixels are a column apart (a transposed view)
+        for view in [
+            image.slice(s![.., ..28]),
+            image.slice(s![..28, ..28]).reversed_axes(),
+        ] {
+            for encoding in [Encoding::Binary, linear] {
+                let mut out = ndarray::Array2::<f32>::from_elem((32, 34), f32::NAN);
+                encoding.preprocess_into(view, out.view_mut()).unwrap();
+                for ((j, x), &o) in out.indexed_iter() {
+                    let expected = match (j.checked_sub(2), x.checked_sub(3)) {
+                        (Some(j), Some(x)) if j < 28 && x < 28 => f32::from(view[[j, x]]),
+                        _ => 0.0,
+                    };
+                    let expected = encoding.encode(expected);
+                    assert_eq!(o.to_bits(), expected.to_bits(), "{encoding:?} at {j}, {x}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_dataset_tells_its_size_and_the_encoding_it_names() {
         let data = Dataset::new(Array3::zeros((2, 28, 28)), vec![1, 2]).unwrap();
         assert!(!data.is_empty());

@@ -944,7 +944,6 @@ impl Batching<'_> {
         add_gradients(net, replicas);
         Ok(sum)
     }
-
 }
 
 /// Values per task of [`add_gradients`]: enough to outweigh handing the task to a thread.
