@@ -14,41 +14,51 @@ const ROUNDS: u64 = 100_000;
 /// Independent chains.
 const CHAINS: usize = 10;
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn fma_chains(seed: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let (b, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-    let mut acc: [__m256; CHAINS] = std::array::from_fn(|i| _mm256_set1_ps(seed + i as f32));
-    for _ in 0..ROUNDS {
-        for a in &mut acc {
-            *a = _mm256_fmadd_ps(*a, b, c);
+/// `fn $name(seed) -> f32`: [`CHAINS`] chains of [`ROUNDS`] FMAs on `$vector`s (built with
+/// `$features`), then the sum of every lane, so that nothing is optimised away.
+macro_rules! fma_chains {
+    ($name:ident, $features:literal, $vector:ident, $set1:ident, $fmadd:ident, $lanes:literal, $store:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name(seed: f32) -> f32 {
+            use std::arch::x86_64::*;
+            let (b, c) = ($set1(0.999_999), $set1(1e-7));
+            let mut acc: [$vector; CHAINS] = std::array::from_fn(|i| $set1(seed + i as f32));
+            for _ in 0..ROUNDS {
+                for a in &mut acc {
+                    *a = $fmadd(*a, b, c);
+                }
+            }
+            let mut sum = 0.0;
+            for a in acc {
+                let mut lanes = [0.0f32; $lanes];
+                // SAFETY: `lanes` holds as many f32 as the unaligned store writes.
+                unsafe { $store(lanes.as_mut_ptr(), a) };
+                sum += lanes.iter().sum::<f32>();
+            }
+            sum
         }
-    }
-    let mut sum = [0.0f32; 8];
-    for a in acc {
-        let mut lanes = [0.0f32; 8];
-        // SAFETY: `lanes` holds 8 f32, as the unaligned store writes.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
-        sum.iter_mut().zip(lanes).for_each(|(s, l)| *s += l);
-    }
-    sum.iter().sum()
+    };
 }
 
-/// [`fma_chains`] with 16-lane FMAs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn fma_chains_x16(seed: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let (b, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-    let mut acc: [__m512; CHAINS] = std::array::from_fn(|i| _mm512_set1_ps(seed + i as f32));
-    for _ in 0..ROUNDS {
-        for a in &mut acc {
-            *a = _mm512_fmadd_ps(*a, b, c);
-        }
-    }
-    acc.into_iter().map(|a| _mm512_reduce_add_ps(a)).sum()
-}
+fma_chains!(
+    fma_chains,
+    "avx2,fma",
+    __m256,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    8,
+    _mm256_storeu_ps
+);
+fma_chains!(
+    fma_chains_x16,
+    "avx512f",
+    __m512,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    16,
+    _mm512_storeu_ps
+);
 
 fn bench_peak(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
