@@ -1301,7 +1301,8 @@ mod tests {
                 distortion: None,
             };
             let mut net = LeNet5::with_seed(2);
-            let mut replicas = vec![Sequential::clone(&net); parts - 1];
+            // copies holding other weights: the batch's gradients take the network's
+            let mut replicas = vec![Sequential::clone(&LeNet5::with_seed(3)); parts - 1];
             let mut draws = Draws {
                 pass: Stream::Pass.of(1, 1),
                 distortion: Stream::Distortion.of(1, 1),
