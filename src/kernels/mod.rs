@@ -594,9 +594,7 @@ multiversion! {
         let n = shape.positions();
         let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
         let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * k * k + lm];
-        // where each entry's run starts in the first input map
-        let starts: Vec<usize> = (0..k * k).map(|lm| shape.run_start(lm)).collect();
-        let plane = shape.height * shape.width;
+        let (starts, plane) = (shape.entry_starts(), shape.plane());
         let mut add_row = |i: usize, lm: usize, row: &[f32]| {
             let start = i * plane + starts[lm];
             for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
@@ -655,11 +653,10 @@ multiversion! {
         let ConvShape { c_in, c_out, k, .. } = shape;
         let (n, kk) = (shape.positions(), k * k);
         let taps = c_in * kk;
-        // where each entry's run starts in the first input map, then in map i
-        let starts: Vec<usize> = (0..kk).map(|lm| shape.run_start(lm)).collect();
+        let starts = shape.entry_starts();
         let mut maps = Vec::with_capacity(c_out);
         for i in 0..c_in {
-            let plane = &input[i * shape.height * shape.width..];
+            let plane = &input[i * shape.plane()..];
             maps.clear();
             maps.extend((0..c_out).filter(|&p| connected.is_none_or(|c| c[p * c_in + i])));
             for group in maps.chunks(GRAD_MAPS) {

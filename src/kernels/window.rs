@@ -43,6 +43,17 @@ impl ConvShape {
         run_start(r, self.k, self.height, self.width)
     }
 
+    /// Values per input map, `height · width`.
+    pub fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Where the run of each window entry `(l, m)` starts in the first input map, `K·K` of
+    /// them; in map `i`, [`ConvShape::plane`] times `i` later.
+    pub fn entry_starts(&self) -> Vec<usize> {
+        (0..self.k * self.k).map(|lm| self.run_start(lm)).collect()
+    }
+
     /// The taps of every output map of `weight` `[c_out, c_in, k, k]`, maps two at a time
     /// ([`ConvShape::pairs`]).
     pub fn taps(self, weight: &[f32], connected: Option<&[bool]>) -> Taps {

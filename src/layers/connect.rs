@@ -179,15 +179,6 @@ impl Connect {
                 .expect("same size"),
         ))
     }
-
-    /// [`Layer::backward_descend`] once the pass is known to be one this layer fuses.
-    fn descend_sample(&mut self, step: &Backward<'_>, lr: f32) -> Result<Descended> {
-        let grad = self.activation.of_sum(self, step)?;
-        let x = self.flatten(step.input)?;
-        let x = x.as_slice().expect("standard layout");
-        let params = (&mut self.weight, &mut self.bias);
-        Ok(descend_dense_layer(params, &grad, x, step, lr))
-    }
 }
 
 impl Layer for Connect {
@@ -221,7 +212,11 @@ impl Layer for Connect {
         if step.input.dim().0 != 1 || step.is_curvature() {
             return None;
         }
-        Some(self.descend_sample(&step, lr))
+        let descended = self
+            .activation
+            .of_sum(self, &step)
+            .map(|grad| descend_dense_layer((&mut self.weight, &mut self.bias), &grad, &step, lr));
+        Some(descended)
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {

@@ -454,15 +454,6 @@ impl Conv {
         with_input.then_some(grad_input)
     }
 
-    /// [`Layer::backward_descend`] once the pass is known to be one this layer fuses.
-    fn descend_sample(&mut self, step: &Backward<'_>, lr: f32) -> Result<Descended> {
-        let grad = self.activation.of_sum(self, step)?;
-        let x = step.input.as_standard_layout();
-        let x = x.as_slice().expect("standard layout");
-        let params = (&mut self.weight, &mut self.bias);
-        Ok(descend_dense_layer(params, &grad, x, step, lr))
-    }
-
     /// `[B, C_out, OH, OW]` and `[B, C_in·K·K, N]` for `input`, after checking its shape.
     fn shapes(&self, input: &ArrayView4<f32>) -> Result<([usize; 4], [usize; 3])> {
         let [c_out, oh, ow] = self.output_shape(chw(input.shape()))?;
@@ -534,7 +525,11 @@ impl Layer for Conv {
         if batch != 1 || !dense || step.is_curvature() {
             return None;
         }
-        Some(self.descend_sample(&step, lr))
+        let descended = self
+            .activation
+            .of_sum(self, &step)
+            .map(|grad| descend_dense_layer((&mut self.weight, &mut self.bias), &grad, &step, lr));
+        Some(descended)
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {

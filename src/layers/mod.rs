@@ -91,17 +91,25 @@ pub const MAX_PARAM_VALUES: usize = 1 << 28;
 ///
 /// # Errors
 /// As [`try_filled`].
+pub(crate) fn zeros_param<D: Dimension>(
+    layer: &'static str,
+    shape: impl IntoDimension<Dim = D>,
+) -> Result<Array<f32, D>> {
+    try_filled(layer, shape, || 0.0)
+}
+
 /// [`Layer::backward_descend`] of a dense layer (a [`Connect`], a [`Conv`] with one output
-/// position): `weight` `[P, R]` and `bias` `[P]` (any shape of those sizes) stepped by the
-/// gradient of the sums `grad` `[1, P, 1, 1]` with the flat input `x` `[R]`, and dL/d(input)
-/// in the shape of `step`'s input when it wants it.
+/// position) once the gradient of its sums `grad` `[1, P, 1, 1]` is known: `weight` `[P, R]`
+/// and `bias` `[P]` (any shape of those sizes) stepped with `step`'s input (`R` values), and
+/// dL/d(input) in the shape of that input when `step` wants it.
 pub(crate) fn descend_dense_layer<D: Dimension>(
     (weight, bias): (&mut Param<D>, &mut Param<ndarray::Ix1>),
     grad: &ndarray::Array4<f32>,
-    x: &[f32],
     step: &Backward<'_>,
     lr: f32,
 ) -> Descended {
+    let x = step.input.as_standard_layout();
+    let x = x.as_slice().expect("standard layout");
     let wanted = step.wants_input();
     let mut grad_input = ndarray::Array4::zeros(if wanted {
         step.input.raw_dim()
@@ -125,13 +133,6 @@ pub(crate) fn descend_dense_layer<D: Dimension>(
         grad_input: wanted.then_some(grad_input),
         finite,
     }
-}
-
-pub(crate) fn zeros_param<D: Dimension>(
-    layer: &'static str,
-    shape: impl IntoDimension<Dim = D>,
-) -> Result<Array<f32, D>> {
-    try_filled(layer, shape, || 0.0)
 }
 
 /// The number of values `sizes` make, if it is at most [`MAX_PARAM_VALUES`]: the largest

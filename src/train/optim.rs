@@ -84,12 +84,26 @@ pub trait Optimizer: std::fmt::Debug + Send {
 /// Writes `next(value, grad, state)` into each value of every parameter when all of them are
 /// finite, and changes no value otherwise; clears the gradients either way. `state` holds the
 /// value's entries in `states` (buffers shaped like `params`, such as a running mean). Each
-/// `next` is computed once ([`step_values`]), and a second pass only clears the gradients, or
-/// moves the old values back when some new value is not finite ([`settle`]). The loop reads
-/// `states` by position in step with the values, so that it vectorises.
+/// `next` is computed once ([`step_all`]), and a second pass only clears the gradients, or
+/// moves the old values back when some new value is not finite ([`settle`]).
 #[inline(always)]
 fn update_if_finite<const N: usize>(
     mut params: Vec<ParamMut<'_>>,
+    states: [&[Vec<f32>]; N],
+    next: impl Fn(f32, f32, [f32; N]) -> f32,
+) -> bool {
+    let finite = step_all(&mut params, states, next);
+    settle_all(&mut params, finite);
+    finite
+}
+
+/// The first pass of [`update_if_finite`]: `next(value, grad, state)` in place of each value,
+/// the old value in place of its gradient ([`step_values`]); whether every new value is
+/// finite. The loop reads `states` by position in step with the values, so that it
+/// vectorises.
+#[inline(always)]
+fn step_all<const N: usize>(
+    params: &mut [ParamMut<'_>],
     states: [&[Vec<f32>]; N],
     next: impl Fn(f32, f32, [f32; N]) -> f32,
 ) -> bool {
@@ -108,7 +122,6 @@ fn update_if_finite<const N: usize>(
             next(v, g, state)
         });
     }
-    settle_all(&mut params, finite);
     finite
 }
 
@@ -172,14 +185,10 @@ impl Optimizer for GradientDescent {
 
 multiversion! {
     /// The first half of [`GradientDescent`]'s step, vectorised: each value moved by `−lr ·`
-    /// its gradient, the old value left in the gradient ([`step_values`]). Whether every new
+    /// its gradient, the old value left in the gradient ([`step_all`]). Whether every new
     /// value is finite; [`settle_all`] finishes the step.
     fn descend(params: &mut [ParamMut<'_>], lr: f32) -> bool {
-        let mut finite = true;
-        for p in params {
-            finite &= step_values(p.value, p.grad, |_, v, g| v - lr * g);
-        }
-        finite
+        step_all(params, [], |v, g, []| v - lr * g)
     }
 }
 
