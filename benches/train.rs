@@ -57,8 +57,8 @@ fn bench_step(c: &mut Criterion) {
 }
 
 /// One per-sample step of `net` on `input` `[1, 1, 32, 32]` with class `label` (the fused
-/// pass and step the trainer takes), at a rate so
-/// small that the weights (and so the work) stay as they are.
+/// pass and step the trainer takes), at a rate so small that the weights (and so the work)
+/// stay as they are.
 fn step(net: &mut LeNet5, input: ArrayView4<f32>, label: usize) {
     let mut grad = [0.0; 10];
     let trace = net
