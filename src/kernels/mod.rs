@@ -814,53 +814,82 @@ const FEW_ROWS: usize = 32;
 /// Rows of `a` per pass of [`few_rows_product`], in the lanes of two AVX registers.
 const ROWS: usize = 16;
 
-/// Columns of `c` per pass of [`few_rows_product`]: twelve registers of sums, each broadcast
-/// of an entry of `b` feeding two of them.
+/// Columns of `c` per pass of [`few_rows_product`] in the AVX2 build: twelve registers of
+/// sums, each broadcast of an entry of `b` feeding two of them.
 const COLUMNS: usize = 6;
 
-multiversion! {
+/// Columns per pass in the AVX-512 build, whose registers hold all [`ROWS`] rows: twelve
+/// registers of sums again, so that as many multiply-adds are in flight.
+const COLUMNS_WIDE: usize = 12;
+
+multiversion! { wide
     /// `c = beta · c + a · bᵀ` for `beta` 0 or 1, `a` `[m, depth]`, `b` `[n, depth]` and `c`
     /// `[m, n]`, all in standard layout: a few samples through a dense layer.
     ///
     /// Bit for bit what matrixmultiply gives: each sum one fused multiply-add after another
     /// from +0, [`GEMM_DEPTH`] terms at a time, each block's sum added to `c` (the first
     /// block's put there when `beta` is 0). Rows of `a` go [`ROWS`] at a time, each block of
-    /// them transposed into the lanes of registers; columns of `c` [`COLUMNS`] at a time.
+    /// them transposed into the lanes of registers; columns of `c` [`COLUMNS`] at a time
+    /// ([`COLUMNS_WIDE`] in the AVX-512 build).
     fn few_rows_product(a: &[f32], b: &[f32], depth: usize, beta: f32, c: &mut [f32]) {
-        let (m, n) = (a.len() / depth, b.len() / depth);
-        // one block of rows, transposed: a fixed size, however deep the product
-        let mut lanes = [0.0f32; GEMM_DEPTH * ROWS];
-        // a short last block of columns: copied beside each other, the last repeated (its sums
-        // then not used)
-        let mut tail = Vec::new();
-        for first in (0..m).step_by(ROWS) {
-            let rows = ROWS.min(m - first);
-            for start in (0..depth).step_by(GEMM_DEPTH) {
-                let x = &mut lanes[..GEMM_DEPTH.min(depth - start) * ROWS];
-                for (t, lane) in x.chunks_exact_mut(ROWS).enumerate() {
-                    for (r, v) in lane.iter_mut().enumerate() {
-                        *v = if r < rows { a[(first + r) * depth + start + t] } else { 0.0 };
-                    }
-                }
-                let x = &*x;
-                let terms = x.len() / ROWS;
-                for j in (0..n).step_by(COLUMNS) {
-                    let (block, stride) = if j + COLUMNS <= n {
-                        (&b[j * depth + start..], depth)
+        if WIDE {
+            product_in_blocks::<FUSED, COLUMNS_WIDE>(a, b, depth, beta, c);
+        } else {
+            product_in_blocks::<FUSED, COLUMNS>(a, b, depth, beta, c);
+        }
+    }
+}
+
+/// [`few_rows_product`] with columns of `c` `J` at a time.
+#[inline(always)]
+fn product_in_blocks<const FUSED: bool, const J: usize>(
+    a: &[f32],
+    b: &[f32],
+    depth: usize,
+    beta: f32,
+    c: &mut [f32],
+) {
+    let (m, n) = (a.len() / depth, b.len() / depth);
+    // one block of rows, transposed: a fixed size, however deep the product
+    let mut lanes = [0.0f32; GEMM_DEPTH * ROWS];
+    // a short last block of columns: copied beside each other, the last repeated (its sums
+    // then not used)
+    let mut tail = Vec::new();
+    for first in (0..m).step_by(ROWS) {
+        let rows = ROWS.min(m - first);
+        for start in (0..depth).step_by(GEMM_DEPTH) {
+            let x = &mut lanes[..GEMM_DEPTH.min(depth - start) * ROWS];
+            for (t, lane) in x.chunks_exact_mut(ROWS).enumerate() {
+                for (r, v) in lane.iter_mut().enumerate() {
+                    *v = if r < rows {
+                        a[(first + r) * depth + start + t]
                     } else {
-                        tail.clear();
-                        for jj in 0..COLUMNS {
-                            let column = (j + jj).min(n - 1);
-                            tail.extend_from_slice(&b[column * depth + start..][..terms]);
-                        }
-                        (&tail[..], terms)
+                        0.0
                     };
-                    let sums = columns_block::<FUSED, COLUMNS>(x, block, stride);
-                    for (jj, sums) in sums.iter().enumerate().take(n - j) {
-                        for (r, &sum) in sums.iter().enumerate().take(rows) {
-                            let c = &mut c[(first + r) * n + j + jj];
-                            *c = if start == 0 && beta == 0.0 { sum } else { *c + sum };
-                        }
+                }
+            }
+            let x = &*x;
+            let terms = x.len() / ROWS;
+            for j in (0..n).step_by(J) {
+                let (block, stride) = if j + J <= n {
+                    (&b[j * depth + start..], depth)
+                } else {
+                    tail.clear();
+                    for jj in 0..J {
+                        let column = (j + jj).min(n - 1);
+                        tail.extend_from_slice(&b[column * depth + start..][..terms]);
+                    }
+                    (&tail[..], terms)
+                };
+                let sums = columns_block::<FUSED, J>(x, block, stride);
+                for (jj, sums) in sums.iter().enumerate().take(n - j) {
+                    for (r, &sum) in sums.iter().enumerate().take(rows) {
+                        let c = &mut c[(first + r) * n + j + jj];
+                        *c = if start == 0 && beta == 0.0 {
+                            sum
+                        } else {
+                            *c + sum
+                        };
                     }
                 }
             }
