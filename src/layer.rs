@@ -209,7 +209,8 @@ impl Backward<'_> {
 pub struct Descended {
     /// dL/d(input), as [`Layer::backward`] returns it.
     pub grad_input: Option<Array4<f32>>,
-    /// Whether every new value is finite; when not, the caller takes the step back.
+    /// Whether every value after the step is finite; when not, the caller takes the step
+    /// back ([`Layer::end_descend`]).
     pub finite: bool,
 }
 
@@ -253,18 +254,24 @@ pub trait Layer: DynClone + std::fmt::Debug + Send + Sync {
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>>;
 
     /// For one sample, [`Layer::backward`] with a step of plain gradient descent at rate `lr`
-    /// fused in: each parameter value moves at once by `−lr ·` its gradient (what its buffer
-    /// held plus this sample's), its old value is left in the buffer (so that the step can be
-    /// taken back), and dL/d(input) is returned as `backward` returns it, computed from the
-    /// old values. This sample's gradient is never stored, which saves a dense layer several
-    /// passes over its weights.
+    /// fused in, begun here and ended by [`Layer::end_descend`]: dL/d(input) is returned as
+    /// `backward` returns it, with whether the step keeps every parameter value finite; the
+    /// step moves each value by `−lr ·` its gradient (what its buffer holds plus this
+    /// sample's). This sample's gradient is never stored, which saves a dense layer several
+    /// passes over its weights. The values may move here or at the end, as long as
+    /// `end_descend(false)` leaves them as they were before.
     ///
     /// `None` when the layer has no such pass (the default): the caller runs `backward` and
     /// steps the gradients itself. [`Sequential::descend`](crate::Sequential::descend) calls
-    /// it with a batch of one, then clears the buffers or puts the old values back.
+    /// it with a batch of one, and ends the step once every layer's is known to be finite.
     fn backward_descend(&mut self, _step: Backward<'_>, _lr: f32) -> Option<Result<Descended>> {
         None
     }
+
+    /// Ends the step that [`Layer::backward_descend`] began: keeps it when `apply`, takes it
+    /// back otherwise, and leaves the gradients cleared either way. Nothing when no step was
+    /// begun (the default).
+    fn end_descend(&mut self, _apply: bool) {}
 
     /// The trainable parameters, in a fixed order; none by default.
     fn params(&self) -> Vec<ParamRef<'_>> {

@@ -336,9 +336,10 @@ impl Sequential {
     /// [`GradientDescent`](crate::train::GradientDescent) steps them; the bits are those of
     /// [`Sequential::backprop`] then that step. Layers with a fused pass
     /// ([`Layer::backward_descend`]: [`Connect`](crate::Connect), and a [`Conv`](crate::Conv)
-    /// with one output position) move their values as the pass reaches them, without storing
-    /// their gradients; the others are stepped after the pass. Returns `Ok(false)`, with every
-    /// value as it was and the gradients cleared, when some new value would not be finite.
+    /// with one output position) begin their steps as the pass reaches them, without storing
+    /// their gradients, and end them after it ([`Layer::end_descend`]); the others are stepped
+    /// after the pass. Returns `Ok(false)`, with every value as it was and the gradients
+    /// cleared, when some new value would not be finite.
     ///
     /// ```
     /// # fn main() -> lenet5::Result<()> {
@@ -358,8 +359,8 @@ impl Sequential {
     ///
     /// # Errors
     /// As [`Sequential::backprop`], and [`Error::InvalidArgument`] when `trace` holds more than
-    /// one sample. After an error in the pass, the values of the layers it reached may have
-    /// moved.
+    /// one sample. After an error in the pass no value has moved, and the layers without a
+    /// fused pass keep the gradients it added.
     pub fn descend(
         &mut self,
         trace: &Trace<'_>,
@@ -375,28 +376,33 @@ impl Sequential {
         }
         let mut fused = vec![false; self.layers.len()];
         let mut finite = true;
-        self.walk_back(
+        let walked = self.walk_back(
             trace,
             grad_output,
             Mode::Params,
             |i, layer, step| match layer.backward_descend(step, lr) {
                 Some(descended) => {
-                    let descended = descended?;
                     fused[i] = true;
+                    let descended = descended?;
                     finite &= descended.finite;
                     Ok(descended.grad_input)
                 }
                 None => layer.backward(step),
             },
-        )?;
-        let mut rest: Vec<ParamMut<'_>> = (self.layers.iter_mut().zip(&fused))
-            .filter(|(_, fused)| !**fused)
-            .flat_map(|(layer, _)| layer.params_mut())
-            .collect();
-        finite &= crate::train::optim::descend(&mut rest, lr);
-        drop(rest);
-        crate::train::optim::settle_all(&mut self.params_mut(), finite);
-        Ok(finite)
+        );
+        if walked.is_ok() {
+            let mut rest: Vec<ParamMut<'_>> = (self.layers.iter_mut().zip(&fused))
+                .filter(|(_, fused)| !**fused)
+                .flat_map(|(layer, _)| layer.params_mut())
+                .collect();
+            finite &= crate::train::optim::descend(&mut rest, lr);
+            crate::train::optim::settle_all(&mut rest, finite);
+        }
+        let apply = finite && walked.is_ok();
+        for (layer, _) in self.layers.iter_mut().zip(&fused).filter(|(_, f)| **f) {
+            layer.end_descend(apply);
+        }
+        walked.map(|_| finite)
     }
 
     /// The backward pass of `mode` from `grad_output`, each layer's taken by `backward(index,
@@ -731,6 +737,84 @@ mod tests {
                 assert!(!net.descend(trace, huge.view(), 1e30).unwrap());
             });
             assert_eq!(bits(&mut net), before);
+        }
+    }
+
+    /// The identity with one parameter, whose gradient a backward pass makes infinite.
+    #[derive(Debug, Clone)]
+    struct Poison(crate::Param<ndarray::Ix1>);
+
+    impl Layer for Poison {
+        fn name(&self) -> &'static str {
+            "Poison"
+        }
+        fn output_shape(&self, input: [usize; 3]) -> Result<[usize; 3]> {
+            Ok(input)
+        }
+        fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
+            Ok(input.to_owned())
+        }
+        fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
+            self.0.grad_mut().fill(f32::INFINITY);
+            Ok(Some(step.grad_output.to_owned()))
+        }
+        fn params(&self) -> Vec<ParamRef<'_>> {
+            vec![self.0.as_ref("weight")]
+        }
+        fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+            vec![self.0.as_mut("weight")]
+        }
+    }
+
+    #[test]
+    fn fused_steps_end_only_when_every_layer_is_finite_and_the_pass_whole() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(10);
+        let input = check::uniform((1, 3, 1, 1), 11);
+        let grad = check::uniform((1, 2, 1, 1), 12);
+        // a layer before the fused one steps to infinity, or its pass fails
+        let poisoned = Sequential::new([3, 1, 1])
+            .add(Poison(crate::Param::new(ndarray::Array1::ones(2))))
+            .unwrap()
+            .add(Connect::new(3, 2, &mut rng).unwrap())
+            .unwrap();
+        let broken = Sequential::new([3, 1, 1])
+            .add(Connect::new(3, 3, &mut rng).unwrap())
+            .unwrap()
+            .add(Flat)
+            .unwrap()
+            .add(Connect::new(3, 2, &mut rng).unwrap())
+            .unwrap();
+        for (mut net, fails) in [(poisoned, false), (broken, true)] {
+            let before = bits(&mut net);
+            let trace = net.trace(input.view(), Pass::Predict).unwrap();
+            let stepped = net.descend(&trace, grad.view(), 0.5);
+            assert_eq!(stepped.is_err(), fails);
+            assert!(!stepped.unwrap_or(false));
+            drop(trace);
+            assert_eq!(bits(&mut net), before);
+            // and the next step goes as on a fresh copy
+            let mut fresh = net.clone();
+            let trace = net.trace(input.view(), Pass::Predict).unwrap();
+            let mut last = net.layers.pop().unwrap();
+            let mut fresh_last = fresh.layers.pop().unwrap();
+            let step = Backward {
+                input: trace.outputs[trace.outputs.len() - 2].view(),
+                output: trace.output(),
+                grad_output: grad.view(),
+                mode: Mode::Params,
+                pass: Pass::Predict,
+            };
+            assert!(last.backward_descend(step, 0.5).unwrap().unwrap().finite);
+            last.end_descend(true);
+            fresh_last.backward(step).unwrap();
+            GradientDescent.step(fresh_last.params_mut(), 0.5).unwrap();
+            let values = |l: &dyn Layer| {
+                l.params()
+                    .iter()
+                    .flat_map(|p| p.value.to_vec())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(values(last.as_ref()), values(fresh_last.as_ref()));
         }
     }
 

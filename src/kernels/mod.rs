@@ -769,41 +769,123 @@ pub(crate) fn step_values(
     finite
 }
 
-/// A dense layer's parameters and gradient buffers for [`descend_dense`]: `weight` `[P, R]`
-/// and `bias` `[P]`, each beside its gradient.
-pub(crate) struct DenseParams<'a> {
-    pub weight: (&'a mut [f32], &'a mut [f32]),
-    pub bias: (&'a mut [f32], &'a mut [f32]),
+/// One sample's step of plain gradient descent on a dense layer, for [`dense_step_check`]
+/// and [`dense_step_apply`]: `g` `[P]` (dL/d(sums)), the input `x` `[R]`, the rate `lr`, and
+/// whether the layer's gradient buffers may hold a gradient to step too (`held`); when not,
+/// they are known to hold zeros and are not read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DenseStep<'a> {
+    pub g: &'a [f32],
+    pub x: &'a [f32],
+    pub lr: f32,
+    pub held: bool,
 }
 
-multiversion! {
-    /// One sample's backward pass through a dense layer with a step of plain gradient descent
-    /// fused in, for `g` `[P]` (dL/d(sums)) and the input `x` `[R]`: `grad_input[r] =
-    /// Σ_p g[p] · weight[p, r]` from the old weights (nothing when `grad_input` is empty), then
-    /// each value moved by `−lr ·` its gradient (what the buffer held plus this sample's,
-    /// `g[p] · x[r]` or `g[p]`), the old value left in the buffer ([`step_values`]). Returns
-    /// whether every new value is finite.
+/// A value after one step: `value − lr · (held + sample)`, with `sample` this sample's
+/// gradient. Rounded as [`GradientDescent`](crate::train::GradientDescent) rounds its step once
+/// the backward pass has added `sample` to the buffer.
+#[inline(always)]
+fn stepped(value: f32, held: f32, sample: f32, lr: f32) -> f32 {
+    value - lr * (held + sample)
+}
+
+/// This sample's gradient of weight `[p, r]`, `g[p] · x[r]`, rounded as [`add_outer`] adds it.
+#[inline(always)]
+fn weight_sample(gp: f32, x: f32) -> f32 {
+    gp * x + 0.0
+}
+
+/// This sample's gradient of bias `[p]`, `g[p]`, rounded as the bias's sum over a batch of one.
+#[inline(always)]
+fn bias_sample(gp: f32) -> f32 {
+    0.0 + gp
+}
+
+multiversion! { wide
+    /// The first half of one sample's backward pass through a dense layer with a step of plain
+    /// gradient descent fused in, which reads and changes nothing but `grad_input`:
+    /// `grad_input[r] = Σ_p g[p] · weight[p, r]` (nothing when `grad_input` is empty), and
+    /// whether every value [`dense_step_apply`] would make is finite. `weight` `[P, R]` and
+    /// `bias` `[P]` are each beside its gradient buffer.
     ///
-    /// Each value is rounded as [`gemv`], [`add_outer`], the bias's sum and
+    /// `grad_input` is rounded as [`gemv`] of the transposed weights rounds it.
+    fn dense_step_check(weight: (&[f32], &[f32]), bias: (&[f32], &[f32]), step: DenseStep<'_>, grad_input: &mut [f32]) -> bool {
+        if step.held {
+            check_rows::<true>(weight, bias, step, grad_input)
+        } else {
+            check_rows::<false>(weight, bias, step, grad_input)
+        }
+    }
+}
+
+/// [`dense_step_check`], the buffers read when `HELD`.
+#[inline(always)]
+fn check_rows<const HELD: bool>(
+    (weight, weight_held): (&[f32], &[f32]),
+    (bias, bias_held): (&[f32], &[f32]),
+    DenseStep { g, x, lr, .. }: DenseStep<'_>,
+    grad_input: &mut [f32],
+) -> bool {
+    let r = x.len();
+    // without held gradients, the values stand in for their buffers, read as zeros (and so
+    // never loaded)
+    let (weight_held, bias_held) = if HELD {
+        (weight_held, bias_held)
+    } else {
+        (weight, bias)
+    };
+    let held_of = |h: f32| if HELD { h } else { 0.0 };
+    let mut finite = true;
+    grad_input.fill(0.0);
+    let rows = weight.chunks_exact(r).zip(weight_held.chunks_exact(r));
+    for ((w, h), &gp) in rows.zip(g) {
+        let (w, h) = (&w[..r], &h[..r]);
+        // a flag per row, which the loop can keep in a register
+        let mut row_finite = true;
+        if grad_input.is_empty() {
+            for ((&w, &h), &x) in w.iter().zip(h).zip(x) {
+                row_finite &= stepped(w, held_of(h), weight_sample(gp, x), lr).is_finite();
+            }
+        } else {
+            for (((gi, &w), &h), &x) in grad_input.iter_mut().zip(w).zip(h).zip(x) {
+                *gi += gp * w;
+                row_finite &= stepped(w, held_of(h), weight_sample(gp, x), lr).is_finite();
+            }
+        }
+        finite &= row_finite;
+    }
+    for ((&b, &h), &gp) in bias.iter().zip(bias_held).zip(g) {
+        finite &= stepped(b, held_of(h), bias_sample(gp), lr).is_finite();
+    }
+    finite
+}
+
+multiversion! { wide
+    /// The second half of [`dense_step_check`]'s step: each value moved by `−lr ·` its
+    /// gradient (what its buffer holds, when `step.held`, plus this sample's `g[p] · x[r]` or
+    /// `g[p]`), and the buffers left holding zeros (written only when `step.held`).
+    ///
+    /// Each value is rounded as [`add_outer`], the bias's sum and
     /// [`GradientDescent`](crate::train::GradientDescent)'s step round it one after another, so
-    /// the bits are those of the backward pass then the step; the weights are read once.
-    fn descend_dense(params: DenseParams<'_>, g: &[f32], x: &[f32], lr: f32, grad_input: &mut [f32]) -> bool {
-        let DenseParams { weight: (weight, weight_grad), bias: (bias, bias_grad) } = params;
-        let r = x.len();
-        let mut finite = true;
-        grad_input.fill(0.0);
-        let rows = weight.chunks_exact_mut(r).zip(weight_grad.chunks_exact_mut(r));
-        for ((w, buffer), &gp) in rows.zip(g) {
-            if !grad_input.is_empty() {
-                for (gi, &w) in grad_input.iter_mut().zip(w.iter()) {
-                    *gi += gp * w;
+    /// the bits are those of the backward pass then the step.
+    fn dense_step_apply(weight: (&mut [f32], &mut [f32]), bias: (&mut [f32], &mut [f32]), step: DenseStep<'_>) {
+        let DenseStep { g, x, lr, held } = step;
+        let rows = weight.0.chunks_exact_mut(x.len()).zip(weight.1.chunks_exact_mut(x.len()));
+        for ((w, h), &gp) in rows.zip(g) {
+            if held {
+                for ((w, h), &x) in w.iter_mut().zip(h).zip(x) {
+                    *w = stepped(*w, std::mem::take(h), weight_sample(gp, x), lr);
+                }
+            } else {
+                for (w, &x) in w.iter_mut().zip(x) {
+                    *w = stepped(*w, 0.0, weight_sample(gp, x), lr);
                 }
             }
-            let x = &x[..w.len()];
-            finite &= step_values(w, buffer, |i, w, held| w - lr * (held + (gp * x[i] + 0.0)));
         }
-        let g = &g[..bias.len()];
-        finite & step_values(bias, bias_grad, |i, b, held| b - lr * (held + (0.0 + g[i])))
+        for ((b, h), &gp) in bias.0.iter_mut().zip(bias.1.iter_mut()).zip(g) {
+            let held_gradient = if held { std::mem::take(h) } else { 0.0 };
+            *b = stepped(*b, held_gradient, bias_sample(gp), lr);
+        }
     }
 }
 

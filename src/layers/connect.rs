@@ -22,7 +22,7 @@ use ndarray::{
 use rand::Rng;
 
 use super::activation::Activation;
-use super::{Init, descend_dense_layer, regain, zeros_param};
+use super::{DenseDescent, Init, regain, zeros_param};
 use crate::kernels::matmul;
 use crate::layer::{
     Backward, Descended, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw, product,
@@ -40,6 +40,8 @@ pub struct Connect {
     activation: Activation,
     /// Whether the values are [`Init::Default`]'s, which follow the activation.
     default_init: bool,
+    /// The fused step of plain gradient descent for one sample.
+    descent: DenseDescent,
 }
 
 impl Connect {
@@ -88,6 +90,7 @@ impl Connect {
             bias: Param::new(bias),
             activation: Activation::Sigmoid,
             default_init: false,
+            descent: DenseDescent::new(),
         })
     }
 
@@ -204,6 +207,7 @@ impl Layer for Connect {
 
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
         let grad = self.activation.of_sum(self, &step)?;
+        self.descent.touched();
         self.accumulate(&grad, &step)
     }
 
@@ -212,11 +216,15 @@ impl Layer for Connect {
         if step.input.dim().0 != 1 || step.is_curvature() {
             return None;
         }
-        let descended = self
-            .activation
-            .of_sum(self, &step)
-            .map(|grad| descend_dense_layer((&mut self.weight, &mut self.bias), &grad, &step, lr));
+        let descended = self.activation.of_sum(self, &step).map(|grad| {
+            self.descent
+                .begin((&self.weight, &self.bias), &grad, &step, lr)
+        });
         Some(descended)
+    }
+
+    fn end_descend(&mut self, apply: bool) {
+        self.descent.end((&mut self.weight, &mut self.bias), apply);
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
@@ -233,6 +241,7 @@ impl Layer for Connect {
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        self.descent.touched();
         vec![self.weight.as_mut("weight"), self.bias.as_mut("bias")]
     }
 }

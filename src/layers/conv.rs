@@ -30,7 +30,7 @@ use ndarray::{
 use rand::Rng;
 
 use super::activation::Activation;
-use super::{Init, descend_dense_layer, regain, zeros_param};
+use super::{DenseDescent, Init, regain, zeros_param};
 use crate::kernels::lanes::{LANES, Lane, correlate_lanes, to_lanes};
 use crate::kernels::window::{ConvShape, Taps, positions};
 use crate::kernels::{
@@ -53,6 +53,8 @@ pub struct Conv {
     connections: Option<Array2<bool>>,
     /// Whether the values are [`Init::Default`]'s, which follow the activation.
     default_init: bool,
+    /// The fused step of plain gradient descent for one sample.
+    descent: DenseDescent,
 }
 
 impl Conv {
@@ -95,6 +97,7 @@ impl Conv {
             activation: Activation::Sigmoid,
             connections: None,
             default_init: false,
+            descent: DenseDescent::new(),
         })
     }
 
@@ -513,6 +516,7 @@ impl Layer for Conv {
 
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
         let grad = self.activation.of_sum(self, &step)?;
+        self.descent.touched();
         Ok(self.accumulate(grad, &step))
     }
 
@@ -525,11 +529,15 @@ impl Layer for Conv {
         if batch != 1 || !dense || step.is_curvature() {
             return None;
         }
-        let descended = self
-            .activation
-            .of_sum(self, &step)
-            .map(|grad| descend_dense_layer((&mut self.weight, &mut self.bias), &grad, &step, lr));
+        let descended = self.activation.of_sum(self, &step).map(|grad| {
+            self.descent
+                .begin((&self.weight, &self.bias), &grad, &step, lr)
+        });
         Some(descended)
+    }
+
+    fn end_descend(&mut self, apply: bool) {
+        self.descent.end((&mut self.weight, &mut self.bias), apply);
     }
 
     fn params(&self) -> Vec<ParamRef<'_>> {
@@ -551,6 +559,7 @@ impl Layer for Conv {
     }
 
     fn params_mut(&mut self) -> Vec<ParamMut<'_>> {
+        self.descent.touched();
         vec![self.weight.as_mut("weight"), self.bias.as_mut("bias")]
     }
 

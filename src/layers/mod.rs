@@ -16,7 +16,7 @@ use rand::{Rng, RngExt};
 use activation::Activation;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::{DenseParams, descend_dense};
+use crate::kernels::{DenseStep, dense_step_apply, dense_step_check};
 use crate::layer::{Backward, Descended, Layer, LayerConfig, Param};
 use crate::{Connect, Conv, Dropout, Error, Flatten, MaxPool, RbfOutput, Result, Subsampling};
 
@@ -98,41 +98,108 @@ pub(crate) fn zeros_param<D: Dimension>(
     try_filled(layer, shape, || 0.0)
 }
 
-/// [`Layer::backward_descend`] of a dense layer (a [`Connect`], a [`Conv`] with one output
-/// position) once the gradient of its sums `grad` `[1, P, 1, 1]` is known: `weight` `[P, R]`
-/// and `bias` `[P]` (any shape of those sizes) stepped with `step`'s input (`R` values), and
-/// dL/d(input) in the shape of that input when `step` wants it.
-pub(crate) fn descend_dense_layer<D: Dimension>(
-    (weight, bias): (&mut Param<D>, &mut Param<ndarray::Ix1>),
-    grad: &ndarray::Array4<f32>,
-    step: &Backward<'_>,
-    lr: f32,
-) -> Descended {
-    let x = step.input.as_standard_layout();
-    let x = x.as_slice().expect("standard layout");
-    let wanted = step.wants_input();
-    let mut grad_input = ndarray::Array4::zeros(if wanted {
-        step.input.raw_dim()
-    } else {
-        ndarray::Dim([0; 4])
-    });
-    let params = DenseParams {
-        weight: (
-            weight.value.as_slice_mut().expect("standard layout"),
-            weight.grad.as_slice_mut().expect("standard layout"),
-        ),
-        bias: (
-            bias.value.as_slice_mut().expect("standard layout"),
-            bias.grad.as_slice_mut().expect("standard layout"),
-        ),
-    };
-    let g = grad.as_slice().expect("standard layout");
-    let out = grad_input.as_slice_mut().expect("fresh array");
-    let finite = descend_dense(params, g, x, lr, out);
-    Descended {
-        grad_input: wanted.then_some(grad_input),
-        finite,
+/// A dense layer's (a [`Connect`]'s, a [`Conv`]'s with one output position) side of
+/// [`Layer::backward_descend`] and [`Layer::end_descend`]: the step begun and not yet ended,
+/// and whether its gradient buffers are known to hold zeros, so that a step need not read
+/// them (nor clear them after).
+#[derive(Debug, Clone)]
+pub(crate) struct DenseDescent {
+    /// This sample's dL/d(sums) `[P]` and input `[R]`, and the rate, once a step has begun.
+    pending: Option<(Vec<f32>, Vec<f32>, f32)>,
+    /// No gradient added since the buffers were last left at zero.
+    clear: bool,
+}
+
+impl DenseDescent {
+    /// For a layer whose gradient buffers hold zeros.
+    pub(crate) fn new() -> Self {
+        Self {
+            pending: None,
+            clear: true,
+        }
     }
+
+    /// The gradient buffers may hold something now (a backward pass added to them, or they
+    /// were handed out): the next step reads them.
+    pub(crate) fn touched(&mut self) {
+        self.clear = false;
+    }
+
+    /// Begins the step once the gradient of the sums `grad` `[1, P, 1, 1]` is known: `weight`
+    /// `[P, R]` and `bias` `[P]` (any shapes of those sizes) are read, not changed; the input
+    /// comes from `step` (`R` values). dL/d(input), in the shape of that input, when `step`
+    /// wants it, and whether the step keeps every value finite ([`dense_step_check`]).
+    pub(crate) fn begin<D: Dimension>(
+        &mut self,
+        (weight, bias): (&Param<D>, &Param<ndarray::Ix1>),
+        grad: &ndarray::Array4<f32>,
+        step: &Backward<'_>,
+        lr: f32,
+    ) -> Descended {
+        let x = step.input.iter().copied().collect::<Vec<f32>>();
+        let g = grad.iter().copied().collect::<Vec<f32>>();
+        let wanted = step.wants_input();
+        let mut grad_input = ndarray::Array4::zeros(if wanted {
+            step.input.raw_dim()
+        } else {
+            ndarray::Dim([0; 4])
+        });
+        let finite = dense_step_check(
+            (flat(&weight.value), flat(&weight.grad)),
+            (flat(&bias.value), flat(&bias.grad)),
+            self.dense_step(&g, &x, lr),
+            grad_input.as_slice_mut().expect("fresh array"),
+        );
+        self.pending = Some((g, x, lr));
+        Descended {
+            grad_input: wanted.then_some(grad_input),
+            finite,
+        }
+    }
+
+    /// Ends the step begun: the values moved when `apply` ([`dense_step_apply`]), the
+    /// buffers left at zero either way. Nothing when no step was begun.
+    pub(crate) fn end<D: Dimension>(
+        &mut self,
+        (weight, bias): (&mut Param<D>, &mut Param<ndarray::Ix1>),
+        apply: bool,
+    ) {
+        let Some((g, x, lr)) = self.pending.take() else {
+            return;
+        };
+        let step = self.dense_step(&g, &x, lr);
+        if apply {
+            dense_step_apply(
+                (flat_mut(&mut weight.value), flat_mut(&mut weight.grad)),
+                (flat_mut(&mut bias.value), flat_mut(&mut bias.grad)),
+                step,
+            );
+        } else if step.held {
+            weight.grad.fill(0.0);
+            bias.grad.fill(0.0);
+        }
+        self.clear = true;
+    }
+
+    /// The step for `g` and `x` at rate `lr`, the buffers read unless known clear.
+    fn dense_step<'a>(&self, g: &'a [f32], x: &'a [f32], lr: f32) -> DenseStep<'a> {
+        DenseStep {
+            g,
+            x,
+            lr,
+            held: !self.clear,
+        }
+    }
+}
+
+/// The values of a parameter's array, which [`Param`] keeps in standard layout.
+fn flat<D: Dimension>(a: &Array<f32, D>) -> &[f32] {
+    a.as_slice().expect("standard layout")
+}
+
+/// [`flat`], to change.
+fn flat_mut<D: Dimension>(a: &mut Array<f32, D>) -> &mut [f32] {
+    a.as_slice_mut().expect("standard layout")
 }
 
 /// The number of values `sizes` make, if it is at most [`MAX_PARAM_VALUES`]: the largest
@@ -351,17 +418,21 @@ mod tests {
                 false,
             ),
         ];
-        for (mut layer, shape, fuses) in cases {
+        for (layer, shape, fuses) in cases {
             let input = uniform(shape, 3);
             let output = layer.forward(input.view(), Pass::Predict).unwrap();
             let grad_output = uniform(output.raw_dim(), 4);
             // the last: steps of 1e38 · (gradients of about 1e4) overflow
             let huge = &grad_output * 1e6;
-            for (mode, lr, grad_output, finite) in [
+            let cases = [
                 (Mode::Full, 0.5, &grad_output, true),
                 (Mode::Params, 0.5, &grad_output, true),
                 (Mode::Full, 1e38, &huge, false),
-            ] {
+            ];
+            // a gradient already in the buffers, or none since the layer was made
+            for ((mode, lr, grad_output, finite), held) in
+                cases.into_iter().flat_map(|c| [(c, false), (c, true)])
+            {
                 let step = Backward {
                     input: input.view(),
                     output: output.view(),
@@ -369,8 +440,20 @@ mod tests {
                     mode,
                     pass: Pass::Predict,
                 };
+                let mut layer = layer.clone();
+                if held {
+                    let earlier = Backward {
+                        grad_output: output.view(),
+                        ..step
+                    };
+                    layer.backward(earlier).unwrap();
+                }
                 let mut plain = layer.clone();
-                let (old, _) = values_and_grads(layer.as_mut());
+                let old = layer
+                    .params()
+                    .iter()
+                    .flat_map(|p| p.value.to_vec())
+                    .collect::<Vec<_>>();
                 let Some(descended) = layer.backward_descend(step, lr) else {
                     assert!(!fuses, "{shape:?}");
                     continue;
@@ -379,18 +462,36 @@ mod tests {
                 let descended = descended.unwrap();
                 let grad_input = plain.backward(step).unwrap();
                 let plain_finite = GradientDescent.step(plain.params_mut(), lr).unwrap();
-                let (values, buffers) = values_and_grads(layer.as_mut());
-                // the old values are in the gradient buffers, for the caller to clear
-                assert_eq!(buffers, old);
                 assert_eq!((descended.finite, plain_finite), (finite, finite));
                 assert_eq!(descended.grad_input, grad_input);
+                // nothing moves before the step ends, which the caller asks for when every
+                // layer's is finite
+                let values = |layer: &dyn Layer| {
+                    layer
+                        .params()
+                        .iter()
+                        .flat_map(|p| p.value.to_vec())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(values(layer.as_ref()), old);
+                layer.end_descend(descended.finite);
+                let (stepped, buffers) = values_and_grads(layer.as_mut());
+                assert_eq!(
+                    stepped,
+                    if finite {
+                        values(plain.as_ref())
+                    } else {
+                        old.clone()
+                    },
+                    "{shape:?} {held}"
+                );
+                assert!(buffers.iter().all(|&g| g == 0.0));
+                // a step taken back, the values as they were
                 if finite {
-                    assert_eq!(values, values_and_grads(plain.as_mut()).0);
-                }
-                // as the caller finishes a step
-                for p in layer.params_mut() {
-                    p.value.copy_from_slice(p.grad);
-                    p.grad.fill(0.0);
+                    let mut back = plain.clone();
+                    back.backward_descend(step, lr).unwrap().unwrap();
+                    back.end_descend(false);
+                    assert_eq!(values(back.as_ref()), values(plain.as_ref()));
                 }
             }
         }

@@ -192,8 +192,7 @@ multiversion! {
     }
 }
 
-/// The second half of a step after [`descend`] (or a layer's
-/// [`backward_descend`](crate::Layer::backward_descend)): [`settle`] for every parameter.
+/// The second half of a step after [`descend`]: [`settle`] for every parameter.
 pub(crate) fn settle_all(params: &mut [ParamMut<'_>], finite: bool) {
     for p in params {
         settle(p.value, p.grad, finite);
