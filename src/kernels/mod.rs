@@ -25,9 +25,10 @@ use window::{ConvShape, Taps};
 ///
 /// `multiversion! { wide ... }` adds a build with AVX-512 (F and VL) too, run first when
 /// [`native_wide`] says so: for the loops that gain from registers twice as wide (the
-/// exponential's) or twice as many (the convolutions' blocks of sums), as others do not (on a
-/// Zen 4, whose AVX-512 units are 256 bits wide, most ran slower). Its operations are those
-/// of the AVX2 build, in blocks that change no value, so it gives the same bits.
+/// exponential's, the fused dense step's, the dense products of a few samples) or twice as
+/// many (the convolutions' blocks of sums), as others do not (on a Zen 4, whose AVX-512 units
+/// are 256 bits wide, most ran slower). Its operations are those of the AVX2 build, in blocks
+/// that change no value, so it gives the same bits.
 macro_rules! multiversion {
     (wide $($item:tt)*) => {
         multiversion! { @build [avx512 "avx2,fma,avx512f,avx512vl" native_wide true] $($item)* }
