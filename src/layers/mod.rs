@@ -104,10 +104,31 @@ pub(crate) fn zeros_param<D: Dimension>(
 /// them (nor clear them after).
 #[derive(Debug, Clone)]
 pub(crate) struct DenseDescent {
-    /// This sample's dL/d(sums) `[P]` and input `[R]`, and the rate, once a step has begun.
-    pending: Option<(Vec<f32>, Vec<f32>, f32)>,
+    /// The step begun, if any.
+    pending: Option<Pending>,
     /// No gradient added since the buffers were last left at zero.
     clear: bool,
+}
+
+/// A dense step begun: this sample's dL/d(sums) `[P]` and input `[R]`, the rate, and whether
+/// the check read the gradient buffers (so that the end steps what the check checked).
+#[derive(Debug, Clone)]
+struct Pending {
+    g: Vec<f32>,
+    x: Vec<f32>,
+    lr: f32,
+    held: bool,
+}
+
+impl Pending {
+    fn step(&self) -> DenseStep<'_> {
+        DenseStep {
+            g: &self.g,
+            x: &self.x,
+            lr: self.lr,
+            held: self.held,
+        }
+    }
 }
 
 impl DenseDescent {
@@ -136,8 +157,12 @@ impl DenseDescent {
         step: &Backward<'_>,
         lr: f32,
     ) -> Descended {
-        let x = step.input.iter().copied().collect::<Vec<f32>>();
-        let g = grad.iter().copied().collect::<Vec<f32>>();
+        let pending = Pending {
+            g: grad.iter().copied().collect(),
+            x: step.input.iter().copied().collect(),
+            lr,
+            held: !self.clear,
+        };
         let wanted = step.wants_input();
         let mut grad_input = ndarray::Array4::zeros(if wanted {
             step.input.raw_dim()
@@ -147,48 +172,41 @@ impl DenseDescent {
         let finite = dense_step_check(
             (flat(&weight.value), flat(&weight.grad)),
             (flat(&bias.value), flat(&bias.grad)),
-            self.dense_step(&g, &x, lr),
+            pending.step(),
             grad_input.as_slice_mut().expect("fresh array"),
         );
-        self.pending = Some((g, x, lr));
+        self.pending = Some(pending);
         Descended {
             grad_input: wanted.then_some(grad_input),
             finite,
         }
     }
 
-    /// Ends the step begun: the values moved when `apply` ([`dense_step_apply`]), the
-    /// buffers left at zero either way. Nothing when no step was begun.
+    /// Ends the step begun: the values moved when `apply` ([`dense_step_apply`], which
+    /// clears the buffers it read), the buffers left at zero either way. Nothing when no step
+    /// was begun.
     pub(crate) fn end<D: Dimension>(
         &mut self,
         (weight, bias): (&mut Param<D>, &mut Param<ndarray::Ix1>),
         apply: bool,
     ) {
-        let Some((g, x, lr)) = self.pending.take() else {
+        let Some(pending) = self.pending.take() else {
             return;
         };
-        let step = self.dense_step(&g, &x, lr);
         if apply {
             dense_step_apply(
                 (flat_mut(&mut weight.value), flat_mut(&mut weight.grad)),
                 (flat_mut(&mut bias.value), flat_mut(&mut bias.grad)),
-                step,
+                pending.step(),
             );
-        } else if step.held {
+        }
+        // what the buffers may hold: a gradient the step did not take, or one added since it
+        // began
+        if !self.clear && !(apply && pending.held) {
             weight.grad.fill(0.0);
             bias.grad.fill(0.0);
         }
         self.clear = true;
-    }
-
-    /// The step for `g` and `x` at rate `lr`, the buffers read unless known clear.
-    fn dense_step<'a>(&self, g: &'a [f32], x: &'a [f32], lr: f32) -> DenseStep<'a> {
-        DenseStep {
-            g,
-            x,
-            lr,
-            held: !self.clear,
-        }
     }
 }
 
@@ -494,6 +512,84 @@ mod tests {
                     assert_eq!(values(back.as_ref()), values(plain.as_ref()));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_step_is_refused_when_only_a_weight_or_only_a_bias_would_overflow() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(8);
+        let identity = crate::Activation::Identity;
+        let dense: [Box<dyn Layer>; 2] = [
+            Box::new(
+                Connect::new(3, 2, &mut rng)
+                    .unwrap()
+                    .with_activation(identity),
+            ),
+            Box::new(
+                Conv::new(3, 2, 1, &mut rng)
+                    .unwrap()
+                    .with_activation(identity),
+            ),
+        ];
+        // (input, rate) with g = 10: the weights' step lr · g · x overflows and the bias's
+        // lr · g does not, or the other way round (x = 0 leaves the weights' step at zero)
+        let cases = [(1e30, 1e10), (0.0, 1e38)];
+        for layer in dense {
+            for ((x, lr), full) in cases.into_iter().flat_map(|c| [(c, true), (c, false)]) {
+                let mode = if full { Mode::Full } else { Mode::Params };
+                let input = ndarray::Array4::from_elem((1, 3, 1, 1), x);
+                let output = layer.forward(input.view(), Pass::Predict).unwrap();
+                let grad_output = ndarray::Array4::from_elem(output.raw_dim(), 10.0);
+                let step = Backward {
+                    input: input.view(),
+                    output: output.view(),
+                    grad_output: grad_output.view(),
+                    mode,
+                    pass: Pass::Predict,
+                };
+                let mut fused = layer.clone();
+                let descended = fused.backward_descend(step, lr).unwrap().unwrap();
+                let mut plain = layer.clone();
+                plain.backward(step).unwrap();
+                assert!(!GradientDescent.step(plain.params_mut(), lr).unwrap());
+                assert!(!descended.finite, "{} {x} {lr} {full}", layer.name());
+            }
+        }
+    }
+
+    #[test]
+    fn a_gradient_added_while_a_step_is_pending_is_cleared_not_stepped() {
+        let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(5);
+        let layer = Connect::new(3, 2, &mut rng).unwrap();
+        let input = uniform([1, 3, 1, 1], 6);
+        let output = layer.forward(input.view(), Pass::Predict).unwrap();
+        let grad_output = uniform(output.raw_dim(), 7);
+        let step = Backward {
+            input: input.view(),
+            output: output.view(),
+            grad_output: grad_output.view(),
+            mode: Mode::Full,
+            pass: Pass::Predict,
+        };
+        let mut plain = layer.clone();
+        plain.backward(step).unwrap();
+        GradientDescent.step(plain.params_mut(), 0.5).unwrap();
+        for apply in [true, false] {
+            let mut fused = layer.clone();
+            let before = values_and_grads(&mut fused.clone()).0;
+            assert!(fused.backward_descend(step, 0.5).unwrap().unwrap().finite);
+            for p in fused.params_mut() {
+                p.grad.fill(1.0);
+            }
+            fused.end_descend(apply);
+            let (values, buffers) = values_and_grads(&mut fused);
+            let expected = if apply {
+                values_and_grads(&mut plain).0
+            } else {
+                before
+            };
+            assert_eq!(values, expected, "{apply}");
+            assert!(buffers.iter().all(|&g| g == 0.0), "{apply}");
         }
     }
 
