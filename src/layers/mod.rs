@@ -200,9 +200,10 @@ impl DenseDescent {
                 pending.step(),
             );
         }
-        // what the buffers may hold: a gradient the step did not take, or one added since it
-        // began
-        if !self.clear && !(apply && pending.held) {
+        // unless known clear or cleared by the step, the buffers may hold a gradient the step
+        // did not take, or one added since it began
+        let cleared = self.clear || (apply && pending.held);
+        if !cleared {
             weight.grad.fill(0.0);
             bias.grad.fill(0.0);
         }
