@@ -400,6 +400,22 @@ mod tests {
         )
     }
 
+    /// The backward step of a prediction pass from `input` to `output`, with `grad_output`.
+    fn predicted<'a>(
+        input: &'a ndarray::Array4<f32>,
+        output: &'a ndarray::Array4<f32>,
+        grad_output: &'a ndarray::Array4<f32>,
+        mode: Mode<'a>,
+    ) -> Backward<'a> {
+        Backward {
+            input: input.view(),
+            output: output.view(),
+            grad_output: grad_output.view(),
+            mode,
+            pass: Pass::Predict,
+        }
+    }
+
     #[test]
     fn dense_layers_fuse_a_step_with_the_bits_of_backward_then_descent() {
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
@@ -452,13 +468,7 @@ mod tests {
             for ((mode, lr, grad_output, finite), held) in
                 cases.into_iter().flat_map(|c| [(c, false), (c, true)])
             {
-                let step = Backward {
-                    input: input.view(),
-                    output: output.view(),
-                    grad_output: grad_output.view(),
-                    mode,
-                    pass: Pass::Predict,
-                };
+                let step = predicted(&input, &output, grad_output, mode);
                 let mut layer = layer.clone();
                 if held {
                     let earlier = Backward {
@@ -541,13 +551,7 @@ mod tests {
                 let input = ndarray::Array4::from_elem((1, 3, 1, 1), x);
                 let output = layer.forward(input.view(), Pass::Predict).unwrap();
                 let grad_output = ndarray::Array4::from_elem(output.raw_dim(), 10.0);
-                let step = Backward {
-                    input: input.view(),
-                    output: output.view(),
-                    grad_output: grad_output.view(),
-                    mode,
-                    pass: Pass::Predict,
-                };
+                let step = predicted(&input, &output, &grad_output, mode);
                 let mut fused = layer.clone();
                 let descended = fused.backward_descend(step, lr).unwrap().unwrap();
                 let mut plain = layer.clone();
@@ -565,13 +569,7 @@ mod tests {
         let input = uniform([1, 3, 1, 1], 6);
         let output = layer.forward(input.view(), Pass::Predict).unwrap();
         let grad_output = uniform(output.raw_dim(), 7);
-        let step = Backward {
-            input: input.view(),
-            output: output.view(),
-            grad_output: grad_output.view(),
-            mode: Mode::Full,
-            pass: Pass::Predict,
-        };
+        let step = predicted(&input, &output, &grad_output, Mode::Full);
         let mut plain = layer.clone();
         plain.backward(step).unwrap();
         GradientDescent.step(plain.params_mut(), 0.5).unwrap();
