@@ -127,11 +127,12 @@ impl ConvShape {
             }
             let kernels = maps.map(|p| &weight[(p * c_in + i) * k * k..][..k * k]);
             for l in 0..k {
-                for m in 0..k {
-                    let w =
-                        std::array::from_fn(|j| if sees[j] { kernels[j][l * k + m] } else { 0.0 });
-                    taps.push(((i * height + l) * width + m, w));
-                }
+                let rows = kernels.map(|kernel| &kernel[l * k..][..k]);
+                let start = (i * height + l) * width;
+                taps.extend((0..k).map(|m| {
+                    let w = std::array::from_fn(|j| if sees[j] { rows[j][m] } else { 0.0 });
+                    (start + m, w)
+                }));
             }
         }
         taps
