@@ -104,39 +104,35 @@ pub(crate) fn zeros_param<D: Dimension>(
 /// them (nor clear them after).
 #[derive(Debug, Clone)]
 pub(crate) struct DenseDescent {
-    /// The step begun, if any.
-    pending: Option<Pending>,
-    /// No gradient added since the buffers were last left at zero.
-    clear: bool,
-}
-
-/// A dense step begun: this sample's dL/d(sums) `[P]` and input `[R]`, the rate, and whether
-/// the check read the gradient buffers (so that the end steps what the check checked).
-#[derive(Debug, Clone)]
-struct Pending {
+    /// The last step's dL/d(sums) `[P]` and input `[R]`, kept from one step to the next so
+    /// that their room is not allocated again.
     g: Vec<f32>,
     x: Vec<f32>,
-    lr: f32,
-    held: bool,
-}
-
-impl Pending {
-    fn step(&self) -> DenseStep<'_> {
-        DenseStep {
-            g: &self.g,
-            x: &self.x,
-            lr: self.lr,
-            held: self.held,
-        }
-    }
+    /// The rate of the step begun, if any, and whether its check read the gradient buffers
+    /// (so that the end steps what the check checked).
+    pending: Option<(f32, bool)>,
+    /// No gradient added since the buffers were last left at zero.
+    clear: bool,
 }
 
 impl DenseDescent {
     /// For a layer whose gradient buffers hold zeros.
     pub(crate) fn new() -> Self {
         Self {
+            g: Vec::new(),
+            x: Vec::new(),
             pending: None,
             clear: true,
+        }
+    }
+
+    /// The step of `g` and `x` at rate `lr`, the buffers read when `held`.
+    fn step(&self, lr: f32, held: bool) -> DenseStep<'_> {
+        DenseStep {
+            g: &self.g,
+            x: &self.x,
+            lr,
+            held,
         }
     }
 
@@ -157,12 +153,11 @@ impl DenseDescent {
         step: &Backward<'_>,
         lr: f32,
     ) -> Descended {
-        let pending = Pending {
-            g: grad.iter().copied().collect(),
-            x: step.input.iter().copied().collect(),
-            lr,
-            held: !self.clear,
-        };
+        self.g.clear();
+        self.g.extend(grad.iter().copied());
+        self.x.clear();
+        self.x.extend(step.input.iter().copied());
+        let held = !self.clear;
         let wanted = step.wants_input();
         let mut grad_input = ndarray::Array4::zeros(if wanted {
             step.input.raw_dim()
@@ -172,10 +167,10 @@ impl DenseDescent {
         let finite = dense_step_check(
             (flat(&weight.value), flat(&weight.grad)),
             (flat(&bias.value), flat(&bias.grad)),
-            pending.step(),
+            self.step(lr, held),
             grad_input.as_slice_mut().expect("fresh array"),
         );
-        self.pending = Some(pending);
+        self.pending = Some((lr, held));
         Descended {
             grad_input: wanted.then_some(grad_input),
             finite,
@@ -190,19 +185,19 @@ impl DenseDescent {
         (weight, bias): (&mut Param<D>, &mut Param<ndarray::Ix1>),
         apply: bool,
     ) {
-        let Some(pending) = self.pending.take() else {
+        let Some((lr, held)) = self.pending.take() else {
             return;
         };
         if apply {
             dense_step_apply(
                 (flat_mut(&mut weight.value), flat_mut(&mut weight.grad)),
                 (flat_mut(&mut bias.value), flat_mut(&mut bias.grad)),
-                pending.step(),
+                self.step(lr, held),
             );
         }
         // unless known clear or cleared by the step, the buffers may hold a gradient the step
         // did not take, or one added since it began
-        let cleared = self.clear || (apply && pending.held);
+        let cleared = self.clear || (apply && held);
         if !cleared {
             weight.grad.fill(0.0);
             bias.grad.fill(0.0);
@@ -478,11 +473,14 @@ mod tests {
                     layer.backward(earlier).unwrap();
                 }
                 let mut plain = layer.clone();
-                let old = layer
-                    .params()
-                    .iter()
-                    .flat_map(|p| p.value.to_vec())
-                    .collect::<Vec<_>>();
+                let values = |layer: &dyn Layer| {
+                    layer
+                        .params()
+                        .iter()
+                        .flat_map(|p| p.value.to_vec())
+                        .collect::<Vec<_>>()
+                };
+                let old = values(layer.as_ref());
                 let Some(descended) = layer.backward_descend(step, lr) else {
                     assert!(!fuses, "{shape:?}");
                     continue;
@@ -495,13 +493,6 @@ mod tests {
                 assert_eq!(descended.grad_input, grad_input);
                 // nothing moves before the step ends, which the caller asks for when every
                 // layer's is finite
-                let values = |layer: &dyn Layer| {
-                    layer
-                        .params()
-                        .iter()
-                        .flat_map(|p| p.value.to_vec())
-                        .collect::<Vec<_>>()
-                };
                 assert_eq!(values(layer.as_ref()), old);
                 layer.end_descend(descended.finite);
                 let (stepped, buffers) = values_and_grads(layer.as_mut());
