@@ -581,7 +581,7 @@ multiversion! { wide
     }
 }
 
-multiversion! {
+multiversion! { wide
     /// The adjoint of [`correlate`]: adds to `grad_input` `[c_in, height, width]` the gradient
     /// that `grad` `[c_out, n]` (dL/d(sums)) sends back through `weight`, which is
     /// `col2im(weightᵀ · grad)`.
@@ -589,41 +589,62 @@ multiversion! {
     /// Bit for bit what matrixmultiply and `col2im` gave (inner dimension `c_out <= 256`): each
     /// window entry's sum over the output maps is one fused multiply-add after another from
     /// +0, and the entries are added onto the input in `(i, l, m)` order. Entries go two at a
-    /// time into `scratch` (`[2, n]`), sharing the loads of `grad`.
-    fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, scratch: &mut [f32], grad_input: &mut [f32]) {
-        let ConvShape { c_in, c_out, k, .. } = shape;
-        let n = shape.positions();
-        let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
-        let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * k * k + lm];
-        let (starts, plane) = (shape.entry_starts(), shape.plane());
-        let mut add_row = |i: usize, lm: usize, row: &[f32]| {
-            let start = i * plane + starts[lm];
-            for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
-                *g += v;
+    /// time (four in the AVX-512 build, whose 32 registers hold their sums) into a scratch
+    /// row each, sharing the loads of `grad`.
+    fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, grad_input: &mut [f32]) {
+        if WIDE {
+            adjoint_entries::<FUSED, WIDE, 4>(grad, shape, weight, connected, grad_input);
+        } else {
+            adjoint_entries::<FUSED, WIDE, 2>(grad, shape, weight, connected, grad_input);
+        }
+    }
+}
+
+/// [`correlate_adjoint`] with window entries `E` at a time, then one at a time.
+#[inline(always)]
+fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
+    grad: &[f32],
+    shape: ConvShape,
+    weight: &[f32],
+    connected: Option<&[bool]>,
+    grad_input: &mut [f32],
+) {
+    let ConvShape { c_in, c_out, k, .. } = shape;
+    let (n, kk) = (shape.positions(), k * k);
+    let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
+    let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * kk + lm];
+    let (starts, plane) = (shape.entry_starts(), shape.plane());
+    let mut add_row = |i: usize, lm: usize, row: &[f32]| {
+        let start = i * plane + starts[lm];
+        for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
+            *g += v;
+        }
+    };
+    let mut scratch = vec![0.0; E * n];
+    let (mut many, mut one) = (Vec::with_capacity(c_out), Vec::with_capacity(c_out));
+    for i in 0..c_in {
+        let mut lm = 0;
+        while lm + E <= kk {
+            many.clear();
+            for p in (0..c_out).filter(|&p| sees(p, i)) {
+                many.push((p * n, std::array::from_fn(|e| w(p, i, lm + e))));
             }
-        };
-        let (mut pair, mut one) = (Vec::with_capacity(c_out), Vec::with_capacity(c_out));
-        for i in 0..c_in {
-            let mut lm = 0;
-            while lm + 1 < k * k {
-                pair.clear();
-                for p in (0..c_out).filter(|&p| sees(p, i)) {
-                    pair.push((p * n, [w(p, i, lm), w(p, i, lm + 1)]));
-                }
-                let (first, second) = scratch[..2 * n].split_at_mut(n);
-                sum_of_runs_in::<FUSED, WIDE, 2>(grad, &pair, [first, second]);
-                add_row(i, lm, &scratch[..n]);
-                add_row(i, lm + 1, &scratch[n..2 * n]);
-                lm += 2;
+            let mut rows = scratch.chunks_exact_mut(n);
+            let rows: [&mut [f32]; E] =
+                std::array::from_fn(|_| rows.next().expect("E rows of scratch"));
+            sum_of_runs_in::<FUSED, WIDE, E>(grad, &many, rows);
+            for (e, row) in scratch.chunks_exact(n).enumerate() {
+                add_row(i, lm + e, row);
             }
-            if lm < k * k {
-                one.clear();
-                for p in (0..c_out).filter(|&p| sees(p, i)) {
-                    one.push((p * n, [w(p, i, lm)]));
-                }
-                sum_of_runs_in::<FUSED, WIDE, 1>(grad, &one, [&mut scratch[..n]]);
-                add_row(i, lm, &scratch[..n]);
+            lm += E;
+        }
+        for lm in lm..kk {
+            one.clear();
+            for p in (0..c_out).filter(|&p| sees(p, i)) {
+                one.push((p * n, [w(p, i, lm)]));
             }
+            sum_of_runs_in::<FUSED, WIDE, 1>(grad, &one, [&mut scratch[..n]]);
+            add_row(i, lm, &scratch[..n]);
         }
     }
 }
@@ -1260,10 +1281,9 @@ mod tests {
             let mut expected = start.clone();
             window::col2im_add(cols.view(), k, expected.view_mut());
             let mut got = start;
-            let mut scratch = vec![0.0; 2 * n];
             let (g, w) = (grad.as_slice().unwrap(), masked.as_slice().unwrap());
             let out = got.as_slice_mut().unwrap();
-            correlate_adjoint(g, shape, w, table.as_deref(), &mut scratch, out);
+            correlate_adjoint(g, shape, w, table.as_deref(), out);
             assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
         }
     }
