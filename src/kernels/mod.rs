@@ -15,7 +15,7 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 pub(crate) mod lanes;
 pub(crate) mod window;
 
-use window::{ConvShape, Taps};
+use window::{ConvShape, MapTaps, Taps};
 
 /// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when
 /// [`native`] says so, and for the baseline target otherwise. The body sees a `const FUSED:
@@ -562,7 +562,9 @@ multiversion! { wide
     /// A direct convolution: `sums` `[c_out, n]` ← the correlation of a flat input `[c_in,
     /// height, width]` with the kernels whose `taps` are given, at the `n` full-width
     /// positions. Output maps go two at a time (the pairs of `taps`), sharing the loads of the
-    /// input.
+    /// input; in the AVX-512 build, whose 32 registers hold four maps' sums, two pairs after
+    /// one another go together when their taps read the same runs (C1's, or C3's pairs that
+    /// see the same inputs), so that each load feeds twice as many multiply-adds.
     ///
     /// Each sum is one fused multiply-add after another in `(i, l, m)` order from +0: bit for
     /// bit what the product `weight · im2col(input)` gives from matrixmultiply when its inner
@@ -570,10 +572,24 @@ multiversion! { wide
     /// `+0 · x` changes no partial sum, since a chain started at +0 is never -0; so skipping a
     /// missing kernel, or reading it as zero, gives the same bits.)
     fn correlate(input: &[f32], n: usize, taps: &Taps, sums: &mut [f32]) {
-        for ([a, b], pair) in &taps.pairs {
-            // a < b
-            let (low, high) = sums.split_at_mut(b * n);
-            sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, [&mut low[a * n..][..n], &mut high[..n]]);
+        let rows = |maps: [usize; 2]| maps.map(|p| p * n..(p + 1) * n);
+        let mut pairs = taps.pairs.iter().peekable();
+        let mut quad = Vec::new();
+        while let Some((maps, pair)) = pairs.next() {
+            let same_runs = |(_, next): &&(_, MapTaps<2>)| {
+                next.len() == pair.len() && next.iter().zip(pair).all(|(x, y)| x.0 == y.0)
+            };
+            if WIDE && let Some((next_maps, next)) = pairs.next_if(same_runs) {
+                quad.clear();
+                quad.extend(pair.iter().zip(next).map(|(&(offset, [w0, w1]), &(_, [w2, w3]))| (offset, [w0, w1, w2, w3])));
+                let [a, b] = rows(*maps);
+                let [c, d] = rows(*next_maps);
+                let four = sums.get_disjoint_mut([a, b, c, d]).expect("four maps");
+                sum_of_runs_in::<FUSED, WIDE, 4>(input, &quad, four);
+            } else {
+                let two = sums.get_disjoint_mut(rows(*maps)).expect("two maps");
+                sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, two);
+            }
         }
         if let Some((last, taps)) = &taps.last {
             sum_of_runs_in::<FUSED, WIDE, 1>(input, taps, [&mut sums[last * n..][..n]]);
