@@ -15,7 +15,7 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 pub(crate) mod lanes;
 pub(crate) mod window;
 
-use window::{ConvShape, MapTaps, Taps};
+use window::{ConvShape, Group, Taps, four_taps};
 
 /// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when
 /// [`native`] says so, and for the baseline target otherwise. The body sees a `const FUSED:
@@ -562,8 +562,8 @@ multiversion! { wide
     /// A direct convolution: `sums` `[c_out, n]` ← the correlation of a flat input `[c_in,
     /// height, width]` with the kernels whose `taps` are given, at the `n` full-width
     /// positions. Output maps go two at a time (the pairs of `taps`), sharing the loads of the
-    /// input; in the AVX-512 build, whose 32 registers hold four maps' sums, two pairs after
-    /// one another go together when their taps read the same runs (C1's, or C3's pairs that
+    /// input; in the AVX-512 build, whose 32 registers hold four maps' sums, two pairs go
+    /// together when their taps read the same runs ([`Taps::groups`]: C1's, or C3's pairs that
     /// see the same inputs), so that each load feeds twice as many multiply-adds.
     ///
     /// Each sum is one fused multiply-add after another in `(i, l, m)` order from +0: bit for
@@ -572,23 +572,17 @@ multiversion! { wide
     /// `+0 · x` changes no partial sum, since a chain started at +0 is never -0; so skipping a
     /// missing kernel, or reading it as zero, gives the same bits.)
     fn correlate(input: &[f32], n: usize, taps: &Taps, sums: &mut [f32]) {
-        let rows = |maps: [usize; 2]| maps.map(|p| p * n..(p + 1) * n);
-        let mut pairs = taps.pairs.iter().peekable();
-        let mut quad = Vec::new();
-        while let Some((maps, pair)) = pairs.next() {
-            let same_runs = |(_, next): &&(_, MapTaps<2>)| {
-                next.len() == pair.len() && next.iter().zip(pair).all(|(x, y)| x.0 == y.0)
-            };
-            if WIDE && let Some((next_maps, next)) = pairs.next_if(same_runs) {
-                quad.clear();
-                quad.extend(pair.iter().zip(next).map(|(&(offset, [w0, w1]), &(_, [w2, w3]))| (offset, [w0, w1, w2, w3])));
-                let [a, b] = rows(*maps);
-                let [c, d] = rows(*next_maps);
-                let four = sums.get_disjoint_mut([a, b, c, d]).expect("four maps");
-                sum_of_runs_in::<FUSED, WIDE, 4>(input, &quad, four);
-            } else {
-                let two = sums.get_disjoint_mut(rows(*maps)).expect("two maps");
-                sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, two);
+        let mut buffer = Vec::new();
+        for group in taps.groups(WIDE) {
+            match group {
+                Group::Two(maps, pair) => {
+                    let two = sums.get_disjoint_mut(maps.map(|p| p * n..(p + 1) * n)).expect("two maps");
+                    sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, two);
+                }
+                Group::Four(maps, pairs) => {
+                    let four = sums.get_disjoint_mut(maps.map(|p| p * n..(p + 1) * n)).expect("four maps");
+                    sum_of_runs_in::<FUSED, WIDE, 4>(input, four_taps(pairs, &mut buffer), four);
+                }
             }
         }
         if let Some((last, taps)) = &taps.last {

@@ -149,6 +149,63 @@ pub(crate) struct Taps {
     pub last: Option<(usize, MapTaps<1>)>,
 }
 
+impl Taps {
+    /// The groups of output maps the kernels take at a time: the pairs, one after another,
+    /// or with `four`, each pair together with the first pair after it whose taps read the
+    /// same runs of the input (all of them without a table), which then goes with it instead
+    /// of in its own turn.
+    pub(crate) fn groups(&self, four: bool) -> Vec<Group<'_>> {
+        let same_runs = |a: &MapTaps<2>, b: &MapTaps<2>| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
+        };
+        let mut taken = vec![false; self.pairs.len()];
+        let mut groups = Vec::with_capacity(self.pairs.len());
+        for (first, (maps, taps)) in self.pairs.iter().enumerate() {
+            if std::mem::replace(&mut taken[first], true) {
+                continue;
+            }
+            let partner = (first + 1..self.pairs.len())
+                .find(|&next| four && !taken[next] && same_runs(taps, &self.pairs[next].1));
+            groups.push(match partner {
+                Some(next) => {
+                    taken[next] = true;
+                    let (next_maps, next_taps) = &self.pairs[next];
+                    Group::Four(
+                        [maps[0], maps[1], next_maps[0], next_maps[1]],
+                        [taps, next_taps],
+                    )
+                }
+                None => Group::Two(*maps, taps),
+            });
+        }
+        groups
+    }
+}
+
+/// A group of output maps of [`Taps::groups`], with its taps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Group<'a> {
+    /// A pair.
+    Two([usize; 2], &'a MapTaps<2>),
+    /// Two pairs whose taps read the same runs, each with its own taps.
+    Four([usize; 4], [&'a MapTaps<2>; 2]),
+}
+
+/// The taps of four output maps from those of two pairs that read the same runs, in `buffer`.
+pub(crate) fn four_taps<'a>(
+    [first, second]: [&MapTaps<2>; 2],
+    buffer: &'a mut MapTaps<4>,
+) -> &'a MapTaps<4> {
+    buffer.clear();
+    buffer.extend(
+        first
+            .iter()
+            .zip(second)
+            .map(|(&(offset, [a, b]), &(_, [c, d]))| (offset, [a, b, c, d])),
+    );
+    buffer
+}
+
 /// The taps of `M` output maps: `(offset of the window entry in the flat input, [weight of
 /// each map])`, in `(i, l, m)` order.
 pub(crate) type MapTaps<const M: usize> = Vec<(usize, [f32; M])>;
@@ -245,6 +302,52 @@ mod tests {
         // without a table: each map with the next, an odd one left over
         let five = ConvShape { c_out: 5, ..c3 };
         assert_eq!(five.pairs(None), (vec![[0, 1], [2, 3]], Some(4)));
+    }
+
+    #[test]
+    fn groups_of_four_are_two_pairs_that_read_the_same_runs() {
+        let maps_of = |taps: &Taps, four| -> Vec<Vec<usize>> {
+            let groups = taps.groups(four);
+            let maps = groups.iter().map(|group| match group {
+                Group::Two(maps, _) => maps.to_vec(),
+                Group::Four(maps, [a, b]) => {
+                    assert!(a.iter().zip(*b).all(|(x, y)| x.0 == y.0));
+                    maps.to_vec()
+                }
+            });
+            maps.collect()
+        };
+        let c1 = ConvShape {
+            c_in: 1,
+            c_out: 6,
+            height: 32,
+            width: 32,
+            k: 5,
+        };
+        let taps = c1.taps(&vec![1.0; 6 * 25], None);
+        assert_eq!(maps_of(&taps, true), [vec![0, 1, 2, 3], vec![4, 5]]);
+        assert_eq!(maps_of(&taps, false), [[0, 1], [2, 3], [4, 5]]);
+        // C3: only the two pairs that see all six inputs read the same runs, and of C3's other
+        // pairs none reads the runs of another
+        let c3 = ConvShape {
+            c_in: 6,
+            c_out: 16,
+            ..c1
+        };
+        let table: Vec<bool> = crate::lenet5::C3_CONNECTIONS.concat();
+        let taps = c3.taps(&vec![1.0; 16 * 6 * 25], Some(&table));
+        let groups = maps_of(&taps, true);
+        assert_eq!(groups.len(), 7);
+        assert_eq!(groups[6], [12, 15, 13, 14]);
+        // the four's taps keep each map's weights: map 13 does not see input 0 (table row 13)
+        let four = taps.groups(true)[6];
+        let Group::Four(_, pairs) = four else {
+            panic!("a group of four")
+        };
+        let mut buffer = Vec::new();
+        let weights = four_taps(pairs, &mut buffer);
+        assert_eq!(weights.len(), 150);
+        assert_eq!(weights[0].1, [1.0, 1.0, 0.0, 1.0]);
     }
 
     #[test]
