@@ -599,18 +599,20 @@ multiversion! { wide
     /// Bit for bit what matrixmultiply and `col2im` gave (inner dimension `c_out <= 256`): each
     /// window entry's sum over the output maps is one fused multiply-add after another from
     /// +0, and the entries are added onto the input in `(i, l, m)` order. Entries go two at a
-    /// time (four in the AVX-512 build, whose 32 registers hold their sums) into a scratch
-    /// row each, sharing the loads of `grad`.
+    /// time into a scratch row each, sharing the loads of `grad`, in blocks of 48 positions;
+    /// five at a time in the AVX-512 build, whose 32 registers hold their sums (a 5 x 5
+    /// kernel's entries then in five passes, none left over).
     fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, grad_input: &mut [f32]) {
         if WIDE {
-            adjoint_entries::<FUSED, WIDE, 4>(grad, shape, weight, connected, grad_input);
+            adjoint_entries::<FUSED, WIDE, 5>(grad, shape, weight, connected, grad_input);
         } else {
             adjoint_entries::<FUSED, WIDE, 2>(grad, shape, weight, connected, grad_input);
         }
     }
 }
 
-/// [`correlate_adjoint`] with window entries `E` at a time, then one at a time.
+/// [`correlate_adjoint`] with window entries `E` at a time over blocks of 48 positions, then
+/// the entries left over one at a time.
 #[inline(always)]
 fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
     grad: &[f32],
@@ -642,7 +644,7 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
             let mut rows = scratch.chunks_exact_mut(n);
             let rows: [&mut [f32]; E] =
                 std::array::from_fn(|_| rows.next().expect("E rows of scratch"));
-            sum_of_runs_in::<FUSED, WIDE, E>(grad, &many, rows);
+            sum_of_runs::<FUSED, E, { block(false) }>(grad, &many, rows);
             for (e, row) in scratch.chunks_exact(n).enumerate() {
                 add_row(i, lm + e, row);
             }
