@@ -15,7 +15,7 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 pub(crate) mod lanes;
 pub(crate) mod window;
 
-use window::{ConvShape, Group, Taps, four_taps};
+use window::{ConvShape, Taps};
 
 /// Defines `pub(crate) fn $name` that runs `$body` compiled for AVX2 + FMA when
 /// [`native`] says so, and for the baseline target otherwise. The body sees a `const FUSED:
@@ -563,7 +563,7 @@ multiversion! { wide
     /// height, width]` with the kernels whose `taps` are given, at the `n` full-width
     /// positions. Output maps go two at a time (the pairs of `taps`), sharing the loads of the
     /// input; in the AVX-512 build, whose 32 registers hold four maps' sums, two pairs go
-    /// together when their taps read the same runs ([`Taps::groups`]: C1's, or C3's pairs that
+    /// together when their taps read the same runs ([`Taps::fours`]: C1's, or C3's pairs that
     /// see the same inputs), so that each load feeds twice as many multiply-adds.
     ///
     /// Each sum is one fused multiply-add after another in `(i, l, m)` order from +0: bit for
@@ -572,23 +572,25 @@ multiversion! { wide
     /// `+0 · x` changes no partial sum, since a chain started at +0 is never -0; so skipping a
     /// missing kernel, or reading it as zero, gives the same bits.)
     fn correlate(input: &[f32], n: usize, taps: &Taps, sums: &mut [f32]) {
-        let mut buffer = Vec::new();
-        for group in taps.groups(WIDE) {
-            match group {
-                Group::Two(maps, pair) => {
-                    let two = sums.get_disjoint_mut(maps.map(|p| p * n..(p + 1) * n)).expect("two maps");
-                    sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, two);
-                }
-                Group::Four(maps, pairs) => {
-                    let four = sums.get_disjoint_mut(maps.map(|p| p * n..(p + 1) * n)).expect("four maps");
-                    sum_of_runs_in::<FUSED, WIDE, 4>(input, four_taps(pairs, &mut buffer), four);
-                }
+        if WIDE {
+            for (maps, four) in &taps.fours {
+                sum_of_runs_in::<FUSED, WIDE, 4>(input, four, rows_of(sums, n, *maps));
             }
         }
+        for (maps, pair) in taps.pairs_beside_fours(WIDE) {
+            sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, rows_of(sums, n, *maps));
+        }
         if let Some((last, taps)) = &taps.last {
-            sum_of_runs_in::<FUSED, WIDE, 1>(input, taps, [&mut sums[last * n..][..n]]);
+            sum_of_runs_in::<FUSED, WIDE, 1>(input, taps, rows_of(sums, n, [*last]));
         }
     }
+}
+
+/// The rows `maps` of `sums` `[_, n]`, each `n` long; `maps` distinct.
+fn rows_of<const M: usize>(sums: &mut [f32], n: usize, maps: [usize; M]) -> [&mut [f32]; M] {
+    let rows = maps.map(|p| p * n..(p + 1) * n);
+    sums.get_disjoint_mut(rows)
+        .expect("distinct maps within the sums")
 }
 
 multiversion! { wide

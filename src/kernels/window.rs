@@ -58,12 +58,16 @@ impl ConvShape {
     /// ([`ConvShape::pairs`]).
     pub fn taps(self, weight: &[f32], connected: Option<&[bool]>) -> Taps {
         let (pairs, last) = self.pairs(connected);
+        let pairs: Vec<_> = pairs
+            .into_iter()
+            .map(|pair| (pair, self.taps_of(pair, weight, connected)))
+            .collect();
+        let (fours, apart) = fours(&pairs);
         Taps {
-            pairs: pairs
-                .into_iter()
-                .map(|pair| (pair, self.taps_of(pair, weight, connected)))
-                .collect(),
+            pairs,
             last: last.map(|p| (p, self.taps_of([p], weight, connected))),
+            fours,
+            apart,
         }
     }
 
@@ -141,69 +145,59 @@ impl ConvShape {
 
 /// The taps of a convolution's output maps: for each pair of maps (and the map left over
 /// when their number is odd), `(offset of the window entry in the flat input, [weights])`.
+/// Built once for a pass, whatever the number of samples it goes through.
 #[derive(Debug, Clone)]
 pub(crate) struct Taps {
     /// Each pair of output maps, `[a, b]` with `a < b`, with its taps.
     pub pairs: Vec<([usize; 2], MapTaps<2>)>,
     /// The output map left over when their number is odd, with its taps.
     pub last: Option<(usize, MapTaps<1>)>,
+    /// Pairs whose taps read the same runs of the input, two by two, as four maps with their
+    /// taps ([`fours`]), for kernels whose registers hold four maps' sums.
+    pub fours: Vec<([usize; 4], MapTaps<4>)>,
+    /// The pairs in none of `fours` (indices into `pairs`).
+    apart: Vec<usize>,
 }
 
 impl Taps {
-    /// The groups of output maps the kernels take at a time: the pairs, one after another,
-    /// or with `four`, each pair together with the first pair after it whose taps read the
-    /// same runs of the input (all of them without a table), which then goes with it instead
-    /// of in its own turn.
-    pub(crate) fn groups(&self, four: bool) -> Vec<Group<'_>> {
-        let same_runs = |a: &MapTaps<2>, b: &MapTaps<2>| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
-        };
-        let mut taken = vec![false; self.pairs.len()];
-        let mut groups = Vec::with_capacity(self.pairs.len());
-        for (first, (maps, taps)) in self.pairs.iter().enumerate() {
-            if std::mem::replace(&mut taken[first], true) {
-                continue;
-            }
-            let partner = (first + 1..self.pairs.len())
-                .find(|&next| four && !taken[next] && same_runs(taps, &self.pairs[next].1));
-            groups.push(match partner {
-                Some(next) => {
-                    taken[next] = true;
-                    let (next_maps, next_taps) = &self.pairs[next];
-                    Group::Four(
-                        [maps[0], maps[1], next_maps[0], next_maps[1]],
-                        [taps, next_taps],
-                    )
-                }
-                None => Group::Two(*maps, taps),
-            });
-        }
-        groups
+    /// The pairs to take two maps at a time: all of them, or with `fours` taken four at a
+    /// time, the pairs in none of them.
+    pub(crate) fn pairs_beside_fours(
+        &self,
+        fours: bool,
+    ) -> impl Iterator<Item = &([usize; 2], MapTaps<2>)> {
+        let all = (!fours).then(|| self.pairs.iter());
+        let apart = fours.then(|| self.apart.iter().map(|&p| &self.pairs[p]));
+        all.into_iter().flatten().chain(apart.into_iter().flatten())
     }
 }
 
-/// A group of output maps of [`Taps::groups`], with its taps.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Group<'a> {
-    /// A pair.
-    Two([usize; 2], &'a MapTaps<2>),
-    /// Two pairs whose taps read the same runs, each with its own taps.
-    Four([usize; 4], [&'a MapTaps<2>; 2]),
-}
-
-/// The taps of four output maps from those of two pairs that read the same runs, in `buffer`.
-pub(crate) fn four_taps<'a>(
-    [first, second]: [&MapTaps<2>; 2],
-    buffer: &'a mut MapTaps<4>,
-) -> &'a MapTaps<4> {
-    buffer.clear();
-    buffer.extend(
-        first
-            .iter()
-            .zip(second)
-            .map(|(&(offset, [a, b]), &(_, [c, d]))| (offset, [a, b, c, d])),
-    );
-    buffer
+/// The groups of four maps among `pairs`, and the pairs in none (their indices): each pair
+/// with the first pair after it whose taps read the same runs (all of them without a table),
+/// as one group whose taps hold both pairs' weights.
+fn fours(pairs: &[([usize; 2], MapTaps<2>)]) -> (Vec<([usize; 4], MapTaps<4>)>, Vec<usize>) {
+    let same_runs = |a: &MapTaps<2>, b: &MapTaps<2>| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
+    };
+    let mut taken = vec![false; pairs.len()];
+    let (mut fours, mut apart) = (Vec::new(), Vec::new());
+    for (first, ([a, b], taps)) in pairs.iter().enumerate() {
+        if std::mem::replace(&mut taken[first], true) {
+            continue;
+        }
+        let partner =
+            (first + 1..pairs.len()).find(|&next| !taken[next] && same_runs(taps, &pairs[next].1));
+        let Some(next) = partner else {
+            apart.push(first);
+            continue;
+        };
+        taken[next] = true;
+        let ([c, d], next_taps) = &pairs[next];
+        let four = taps.iter().zip(next_taps);
+        let four = four.map(|(&(offset, [wa, wb]), &(_, [wc, wd]))| (offset, [wa, wb, wc, wd]));
+        fours.push(([*a, *b, *c, *d], four.collect()));
+    }
+    (fours, apart)
 }
 
 /// The taps of `M` output maps: `(offset of the window entry in the flat input, [weight of
@@ -306,16 +300,22 @@ mod tests {
 
     #[test]
     fn groups_of_four_are_two_pairs_that_read_the_same_runs() {
-        let maps_of = |taps: &Taps, four| -> Vec<Vec<usize>> {
-            let groups = taps.groups(four);
-            let maps = groups.iter().map(|group| match group {
-                Group::Two(maps, _) => maps.to_vec(),
-                Group::Four(maps, [a, b]) => {
-                    assert!(a.iter().zip(*b).all(|(x, y)| x.0 == y.0));
-                    maps.to_vec()
+        // the maps of each group, fours first, then the pairs taken two at a time; a four's
+        // taps are its two pairs' side by side
+        let maps_of = |taps: &Taps, four: bool| -> Vec<Vec<usize>> {
+            let fours = taps.fours.iter().filter(|_| four).map(|(maps, weights)| {
+                for (half, maps) in maps.chunks(2).enumerate() {
+                    let pair = taps.pairs.iter().find(|(m, _)| m[..] == *maps);
+                    let (_, pair) = pair.expect("a pair of the taps");
+                    assert_eq!(pair.len(), weights.len());
+                    for (&(offset, w), &(at, w4)) in pair.iter().zip(weights) {
+                        assert_eq!((offset, w), (at, [w4[2 * half], w4[2 * half + 1]]));
+                    }
                 }
+                maps.to_vec()
             });
-            maps.collect()
+            let pairs = taps.pairs_beside_fours(four).map(|(maps, _)| maps.to_vec());
+            fours.chain(pairs).collect()
         };
         let c1 = ConvShape {
             c_in: 1,
@@ -338,14 +338,9 @@ mod tests {
         let taps = c3.taps(&vec![1.0; 16 * 6 * 25], Some(&table));
         let groups = maps_of(&taps, true);
         assert_eq!(groups.len(), 7);
-        assert_eq!(groups[6], [12, 15, 13, 14]);
+        assert_eq!(groups[0], [12, 15, 13, 14]);
         // the four's taps keep each map's weights: map 13 does not see input 0 (table row 13)
-        let four = taps.groups(true)[6];
-        let Group::Four(_, pairs) = four else {
-            panic!("a group of four")
-        };
-        let mut buffer = Vec::new();
-        let weights = four_taps(pairs, &mut buffer);
+        let weights = &taps.fours[0].1;
         assert_eq!(weights.len(), 150);
         assert_eq!(weights[0].1, [1.0, 1.0, 0.0, 1.0]);
     }
