@@ -601,14 +601,15 @@ multiversion! { wide
     /// Bit for bit what matrixmultiply and `col2im` gave (inner dimension `c_out <= 256`): each
     /// window entry's sum over the output maps is one fused multiply-add after another from
     /// +0, and the entries are added onto the input in `(i, l, m)` order. Entries go two at a
-    /// time into a scratch row each, sharing the loads of `grad`, in blocks of 48 positions;
+    /// time into a row of `scratch` each (kept by the caller from one sample to the next),
+    /// sharing the loads of `grad`, in blocks of 48 positions;
     /// five at a time in the AVX-512 build, whose 32 registers hold their sums (a 5 x 5
     /// kernel's entries then in five passes, none left over).
-    fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, grad_input: &mut [f32]) {
+    fn correlate_adjoint(grad: &[f32], shape: ConvShape, weight: &[f32], connected: Option<&[bool]>, scratch: &mut Vec<f32>, grad_input: &mut [f32]) {
         if WIDE {
-            adjoint_entries::<FUSED, WIDE, 5>(grad, shape, weight, connected, grad_input);
+            adjoint_entries::<FUSED, WIDE, 5>(grad, shape, weight, connected, scratch, grad_input);
         } else {
-            adjoint_entries::<FUSED, WIDE, 2>(grad, shape, weight, connected, grad_input);
+            adjoint_entries::<FUSED, WIDE, 2>(grad, shape, weight, connected, scratch, grad_input);
         }
     }
 }
@@ -621,6 +622,7 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
     shape: ConvShape,
     weight: &[f32],
     connected: Option<&[bool]>,
+    scratch: &mut Vec<f32>,
     grad_input: &mut [f32],
 ) {
     let ConvShape { c_in, c_out, k, .. } = shape;
@@ -634,7 +636,7 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
             *g += v;
         }
     };
-    let mut scratch = vec![0.0; E * n];
+    scratch.resize(E * n, 0.0);
     let (mut many, mut one) = (Vec::with_capacity(c_out), Vec::with_capacity(c_out));
     for i in 0..c_in {
         let mut lm = 0;
@@ -1297,7 +1299,7 @@ mod tests {
             let mut got = start;
             let (g, w) = (grad.as_slice().unwrap(), masked.as_slice().unwrap());
             let out = got.as_slice_mut().unwrap();
-            correlate_adjoint(g, shape, w, table.as_deref(), out);
+            correlate_adjoint(g, shape, w, table.as_deref(), &mut Vec::new(), out);
             assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
         }
     }

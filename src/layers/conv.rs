@@ -419,6 +419,7 @@ impl Conv {
         let shape = self.conv_shape(height, width);
         // dL/d(sums) at full width; the straddling positions stay zero
         let mut grad_sums = Array2::zeros((c_out, n));
+        let mut scratch = Vec::new();
         let mut weight = Self::weight_matrix(&self.weight.value, self.connections.as_ref());
         if square {
             weight = weight.mapv(|w| w * w).into();
@@ -450,7 +451,7 @@ impl Conv {
                 let mut grad_input = grad_input.index_axis_mut(Axis(0), b);
                 let grad_input = grad_input.as_slice_mut().expect("standard layout");
                 let w = weight.as_slice().expect("standard layout");
-                correlate_adjoint(sums, shape, w, table, grad_input);
+                correlate_adjoint(sums, shape, w, table, &mut scratch, grad_input);
             }
         }
         with_input.then_some(grad_input)
