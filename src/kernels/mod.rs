@@ -586,11 +586,12 @@ multiversion! { wide
     }
 }
 
-/// The rows `maps` of `sums` `[_, n]`, each `n` long; `maps` distinct.
-fn rows_of<const M: usize>(sums: &mut [f32], n: usize, maps: [usize; M]) -> [&mut [f32]; M] {
-    let rows = maps.map(|p| p * n..(p + 1) * n);
-    sums.get_disjoint_mut(rows)
-        .expect("distinct maps within the sums")
+/// The rows `rows` of `values` `[_, n]`, each `n` long; `rows` distinct.
+fn rows_of<const M: usize>(values: &mut [f32], n: usize, rows: [usize; M]) -> [&mut [f32]; M] {
+    let rows = rows.map(|r| r * n..(r + 1) * n);
+    values
+        .get_disjoint_mut(rows)
+        .expect("distinct rows within the values")
 }
 
 multiversion! { wide
@@ -645,9 +646,7 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
             for p in (0..c_out).filter(|&p| sees(p, i)) {
                 many.push((p * n, std::array::from_fn(|e| w(p, i, lm + e))));
             }
-            let mut rows = scratch.chunks_exact_mut(n);
-            let rows: [&mut [f32]; E] =
-                std::array::from_fn(|_| rows.next().expect("E rows of scratch"));
+            let rows = rows_of(scratch, n, std::array::from_fn(|e| e));
             sum_of_runs::<FUSED, E, { block(false) }>(grad, &many, rows);
             for (e, row) in scratch.chunks_exact(n).enumerate() {
                 add_row(i, lm + e, row);
