@@ -16,7 +16,7 @@
 //! samples went through the lanes.
 
 use super::window::{ConvShape, Taps};
-use super::{madd, multiversion};
+use super::{each_of, madd, multiversion};
 
 /// Samples per group: the f32 lanes of an AVX register.
 pub(crate) const LANES: usize = 8;
@@ -70,13 +70,13 @@ fn sums_block<const FUSED: bool, const M: usize, const P: usize>(
     let mut acc = [[[0.0f32; LANES]; P]; M];
     for &(offset, c) in taps {
         let x = &input[offset + start..][..P];
-        for (t, x) in x.iter().enumerate() {
+        each_of!(P, |t| {
             for j in 0..M {
-                for (a, &x) in acc[j][t].iter_mut().zip(&x.0) {
+                for (a, &x) in acc[j][t].iter_mut().zip(&x[t].0) {
                     *a = madd::<FUSED>(c[j], x, *a);
                 }
             }
-        }
+        });
     }
     for (j, acc) in acc.iter().enumerate() {
         for (out, acc) in out[j * plane + at..][..P].iter_mut().zip(acc) {

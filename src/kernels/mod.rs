@@ -114,6 +114,25 @@ fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
 
 pub(crate) use multiversion;
 
+/// `body` once for each `t` in `0..n` (at most 16), written out one after another rather than
+/// as a loop: a kernel's sums, indexed by `t`, then stay in registers whatever the compiler
+/// decides about unrolling (with `lto = true`, it kept C3's block of sums in memory as a loop
+/// over `t`, and evaluation ran at half speed). `n` is a constant, so the `t`s past it go.
+macro_rules! each_of {
+    ($n:expr, |$t:ident| $body:block) => {{
+        const { assert!($n <= 16, "at most 16") };
+        each_of!(@ $n, $t, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    }};
+    (@ $n:expr, $t:ident, $body:block, $($i:literal)*) => {{
+        $(if $i < $n {
+            let $t: usize = $i;
+            $body
+        })*
+    }};
+}
+
+pub(crate) use each_of;
+
 /// Partial sums in [`dots`]: four AVX registers of f32, so that four additions are in flight
 /// at once instead of each waiting for the one before.
 const LANES: usize = 32;
@@ -270,14 +289,17 @@ fn dots<'a>(rows: impl Iterator<Item = &'a [f32]>, b: &[f32]) -> [f32; DOT_ROWS]
         {
             tail[r] = x * y;
         }
-        let mut acc = [0.0f32; LANES];
+        // a register's eight lanes at a time, each a chain of its own
+        let mut acc = [[0.0f32; 8]; LANES / 8];
         for (x, y) in a_chunks.zip(b_chunks.clone()) {
-            for l in 0..LANES {
-                acc[l] += x[l] * y[l];
-            }
+            each_of!(LANES / 8, |c| {
+                for l in 0..8 {
+                    acc[c][l] += x[8 * c + l] * y[8 * c + l];
+                }
+            });
         }
-        for (partial, acc) in partial.iter_mut().zip(acc) {
-            partial[r] = acc;
+        for (partial, acc) in partial.iter_mut().zip(acc.as_flattened()) {
+            partial[r] = *acc;
         }
     }
     // both start as `Iterator::sum` does, so that each row's sum is bit for bit
@@ -747,14 +769,14 @@ fn weight_grad_block<const FUSED: bool, const SQUARE: bool>(
     let mut q = 0;
     while q + 8 <= n {
         let g: [[f32; 8]; GRAD_MAPS] = rows.map(|r| eight(r, q));
-        for (acc, x) in acc.iter_mut().zip(&xs) {
-            let x = eight(x, q).map(squared);
-            for (acc, g) in acc.iter_mut().zip(&g) {
+        each_of!(GRAD_TAPS, |t| {
+            let x = eight(xs[t], q).map(squared);
+            for (acc, g) in acc[t].iter_mut().zip(&g) {
                 for l in 0..8 {
                     acc[l] = madd::<FUSED>(g[l], x[l], acc[l]);
                 }
             }
-        }
+        });
         q += 8;
     }
     let mut sums = [[0.0f32; GRAD_TAPS]; GRAD_MAPS];
@@ -1030,12 +1052,12 @@ fn columns_block<const FUSED: bool, const J: usize>(
     let rows: [&[f32]; J] = std::array::from_fn(|jj| &b[jj * stride..][..terms]);
     let mut acc = [[0.0f32; ROWS]; J];
     for (t, x) in x.chunks_exact(ROWS).enumerate() {
-        for (acc, row) in acc.iter_mut().zip(&rows) {
-            let w = row[t];
-            for (a, &x) in acc.iter_mut().zip(x) {
+        each_of!(J, |jj| {
+            let w = rows[jj][t];
+            for (a, &x) in acc[jj].iter_mut().zip(x) {
                 *a = madd::<FUSED>(w, x, *a);
             }
-        }
+        });
     }
     acc
 }
