@@ -878,45 +878,86 @@ multiversion! { wide
 }
 
 /// [`dense_step_check`], the buffers read when `HELD`.
+///
+/// Stepping every value to look at it cost as much again as the rest of the pass, so the steps
+/// are bounded first. Rounding is monotone, so every `|g[p] · x[r]|` and `|g[p]|` is at most
+/// `max|g| · max(max|x|, 1)` rounded, and every step `lr · (held + sample)` at most `|lr| ·
+/// (max|held| + that)` rounded; with every value at most `f32::MAX / 2` in magnitude and every
+/// step at most `f32::MAX / 4`, no stepped value can overflow. The largest magnitudes are
+/// taken as the bits of the absolute values, whose order as integers is the values' with NaN
+/// above infinity, so that a NaN fails the bound. Only when it fails is each value stepped and
+/// looked at ([`steps_finite`]): the answer is the same either way.
 #[inline(always)]
 fn check_rows<const HELD: bool>(
     (weight, weight_held): (&[f32], &[f32]),
     (bias, bias_held): (&[f32], &[f32]),
-    DenseStep { g, x, lr, .. }: DenseStep<'_>,
+    step: DenseStep<'_>,
     grad_input: &mut [f32],
 ) -> bool {
+    let DenseStep { g, x, lr, .. } = step;
     let r = x.len();
-    // without held gradients, the values stand in for their buffers, read as zeros (and so
-    // never loaded)
+    grad_input.fill(0.0);
+    let mut weight_bits = 0;
+    for (w, &gp) in weight.chunks_exact(r).zip(g) {
+        let w = &w[..r];
+        if grad_input.is_empty() {
+            weight_bits = w.iter().fold(weight_bits, |m, &w| m.max(abs_bits(w)));
+        } else {
+            for (gi, &w) in grad_input.iter_mut().zip(w) {
+                *gi += gp * w;
+                weight_bits = weight_bits.max(abs_bits(w));
+            }
+        }
+    }
+    let largest = |values: &[f32]| values.iter().fold(0, |m, &v| m.max(abs_bits(v)));
+    let weight_max = f32::from_bits(weight_bits.max(largest(bias)));
+    let held_max = if HELD {
+        f32::from_bits(largest(weight_held).max(largest(bias_held)))
+    } else {
+        0.0
+    };
+    let sample_max = f32::from_bits(largest(g)) * f32::from_bits(largest(x).max(1f32.to_bits()));
+    let step_max = lr.abs() * (held_max + sample_max);
+    if weight_max <= f32::MAX / 2.0 && step_max <= f32::MAX / 4.0 {
+        return true;
+    }
+    steps_finite::<HELD>((weight, weight_held), (bias, bias_held), step)
+}
+
+/// The bits of `|v|`: as integers, in the order of the magnitudes, with NaN above infinity.
+#[inline(always)]
+fn abs_bits(v: f32) -> u32 {
+    v.to_bits() & 0x7fff_ffff
+}
+
+/// Whether every value [`dense_step_apply`] would make is finite, each made and looked at.
+#[inline(always)]
+fn steps_finite<const HELD: bool>(
+    (weight, weight_held): (&[f32], &[f32]),
+    (bias, bias_held): (&[f32], &[f32]),
+    DenseStep { g, x, lr, .. }: DenseStep<'_>,
+) -> bool {
+    // without held gradients, the values stand in for their buffers, read as zeros
     let (weight_held, bias_held) = if HELD {
         (weight_held, bias_held)
     } else {
         (weight, bias)
     };
     let held_of = |h: f32| if HELD { h } else { 0.0 };
-    let mut finite = true;
-    grad_input.fill(0.0);
-    let rows = weight.chunks_exact(r).zip(weight_held.chunks_exact(r));
-    for ((w, h), &gp) in rows.zip(g) {
-        let (w, h) = (&w[..r], &h[..r]);
-        // a flag per row, which the loop can keep in a register
-        let mut row_finite = true;
-        if grad_input.is_empty() {
-            for ((&w, &h), &x) in w.iter().zip(h).zip(x) {
-                row_finite &= stepped(w, held_of(h), weight_sample(gp, x), lr).is_finite();
-            }
-        } else {
-            for (((gi, &w), &h), &x) in grad_input.iter_mut().zip(w).zip(h).zip(x) {
-                *gi += gp * w;
-                row_finite &= stepped(w, held_of(h), weight_sample(gp, x), lr).is_finite();
-            }
-        }
-        finite &= row_finite;
-    }
-    for ((&b, &h), &gp) in bias.iter().zip(bias_held).zip(g) {
-        finite &= stepped(b, held_of(h), bias_sample(gp), lr).is_finite();
-    }
-    finite
+    let rows = weight
+        .chunks_exact(x.len())
+        .zip(weight_held.chunks_exact(x.len()));
+    let weights = rows.zip(g).all(|((w, h), &gp)| {
+        let row = w.iter().zip(h).zip(x);
+        row.fold(true, |finite, ((&w, &h), &x)| {
+            finite & stepped(w, held_of(h), weight_sample(gp, x), lr).is_finite()
+        })
+    });
+    let biases = bias.iter().zip(bias_held).zip(g);
+    weights
+        && biases.fold(true, |finite, ((&b, &h), &gp)| {
+            finite & stepped(b, held_of(h), bias_sample(gp), lr).is_finite()
+        })
 }
 
 multiversion! { wide
@@ -1111,6 +1152,122 @@ mod tests {
             }
         }
         assert!(exp::<true>(-1000.0) > 0.0 && exp::<true>(1000.0).is_finite());
+    }
+
+    /// One odd value for [`dense_step_check`]'s test: which of weight, weight buffer, bias,
+    /// bias buffer, `g` and `x` gets it, where (all of it when `None`), and the value.
+    type Edit = (usize, Option<usize>, f32);
+
+    #[test]
+    fn dense_step_check_says_whether_every_stepped_value_is_finite() {
+        let (rows, cols) = (3, 20);
+        let big = f32::MAX;
+        // one odd value anywhere: around the bounds the check tries first (weights up to
+        // MAX / 2, steps up to MAX / 4), where stepping overflows and where it does not, and
+        // what is not finite
+        let odd = [
+            0.0,
+            2.0,
+            big / 2.0,
+            big * 0.6,
+            big,
+            -big,
+            1e19,
+            -1e36,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let mut cases: Vec<(f32, Vec<Edit>)> = Vec::new();
+        for place in 0..6 {
+            let at = if place % 2 == 0 { usize::MAX } else { 0 };
+            for (&v, &lr) in odd.iter().zip([0.1, 1e19, 3.0].iter().cycle()) {
+                cases.push((lr, vec![(place, Some(at), v)]));
+            }
+        }
+        // past a bound, each side of overflow: a weight near MAX stepped a little further, one
+        // at MAX / 2 stepped by more than MAX / 2, a bias stepped by |g| while every |x| is small
+        for (over, under) in [(-0.2, -0.05), (-0.6, -0.4)] {
+            let weight = if over == -0.2 { 0.9 } else { 0.5 };
+            for g in [over, under] {
+                let edits = vec![
+                    (0, Some(0), weight * big),
+                    (4, Some(0), g * big),
+                    (5, None, 1.0),
+                ];
+                cases.push((1.0, edits));
+            }
+        }
+        for g in [-0.6, -0.5] {
+            cases.push((
+                1.0,
+                vec![
+                    (2, Some(0), 0.45 * big),
+                    (4, Some(0), g * big),
+                    (5, None, 1e-3),
+                ],
+            ));
+        }
+        let mut outcomes = [0; 2];
+        for held in [false, true] {
+            for (lr, edits) in &cases {
+                let lengths = [rows * cols, rows * cols, rows, rows, rows, cols];
+                let mut values: Vec<Vec<f32>> = lengths
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &len)| uniform(len, i as u64).to_vec())
+                    .collect();
+                for &(place, at, v) in edits {
+                    match at {
+                        Some(at) => values[place][at.min(lengths[place] - 1)] = v,
+                        None => values[place].fill(v),
+                    }
+                }
+                if !held {
+                    // not read: anything there
+                    values[1].fill(f32::NAN);
+                    values[3].fill(f32::NAN);
+                }
+                let [w, wh, b, bh, g, x] = &values[..] else {
+                    unreachable!()
+                };
+                let (lr, step) = (
+                    *lr,
+                    DenseStep {
+                        g,
+                        x,
+                        lr: *lr,
+                        held,
+                    },
+                );
+                let held_of = |h: f32| if held { h } else { 0.0 };
+                let weights =
+                    w.chunks(cols)
+                        .zip(wh.chunks(cols))
+                        .zip(g)
+                        .flat_map(|((w, h), &gp)| {
+                            let each = w.iter().zip(h).zip(x);
+                            each.map(move |((&w, &h), &x)| {
+                                stepped(w, held_of(h), weight_sample(gp, x), lr)
+                            })
+                        });
+                let biases = b
+                    .iter()
+                    .zip(bh)
+                    .zip(g)
+                    .map(|((&b, &h), &gp)| stepped(b, held_of(h), bias_sample(gp), lr));
+                let expected = weights.chain(biases).all(f32::is_finite);
+                outcomes[usize::from(expected)] += 1;
+                let mut grad_input = vec![f32::NAN; cols];
+                let finite = dense_step_check((w, wh), (b, bh), step, &mut grad_input);
+                assert_eq!(finite, expected, "held {held}, {edits:?}, lr {lr}");
+                for (c, &got) in grad_input.iter().enumerate() {
+                    let sum = (0..rows).fold(0.0, |s, p| s + g[p] * w[p * cols + c]);
+                    assert_eq!(got.to_bits(), sum.to_bits());
+                }
+                assert_eq!(dense_step_check((w, wh), (b, bh), step, &mut []), expected);
+            }
+        }
+        assert!(outcomes.iter().all(|&n| n >= 20), "{outcomes:?}");
     }
 
     #[test]

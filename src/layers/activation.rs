@@ -7,7 +7,7 @@ use ndarray::Array4;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::kernels::{scaled_tanh_in_place, sigmoid_in_place};
+use crate::kernels::{multiversion, scaled_tanh_in_place, sigmoid_in_place};
 use crate::layer::{Backward, Layer};
 
 /// LeCun 1998's `A` in `f(a) = A · tanh(S · a)` (Appendix A).
@@ -69,15 +69,7 @@ impl Activation {
                 &[grad.len()],
             ));
         }
-        match self {
-            Activation::Sigmoid => scale_each(grad, output, |g, y| g * (y * (1.0 - y))),
-            Activation::Identity => scale_each(grad, output, |g, _| g),
-            Activation::Relu => scale_each(grad, output, |g, y| if y > 0.0 { g } else { 0.0 }),
-            Activation::ScaledTanh => scale_each(grad, output, |g, y| {
-                g * (TANH_S * (TANH_A - y * y / TANH_A))
-            }),
-            Activation::Tanh => scale_each(grad, output, |g, y| g * (1.0 - y * y)),
-        }
+        scale_by_slope(self, grad, output);
         Ok(())
     }
 
@@ -105,8 +97,25 @@ impl Activation {
     }
 }
 
+multiversion! { wide
+    /// [`Activation::backprop`] once the lengths are checked, in the widest registers the
+    /// processor has.
+    fn scale_by_slope(activation: Activation, grad: &mut [f32], output: &[f32]) {
+        match activation {
+            Activation::Sigmoid => scale_each(grad, output, |g, y| g * (y * (1.0 - y))),
+            Activation::Identity => scale_each(grad, output, |g, _| g),
+            Activation::Relu => scale_each(grad, output, |g, y| if y > 0.0 { g } else { 0.0 }),
+            Activation::ScaledTanh => scale_each(grad, output, |g, y| {
+                g * (TANH_S * (TANH_A - y * y / TANH_A))
+            }),
+            Activation::Tanh => scale_each(grad, output, |g, y| g * (1.0 - y * y)),
+        }
+    }
+}
+
 /// `grad[i] = scale(grad[i], output[i])`, or zero where that is below [`NEGLIGIBLE`] in
 /// magnitude.
+#[inline(always)]
 fn scale_each(grad: &mut [f32], output: &[f32], scale: impl Fn(f32, f32) -> f32) {
     for (g, &y) in grad.iter_mut().zip(output) {
         let v = scale(*g, y);

@@ -153,10 +153,8 @@ impl DenseDescent {
         step: &Backward<'_>,
         lr: f32,
     ) -> Descended {
-        self.g.clear();
-        self.g.extend(grad.iter().copied());
-        self.x.clear();
-        self.x.extend(step.input.iter().copied());
+        refill(&mut self.g, grad.view());
+        refill(&mut self.x, step.input.view());
         let held = !self.clear;
         let wanted = step.wants_input();
         let mut grad_input = ndarray::Array4::zeros(if wanted {
@@ -203,6 +201,16 @@ impl DenseDescent {
             bias.grad.fill(0.0);
         }
         self.clear = true;
+    }
+}
+
+/// `values` holding `array`'s values in logical order (copied as one slice when the array is
+/// in standard layout).
+fn refill(values: &mut Vec<f32>, array: ndarray::ArrayView4<f32>) {
+    values.clear();
+    match array.as_slice() {
+        Some(slice) => values.extend_from_slice(slice),
+        None => values.extend(array.iter().copied()),
     }
 }
 

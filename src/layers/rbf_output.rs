@@ -40,6 +40,9 @@ pub const CLASSES: usize = 10;
 pub struct RbfOutput {
     /// `[classes, inputs]`: one prototype per class, fixed.
     weight: Array2<f32>,
+    /// `weight` transposed, `[inputs, classes]` in standard layout: what the forward pass
+    /// reads, all the classes' entries for one input side by side.
+    weight_t: Array2<f32>,
 }
 
 impl RbfOutput {
@@ -104,9 +107,15 @@ impl RbfOutput {
                 got: weight.shape().to_vec(),
             });
         }
-        Ok(RbfOutput {
+        Ok(Self::with_weight(weight))
+    }
+
+    /// The layer of prototypes `weight`, in standard layout and transposed.
+    fn with_weight(weight: Array2<f32>) -> Self {
+        RbfOutput {
+            weight_t: weight.t().as_standard_layout().into_owned(),
             weight: weight.as_standard_layout().into_owned(),
-        })
+        }
     }
 
     /// The same layer with each prototype value `w` replaced by `2w - 1`, so that a bitmap's
@@ -118,9 +127,8 @@ impl RbfOutput {
     /// let rbf = RbfOutput::digits().bipolar();
     /// assert!(rbf.weight().iter().all(|&w| w == -1.0 || w == 1.0));
     /// ```
-    pub fn bipolar(mut self) -> Self {
-        self.weight.mapv_inplace(|w| 2.0 * w - 1.0);
-        self
+    pub fn bipolar(self) -> Self {
+        Self::with_weight(self.weight.mapv(|w| 2.0 * w - 1.0))
     }
 
     /// The prototypes, `[classes, inputs]`.
@@ -143,8 +151,7 @@ impl RbfOutput {
     /// other.
     fn compute(&self, x: ArrayView2<f32>) -> Array4<f32> {
         let classes = self.weight.nrows();
-        let prototypes_t = self.weight.t().as_standard_layout().into_owned(); // [inputs, classes]
-        let prototypes_t = prototypes_t.as_slice().expect("standard layout");
+        let prototypes_t = self.weight_t.as_slice().expect("standard layout");
         let mut out = Array4::<f32>::zeros((x.nrows(), classes, 1, 1));
         let sums = out.as_slice_mut().expect("fresh array");
         for (x, sums) in x.rows().into_iter().zip(sums.chunks_exact_mut(classes)) {
@@ -208,13 +215,13 @@ impl Layer for RbfOutput {
                 // each input's sum over the prototypes in their order, from -0 as `sum` starts,
                 // all the inputs of a sample side by side
                 let mut grad_input = Array2::from_elem((batch, inputs), -0.0f32);
-                for ((mut sums, x), g) in grad_input
-                    .outer_iter_mut()
-                    .zip(x.outer_iter())
-                    .zip(g.outer_iter())
-                {
-                    for (&g, w) in g.iter().zip(self.weight.outer_iter()) {
-                        for ((sum, &x), &w) in sums.iter_mut().zip(&x).zip(&w) {
+                let prototypes = self.weight.as_slice().expect("standard layout");
+                let x = x.as_slice().expect("standard layout");
+                let sums = grad_input.as_slice_mut().expect("fresh array");
+                let samples = sums.chunks_exact_mut(inputs).zip(x.chunks_exact(inputs));
+                for ((sums, x), g) in samples.zip(g.outer_iter()) {
+                    for (&g, w) in g.iter().zip(prototypes.chunks_exact(inputs)) {
+                        for ((sum, &x), &w) in sums.iter_mut().zip(x).zip(w) {
                             *sum += -2.0 * g * (x - w);
                         }
                     }
@@ -269,19 +276,20 @@ mod tests {
     #[test]
     fn each_distance_is_summed_in_input_order() {
         // bit for bit the plain left-to-right sum, for inputs whose terms round differently
-        // in another order
-        let rbf = RbfOutput::digits();
+        // in another order; also with the prototypes made bipolar
         let x = crate::testing::uniform((5, 84), 7).mapv(|v| 3.0 * v);
-        let out = rbf
-            .forward(
-                x.view().into_shape_with_order((5, 84, 1, 1)).unwrap(),
-                Pass::Predict,
-            )
-            .unwrap();
-        for (b, x) in x.rows().into_iter().enumerate() {
-            for (i, w) in rbf.weight().rows().into_iter().enumerate() {
-                let plain: f32 = x.iter().zip(w).map(|(x, w)| (x - w) * (x - w)).sum();
-                assert_eq!(out[[b, i, 0, 0]].to_bits(), (-plain).to_bits());
+        for rbf in [RbfOutput::digits(), RbfOutput::digits().bipolar()] {
+            let out = rbf
+                .forward(
+                    x.view().into_shape_with_order((5, 84, 1, 1)).unwrap(),
+                    Pass::Predict,
+                )
+                .unwrap();
+            for (b, x) in x.rows().into_iter().enumerate() {
+                for (i, w) in rbf.weight().rows().into_iter().enumerate() {
+                    let plain: f32 = x.iter().zip(w).map(|(x, w)| (x - w) * (x - w)).sum();
+                    assert_eq!(out[[b, i, 0, 0]].to_bits(), (-plain).to_bits());
+                }
             }
         }
     }
