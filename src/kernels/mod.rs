@@ -651,9 +651,8 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
     let ConvShape { c_in, c_out, k, .. } = shape;
     let (n, kk) = (shape.positions(), k * k);
     let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
-    let w = |p: usize, i: usize, lm: usize| weight[(p * c_in + i) * kk + lm];
     let (starts, plane) = (shape.entry_starts(), shape.plane());
-    let mut add_row = |i: usize, lm: usize, row: &[f32]| {
+    let add_row = |grad_input: &mut [f32], i: usize, lm: usize, row: &[f32]| {
         let start = i * plane + starts[lm];
         for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
             *g += v;
@@ -661,29 +660,66 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
     };
     scratch.resize(E * n, 0.0);
     let (mut many, mut one) = (Vec::with_capacity(c_out), Vec::with_capacity(c_out));
+    let mut kernels = Vec::with_capacity(c_out);
     for i in 0..c_in {
+        // each output map that sees input map i, with its kernel there
+        kernels.clear();
+        let seen = (0..c_out).filter(|&p| sees(p, i));
+        kernels.extend(seen.map(|p| (p * n, &weight[(p * c_in + i) * kk..][..kk])));
         let mut lm = 0;
         while lm + E <= kk {
             many.clear();
-            for p in (0..c_out).filter(|&p| sees(p, i)) {
-                many.push((p * n, std::array::from_fn(|e| w(p, i, lm + e))));
-            }
+            many.extend(kernels.iter().map(|&(at, kernel)| {
+                let entries: [f32; E] = kernel[lm..lm + E].try_into().expect("E entries");
+                (at, entries)
+            }));
             let rows = rows_of(scratch, n, std::array::from_fn(|e| e));
             sum_of_runs::<FUSED, E, { block(false) }>(grad, &many, rows);
-            for (e, row) in scratch.chunks_exact(n).enumerate() {
-                add_row(i, lm + e, row);
+            if (1..E).all(|e| starts[lm + e] == starts[lm] + e) {
+                // one pass over the input for the entries' runs, which start one apart
+                let start = i * plane + starts[lm];
+                let rows = std::array::from_fn(|e| &scratch[e * n..][..n]);
+                add_runs_one_apart::<E>(rows, &mut grad_input[start..start + n + E - 1]);
+            } else {
+                for (e, row) in scratch.chunks_exact(n).enumerate() {
+                    add_row(grad_input, i, lm + e, row);
+                }
             }
             lm += E;
         }
         for lm in lm..kk {
             one.clear();
-            for p in (0..c_out).filter(|&p| sees(p, i)) {
-                one.push((p * n, [w(p, i, lm)]));
-            }
+            one.extend(kernels.iter().map(|&(at, kernel)| (at, [kernel[lm]])));
             sum_of_runs_in::<FUSED, WIDE, 1>(grad, &one, [&mut scratch[..n]]);
-            add_row(i, lm, &scratch[..n]);
+            add_row(grad_input, i, lm, &scratch[..n]);
         }
     }
+}
+
+/// `out[t + e] += rows[e][t]` for each of the `E` rows (all `n` long, `out` `n + E - 1`),
+/// each value of `out` taking its terms in row order, as adding the rows one after another
+/// would; but in one pass over `out`, which does not load what the row before has just stored
+/// one value off (a load the processor cannot forward from that store).
+#[inline(always)]
+fn add_runs_one_apart<const E: usize>(rows: [&[f32]; E], out: &mut [f32]) {
+    let n = rows[0].len();
+    let add_at = |out: &mut [f32], t: usize| {
+        for (e, row) in rows.iter().enumerate() {
+            if let Some(&v) = t.checked_sub(e).and_then(|q| row.get(q)) {
+                out[t] += v;
+            }
+        }
+    };
+    if n < E {
+        (0..n + E - 1).for_each(|t| add_at(out, t));
+        return;
+    }
+    // where every row has a term
+    let rows_within = std::array::from_fn::<_, E, _>(|e| &rows[e][E - 1 - e..n - e]);
+    for (j, o) in out[E - 1..n].iter_mut().enumerate() {
+        each_of!(E, |e| { *o += rows_within[e][j] });
+    }
+    (0..E - 1).chain(n..n + E - 1).for_each(|t| add_at(out, t));
 }
 
 /// Positions per block of matrixmultiply's f32 kernels (`kc`): a product's sums are added to
@@ -1479,6 +1515,31 @@ mod tests {
             let out = got.as_slice_mut().unwrap();
             correlate_adjoint(g, shape, w, table.as_deref(), &mut Vec::new(), out);
             assert_same_sums(got.as_slice().unwrap(), expected.as_slice().unwrap());
+        }
+    }
+
+    #[test]
+    fn runs_one_apart_are_added_as_one_after_another() {
+        fn check<const E: usize>(n: usize) {
+            let rows = uniform((E, n), 1).mapv(|v| v * 1e3);
+            let rows: [&[f32]; E] =
+                std::array::from_fn(|e| &rows.as_slice().unwrap()[e * n..][..n]);
+            let start = uniform(n + E - 1, 2);
+            let mut expected = start.to_vec();
+            for (e, row) in rows.iter().enumerate() {
+                for (o, &v) in expected[e..].iter_mut().zip(*row) {
+                    *o += v;
+                }
+            }
+            let mut got = start.to_vec();
+            add_runs_one_apart(rows, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&expected), "{E} rows of {n}");
+        }
+        for n in [1, 2, 4, 5, 6, 17, 136] {
+            check::<1>(n);
+            check::<2>(n);
+            check::<5>(n);
         }
     }
 
