@@ -915,8 +915,8 @@ multiversion! { wide
 
 /// [`dense_step_check`], the buffers read when `HELD`.
 ///
-/// Stepping every value to look at it cost as much again as the rest of the pass, so the steps
-/// are bounded first. Rounding is monotone, so every `|g[p] · x[r]|` and `|g[p]|` is at most
+/// Stepping every value to look at it took about a third of the pass, so the steps are bounded
+/// first. Rounding is monotone, so every `|g[p] · x[r]|` and `|g[p]|` is at most
 /// `max|g| · max(max|x|, 1)` rounded, and every step `lr · (held + sample)` at most `|lr| ·
 /// (max|held| + that)` rounded; with every value at most `f32::MAX / 2` in magnitude and every
 /// step at most `f32::MAX / 4`, no stepped value can overflow. The largest magnitudes are
@@ -1222,8 +1222,7 @@ mod tests {
         }
         // past a bound, each side of overflow: a weight near MAX stepped a little further, one
         // at MAX / 2 stepped by more than MAX / 2, a bias stepped by |g| while every |x| is small
-        for (over, under) in [(-0.2, -0.05), (-0.6, -0.4)] {
-            let weight = if over == -0.2 { 0.9 } else { 0.5 };
+        for (weight, over, under) in [(0.9, -0.2, -0.05), (0.5, -0.6, -0.4)] {
             for g in [over, under] {
                 let edits = vec![
                     (0, Some(0), weight * big),
