@@ -187,20 +187,37 @@ fn exp_blocks<const FUSED: bool, const B: usize>(
 ) {
     let mut chunks = values.chunks_exact_mut(B);
     for chunk in chunks.by_ref() {
-        let mut t = [0.0; B];
-        t.iter_mut()
-            .zip(&*chunk)
-            .for_each(|(t, &v)| *t = -(scale * v).abs());
-        exp_in_place::<FUSED, B>(&mut t);
-        chunk
-            .iter_mut()
-            .zip(t)
-            .for_each(|(v, t)| *v = each(scale * *v, t));
+        exp_block::<FUSED, B>(chunk, scale, &each);
     }
-    for v in chunks.into_remainder() {
-        let z = scale * *v;
-        *v = each(z, exp::<FUSED>(-z.abs()));
+    // the rest sixteen at a time, the last sixteen padded: every value takes the same steps
+    // in a register as one at a time, at a sixteenth of the work
+    for rest in chunks.into_remainder().chunks_mut(REST) {
+        let mut padded = [0.0; REST];
+        padded[..rest.len()].copy_from_slice(rest);
+        exp_block::<FUSED, REST>(&mut padded, scale, &each);
+        rest.copy_from_slice(&padded[..rest.len()]);
     }
+}
+
+/// Values per block of what [`exp_blocks`] leaves after its whole blocks.
+const REST: usize = 16;
+
+/// One block of [`exp_blocks`]: `chunk` (`B` values) through `each`.
+#[inline(always)]
+fn exp_block<const FUSED: bool, const B: usize>(
+    chunk: &mut [f32],
+    scale: f32,
+    each: &impl Fn(f32, f32) -> f32,
+) {
+    let mut t = [0.0; B];
+    t.iter_mut()
+        .zip(&*chunk)
+        .for_each(|(t, &v)| *t = -(scale * v).abs());
+    exp_in_place::<FUSED, B>(&mut t);
+    chunk
+        .iter_mut()
+        .zip(t)
+        .for_each(|(v, t)| *v = each(scale * *v, t));
 }
 
 /// `1 / d` for `d` in [1, 2] without a division: Newton-Raphson from the quadratic
@@ -218,7 +235,7 @@ fn reciprocal_1_to_2<const FUSED: bool>(d: f32) -> f32 {
 }
 
 /// `e^x` to within 2 ulp for `x` in [-87.3, 88] ([`exp_in_place`] of one value).
-#[inline(always)]
+#[cfg(test)]
 fn exp<const FUSED: bool>(x: f32) -> f32 {
     let mut x = [x];
     exp_in_place::<FUSED, 1>(&mut x);
@@ -415,6 +432,14 @@ multiversion! {
     /// then bottom.
     fn sums_of_2x2(input: &[f32], width: usize, out: &mut [f32], ow: usize) {
         each_2x2(input, width, out, ow, |t, b| (0.0 + (t[0] + t[1])) + (b[0] + b[1]));
+    }
+}
+
+multiversion! {
+    /// [`sums_of_2x2`] with each sum `s` put as `bias + coef · s` (rounded after the product,
+    /// then after the sum): subsampling's weighted sums, in the same pass.
+    fn weighted_sums_of_2x2(input: &[f32], width: usize, out: &mut [f32], ow: usize, coef: f32, bias: f32) {
+        each_2x2(input, width, out, ow, |t, b| bias + coef * ((0.0 + (t[0] + t[1])) + (b[0] + b[1])));
     }
 }
 
@@ -1364,15 +1389,23 @@ mod tests {
         for (oh, ow, width) in [(3, 5, 10), (2, 8, 16), (4, 14, 28), (2, 17, 35)] {
             let input = uniform((2 * oh, width), 1);
             let x = input.as_slice().unwrap();
-            let mut out = vec![f32::NAN; oh * ow];
+            let (mut out, mut weighted) = (vec![f32::NAN; oh * ow], vec![f32::NAN; oh * ow]);
             sums_of_2x2(x, width, &mut out, ow);
-            for (i, &o) in out.iter().enumerate() {
+            let (coef, bias) = (0.7, -0.3);
+            weighted_sums_of_2x2(x, width, &mut weighted, ow, coef, bias);
+            for (i, (&o, &w)) in out.iter().zip(&weighted).enumerate() {
                 let (t, b) = (
                     2 * (i / ow) * width + 2 * (i % ow),
                     (2 * (i / ow) + 1) * width + 2 * (i % ow),
                 );
                 let expected = (0.0 + (x[t] + x[t + 1])) + (x[b] + x[b + 1]);
                 assert_eq!(o.to_bits(), expected.to_bits(), "{ow} wide, block {i}");
+                let expected = bias + coef * expected;
+                assert_eq!(
+                    w.to_bits(),
+                    expected.to_bits(),
+                    "{ow} wide, block {i} weighted"
+                );
             }
 
             let bias = [0.25, -1.5];
@@ -1393,18 +1426,33 @@ mod tests {
 
     #[test]
     fn blocks_through_exp_equal_one_value_at_a_time() {
-        // 3 blocks of the widest build and a remainder, from -100 to 99
-        let values: Vec<f32> = (0..3 * 64 + 5).map(|i| i as f32 * 1.01 - 100.0).collect();
+        // whole blocks of the widest build, then what is left: two sixteens and five
+        let values: Vec<f32> = (0..3 * 64 + 37).map(|i| i as f32 * 1.01 - 115.0).collect();
         let mut sigmoid = values.clone();
         sigmoid_in_place(&mut sigmoid);
         let mut tanh = values.clone();
         scaled_tanh_in_place(&mut tanh, 1.7, 0.6);
-        for ((&v, s), t) in values.iter().zip(sigmoid).zip(tanh) {
-            let (mut one_s, mut one_t) = ([v], [v]);
-            sigmoid_in_place(&mut one_s);
-            scaled_tanh_in_place(&mut one_t, 1.7, 0.6);
-            assert_eq!(s.to_bits(), one_s[0].to_bits(), "sigmoid({v})");
-            assert_eq!(t.to_bits(), one_t[0].to_bits(), "tanh({v})");
+        // `(e^-|z|, 1 / (1 + e^-|z|))` for one value, as the build that ran rounds them
+        fn one<const FUSED: bool>(z: f32) -> (f32, f32) {
+            let t = exp::<FUSED>(-z.abs());
+            (t, reciprocal_1_to_2::<FUSED>(1.0 + t))
+        }
+        let one = |z: f32| {
+            if fused() {
+                one::<true>(z)
+            } else {
+                one::<false>(z)
+            }
+        };
+        for ((&v, s), th) in values.iter().zip(sigmoid).zip(tanh) {
+            let (t, q) = one(v);
+            let expected = if v >= 0.0 { q } else { t * q };
+            assert_eq!(s.to_bits(), expected.to_bits(), "sigmoid({v})");
+            let z = 2.0 * 0.6 * v;
+            let (t, q) = one(z);
+            let y = 1.7 * ((1.0 - t) * q);
+            let expected = if z >= 0.0 { y } else { -y };
+            assert_eq!(th.to_bits(), expected.to_bits(), "tanh({v})");
         }
     }
 

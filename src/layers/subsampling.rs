@@ -19,7 +19,7 @@ use rand::Rng;
 
 use super::activation::Activation;
 use super::{Init, regain, zeros_param};
-use crate::kernels::sums_of_2x2;
+use crate::kernels::{sums_of_2x2, weighted_sums_of_2x2};
 use crate::layer::{Backward, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
@@ -105,8 +105,9 @@ impl Subsampling {
         self.bias.value.view()
     }
 
-    /// The block sums `[B, C, OH, OW]` of `input`.
-    fn block_sums(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+    /// The block sums `[B, C, OH, OW]` of `input`; when `weighted`, each sum `s` of channel `c`
+    /// put as `bias[c] + coef[c] · s`, the layer's weighted sums.
+    fn block_sums(&self, input: ArrayView4<f32>, weighted: bool) -> Result<Array4<f32>> {
         let [c, oh, ow] = self.output_shape(chw(input.shape()))?;
         let (k, width) = (self.kernel, input.dim().3);
         let input = input.as_standard_layout();
@@ -119,36 +120,30 @@ impl Subsampling {
             .as_slice_mut()
             .expect("fresh array")
             .chunks_exact_mut(oh * ow);
-        for (plane_in, plane_out) in planes_in.zip(planes_out) {
+        let channels = self.coef.value.iter().zip(&self.bias.value).cycle();
+        for ((plane_in, plane_out), (&a, &b)) in planes_in.zip(planes_out).zip(channels) {
             // LeNet-5's 2x2 in one pass, with the block known so that the loop vectorises
-            if k == 2 {
-                sums_of_2x2(plane_in, width, plane_out, ow);
-                continue;
-            }
-            for (rows, out) in plane_in
-                .chunks_exact(k * width)
-                .zip(plane_out.chunks_exact_mut(ow))
-            {
-                for row in rows.chunks_exact(width) {
-                    out.iter_mut()
-                        .zip(row.chunks_exact(k))
-                        .for_each(|(o, block)| *o += block.iter().sum::<f32>());
+            match (k, weighted) {
+                (2, false) => sums_of_2x2(plane_in, width, plane_out, ow),
+                (2, true) => weighted_sums_of_2x2(plane_in, width, plane_out, ow, a, b),
+                _ => {
+                    for (rows, out) in plane_in
+                        .chunks_exact(k * width)
+                        .zip(plane_out.chunks_exact_mut(ow))
+                    {
+                        for row in rows.chunks_exact(width) {
+                            out.iter_mut()
+                                .zip(row.chunks_exact(k))
+                                .for_each(|(o, block)| *o += block.iter().sum::<f32>());
+                        }
+                    }
+                    if weighted {
+                        plane_out.iter_mut().for_each(|s| *s = b + a * *s);
+                    }
                 }
             }
         }
         Ok(sums)
-    }
-
-    /// `f(bias + coef · sums)` for the block sums `[B, C, OH, OW]`, in place.
-    fn output_of(&self, mut output: Array4<f32>) -> Array4<f32> {
-        let plane = output.dim().2 * output.dim().3;
-        let out = output.as_slice_mut().expect("standard layout");
-        let channels = self.coef.value.iter().zip(&self.bias.value).cycle();
-        for (y, (&a, &b)) in out.chunks_exact_mut(plane).zip(channels) {
-            y.iter_mut().for_each(|s| *s = b + a * *s);
-        }
-        self.activation.apply(out);
-        output
     }
 
     /// Adds the coefficient and bias gradients for `grad` (dL/d(weighted sum),
@@ -162,7 +157,7 @@ impl Subsampling {
     ) -> Result<Option<Array4<f32>>> {
         let square = step.is_curvature();
         let sq = |v: f32| if square { v * v } else { v };
-        let sums = self.block_sums(step.input)?;
+        let sums = self.block_sums(step.input, false)?;
         let (batch, c, oh, ow) = grad.dim();
         let k = self.kernel;
         let width = ow * k;
@@ -249,7 +244,10 @@ impl Layer for Subsampling {
     }
 
     fn forward(&self, input: ArrayView4<f32>, _: Pass) -> Result<Array4<f32>> {
-        Ok(self.output_of(self.block_sums(input)?))
+        let mut output = self.block_sums(input, true)?;
+        self.activation
+            .apply(output.as_slice_mut().expect("fresh array"));
+        Ok(output)
     }
 
     fn backward(&mut self, step: Backward<'_>) -> Result<Option<Array4<f32>>> {
