@@ -677,12 +677,8 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
     let (n, kk) = (shape.positions(), k * k);
     let sees = |p: usize, i: usize| connected.is_none_or(|c| c[p * c_in + i]);
     let (starts, plane) = (shape.entry_starts(), shape.plane());
-    let add_row = |grad_input: &mut [f32], i: usize, lm: usize, row: &[f32]| {
-        let start = i * plane + starts[lm];
-        for (g, &v) in grad_input[start..start + n].iter_mut().zip(row) {
-            *g += v;
-        }
-    };
+    // where the run of window entry `lm` of input map `i` starts in the input
+    let start_of = |i: usize, lm: usize| i * plane + starts[lm];
     scratch.resize(E * n, 0.0);
     let (mut many, mut one) = (Vec::with_capacity(c_out), Vec::with_capacity(c_out));
     let mut kernels = Vec::with_capacity(c_out);
@@ -702,12 +698,13 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
             sum_of_runs::<FUSED, E, { block(false) }>(grad, &many, rows);
             if (1..E).all(|e| starts[lm + e] == starts[lm] + e) {
                 // one pass over the input for the entries' runs, which start one apart
-                let start = i * plane + starts[lm];
+                let start = start_of(i, lm);
                 let rows = std::array::from_fn(|e| &scratch[e * n..][..n]);
                 add_runs_one_apart::<E>(rows, &mut grad_input[start..start + n + E - 1]);
             } else {
                 for (e, row) in scratch.chunks_exact(n).enumerate() {
-                    add_row(grad_input, i, lm + e, row);
+                    let start = start_of(i, lm + e);
+                    add_runs_one_apart([row], &mut grad_input[start..start + n]);
                 }
             }
             lm += E;
@@ -716,14 +713,15 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
             one.clear();
             one.extend(kernels.iter().map(|&(at, kernel)| (at, [kernel[lm]])));
             sum_of_runs_in::<FUSED, WIDE, 1>(grad, &one, [&mut scratch[..n]]);
-            add_row(grad_input, i, lm, &scratch[..n]);
+            let start = start_of(i, lm);
+            add_runs_one_apart([&scratch[..n]], &mut grad_input[start..start + n]);
         }
     }
 }
 
-/// `out[t + e] += rows[e][t]` for each of the `E` rows (all `n` long, `out` `n + E - 1`),
-/// each value of `out` taking its terms in row order, as adding the rows one after another
-/// would; but in one pass over `out`, which does not load what the row before has just stored
+/// `out[t + e] += rows[e][t]` for each of the `E` rows (all `n` long, `out` `n + E - 1`; one
+/// row is added as it is), each value of `out` taking its terms in row order, as adding the
+/// rows one after another would; but in one pass over `out`, which does not load what the row before has just stored
 /// one value off (a load the processor cannot forward from that store).
 #[inline(always)]
 fn add_runs_one_apart<const E: usize>(rows: [&[f32]; E], out: &mut [f32]) {
