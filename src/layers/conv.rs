@@ -31,7 +31,7 @@ use rand::Rng;
 
 use super::activation::Activation;
 use super::{DenseDescent, Init, regain, zeros_param};
-use crate::kernels::lanes::{LANES, Lane, correlate_lanes, to_lanes};
+use crate::kernels::lanes::{LANES, Lane, MAPS, correlate_lanes, to_lanes};
 use crate::kernels::window::{ConvShape, Taps, positions};
 use crate::kernels::{
     add_bias_at_valid_positions, correlate, correlate_adjoint, correlate_weight_grad, matmul,
@@ -283,7 +283,7 @@ impl Conv {
             .expect("a fresh array's first samples");
         let (mut lanes, mut maps) = (
             vec![Lane::default(); per_in],
-            vec![Lane::default(); 2 * oh * ow],
+            vec![Lane::default(); MAPS * oh * ow],
         );
         let groups = x.chunks_exact(per_in * LANES);
         for (x, y) in groups.zip(y.chunks_exact_mut(per_out * LANES)) {
@@ -688,20 +688,21 @@ mod tests {
     #[test]
     fn a_batch_through_the_lanes_gives_each_samples_bits_alone() {
         // rows of 1, 10, 13 and 17 outputs (blocks of 1, 5 + 5, 4 + 4 + 5 and 5 + 6 + 6), each
-        // with enough straddling positions for the lanes to pay, and three maps (a pair and
-        // one alone); 19 samples: two groups of eight, then three one at a time
+        // with enough straddling positions for the lanes to pay; three maps (a pair and one
+        // alone) through a table, seven without (in the AVX-512 build a group of four, then a
+        // pair and one alone); 19 samples: two groups of eight, then three one at a time
         let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(7);
-        for (c_in, h, w, k, table) in [
-            (4, 5, 3, 3, Some(table())),
-            (4, 14, 14, 5, Some(table())),
-            (2, 9, 19, 7, None),
-            (4, 11, 25, 9, Some(table())),
+        for (c_in, c_out, h, w, k, table) in [
+            (4, 3, 5, 3, 3, Some(table())),
+            (4, 3, 14, 14, 5, Some(table())),
+            (2, 7, 9, 19, 7, None),
+            (4, 3, 11, 25, 9, Some(table())),
         ] {
-            let mut conv = Conv::new(c_in, 3, k, &mut rng).unwrap();
+            let mut conv = Conv::new(c_in, c_out, k, &mut rng).unwrap();
             if let Some(table) = table {
                 conv = conv.with_connections(table).unwrap();
             }
-            let out_shape = [19, 3, h + 1 - k, w + 1 - k];
+            let out_shape = [19, c_out, h + 1 - k, w + 1 - k];
             assert!(conv.lanes_pay(out_shape), "{c_in} {h} {w}");
             let input = uniform((19, c_in, h, w), 8);
             let batch = conv.forward(input.view(), Pass::Predict).unwrap();
