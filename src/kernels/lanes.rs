@@ -73,7 +73,10 @@ fn sums_block<const FUSED: bool, const M: usize, const P: usize>(
     out: &mut [Lane],
 ) {
     let mut acc = [[[0.0f32; LANES]; P]; M];
-    for &(offset, c) in taps {
+    // each tap by reference: the compiler then broadcasts each weight from memory, on a load
+    // port, instead of loading it and then broadcasting it on the port that shares the
+    // multiply-adds (C3's forward pass 7 % faster on an Intel Xeon)
+    for (offset, c) in taps {
         let x = &input[offset + start..][..P];
         each_of!(P, |t| {
             for j in 0..M {
