@@ -373,10 +373,9 @@ multiversion! {
     }
 }
 
-/// Values per chunk of the row loops of [`sums_of_2x2`], [`max_of_2x2`], its adjoint and
-/// [`add_bias_at_valid_positions`]: one AVX register. A row's last chunk is moved back to end
-/// at the row's end, so that short rows (28 or 10 values in LeNet-5) need no
-/// one-value-at-a-time tail; the values it writes twice get the same value both times.
+/// Values per chunk of the row loops of [`sums_of_2x2`], [`max_of_2x2`] and its adjoint: one
+/// AVX register. A row's last chunk is moved back to end at the row's end, so that short rows
+/// (S2's 14 values in LeNet-5) need no one-value-at-a-time tail; the values it writes twice get the same value both times.
 const CHUNK: usize = 8;
 
 /// `body` with `(x, n)` for every chunk `x..x + n` of `0..len`: chunks of [`CHUNK`] (the last
@@ -511,25 +510,6 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// `out[c, j, x] = sums[c, j·width + x] + bias[c]` for `sums` `[C, N]` at full width
-    /// and `out` `[C, OH, OW]` (`widths` is `(width, OW)`): the valid positions of a
-    /// convolution's sums, with its bias.
-    fn add_bias_at_valid_positions(sums: &[f32], widths: (usize, usize), bias: &[f32], out: &mut [f32]) {
-        let (width, ow) = widths;
-        let (n, plane) = (sums.len() / bias.len(), out.len() / bias.len());
-        for ((out, sum), &b) in out.chunks_exact_mut(plane).zip(sums.chunks_exact(n)).zip(bias) {
-            for (out_row, sum_row) in out.chunks_exact_mut(ow).zip(sum.chunks(width)) {
-                in_chunks!(ow, |x, len| {
-                    for (y, &a) in out_row[x..x + len].iter_mut().zip(&sum_row[x..x + len]) {
-                        *y = a + b;
-                    }
-                });
-            }
-        }
-    }
-}
-
 /// Positions per block of [`sum_of_runs`] for a build: six AVX registers of partial sums per
 /// row in the AVX2 build, enough independent chains of fused multiply-adds to hide their
 /// latency, and with two rows at a time few enough to stay in its sixteen registers while
@@ -539,7 +519,53 @@ const fn block(wide: bool) -> usize {
     if wide { 96 } else { 48 }
 }
 
-/// `dst[j][q + t] = Σ_terms c[j] · src[offset + q + t]` for rows `j < M` and `t < L`:
+/// Where [`sum_block`] puts the sums `[M][L]` of its rows at positions `q..q + L`.
+trait Sink<const M: usize> {
+    fn put<const L: usize>(&mut self, q: usize, sums: &[[f32; L]; M]);
+}
+
+/// Every position: row `j`'s sums at `q..q + L` of `self[j]`.
+impl<const M: usize> Sink<M> for [&mut [f32]; M] {
+    #[inline(always)]
+    fn put<const L: usize>(&mut self, q: usize, sums: &[[f32; L]; M]) {
+        for (dst, sums) in self.iter_mut().zip(sums) {
+            dst[q..q + L].copy_from_slice(sums);
+        }
+    }
+}
+
+/// A convolution's output maps `[OH, OW]`, one per row of sums at full width (`width`
+/// positions to a row): each takes its row's sums at the valid positions, plus its bias,
+/// straight from the registers.
+struct ValidPositions<'a, const M: usize> {
+    maps: [&'a mut [f32]; M],
+    bias: [f32; M],
+    width: usize,
+    ow: usize,
+}
+
+impl<const M: usize> Sink<M> for ValidPositions<'_, M> {
+    #[inline(always)]
+    fn put<const L: usize>(&mut self, q: usize, sums: &[[f32; L]; M]) {
+        let (width, ow) = (self.width, self.ow);
+        let mut p = q;
+        while p < q + L {
+            let (row, x) = (p / width, p % width);
+            if x < ow {
+                let len = (ow - x).min(q + L - p);
+                for ((map, sums), b) in self.maps.iter_mut().zip(sums).zip(self.bias) {
+                    let out = &mut map[row * ow + x..][..len];
+                    for (y, &s) in out.iter_mut().zip(&sums[p - q..][..len]) {
+                        *y = s + b;
+                    }
+                }
+            }
+            p = (row + 1) * width;
+        }
+    }
+}
+
+/// `dst` ← `Σ_terms c[j] · src[offset + q + t]` for rows `j < M` and `t < L` ([`Sink`]):
 /// for each row, one fused multiply-add after another in term order, from +0. The rows share
 /// each load of `src`.
 #[inline(always)]
@@ -547,7 +573,7 @@ fn sum_block<const FUSED: bool, const M: usize, const L: usize>(
     src: &[f32],
     terms: &[(usize, [f32; M])],
     q: usize,
-    dst: &mut [&mut [f32]; M],
+    dst: &mut impl Sink<M>,
 ) {
     let mut acc = [[0.0f32; L]; M];
     for &(offset, c) in terms {
@@ -558,22 +584,22 @@ fn sum_block<const FUSED: bool, const M: usize, const L: usize>(
             }
         }
     }
-    for (dst, acc) in dst.iter_mut().zip(&acc) {
-        dst[q..q + L].copy_from_slice(acc);
-    }
+    // put from a copy: a sink that indexes the sums by run would otherwise keep `acc` in
+    // memory through the loop (stored on every term)
+    let sums = acc;
+    dst.put(q, &sums);
 }
 
-/// [`sum_block`] for every position `q < n` of the `M` rows `dst`, `n` long. Positions go
-/// `B` at a time; the last, partial block becomes the smallest block that fits, moved back to
-/// end at the last position (the positions it computes twice get the same sums).
+/// [`sum_block`] for every position `q < n` of the `M` rows. Positions go `B` at a time; the
+/// last, partial block becomes the smallest block that fits, moved back to end at the last
+/// position (the positions it computes twice get the same sums).
 #[inline(always)]
 fn sum_of_runs<const FUSED: bool, const M: usize, const B: usize>(
     src: &[f32],
     terms: &[(usize, [f32; M])],
-    mut dst: [&mut [f32]; M],
+    n: usize,
+    dst: &mut impl Sink<M>,
 ) {
-    let n = dst[0].len();
-    let dst = &mut dst;
     let mut q = 0;
     while q + B <= n {
         sum_block::<FUSED, M, B>(src, terms, q, dst);
@@ -596,40 +622,67 @@ fn sum_of_runs<const FUSED: bool, const M: usize, const B: usize>(
 fn sum_of_runs_in<const FUSED: bool, const WIDE: bool, const M: usize>(
     src: &[f32],
     terms: &[(usize, [f32; M])],
-    dst: [&mut [f32]; M],
+    n: usize,
+    dst: &mut impl Sink<M>,
 ) {
     if WIDE {
-        sum_of_runs::<FUSED, M, { block(true) }>(src, terms, dst);
+        sum_of_runs::<FUSED, M, { block(true) }>(src, terms, n, dst);
     } else {
-        sum_of_runs::<FUSED, M, { block(false) }>(src, terms, dst);
+        sum_of_runs::<FUSED, M, { block(false) }>(src, terms, n, dst);
     }
 }
 
 multiversion! { wide
-    /// A direct convolution: `sums` `[c_out, n]` ← the correlation of a flat input `[c_in,
-    /// height, width]` with the kernels whose `taps` are given, at the `n` full-width
-    /// positions. Output maps go two at a time (the pairs of `taps`), sharing the loads of the
-    /// input; in the AVX-512 build, whose 32 registers hold four maps' sums, two pairs go
-    /// together when their taps read the same runs ([`Taps::fours`]: C1's, or C3's pairs that
-    /// see the same inputs), so that each load feeds twice as many multiply-adds.
+    /// A direct convolution: `out` `[c_out, OH, OW]` ← the correlation of a flat input
+    /// `[c_in, height, width]` with the kernels whose `taps` are given, plus `bias`, where
+    /// `widths` is `(width, OW)`. The sums run at full width, `(OH - 1) · width + OW`
+    /// positions, each block of them put at its valid positions from the registers
+    /// ([`ValidPositions`]). Output maps go two at a time (the pairs of `taps`), sharing the
+    /// loads of the input; in the AVX-512 build, whose 32 registers hold four maps' sums, two
+    /// pairs go together when their taps read the same runs ([`Taps::fours`]: C1's, or C3's
+    /// pairs that see the same inputs), so that each load feeds twice as many multiply-adds.
     ///
-    /// Each sum is one fused multiply-add after another in `(i, l, m)` order from +0: bit for
-    /// bit what the product `weight · im2col(input)` gives from matrixmultiply when its inner
-    /// dimension fits one block (`c_in·k·k <= 256`), without copying the windows. (Adding
-    /// `+0 · x` changes no partial sum, since a chain started at +0 is never -0; so skipping a
-    /// missing kernel, or reading it as zero, gives the same bits.)
-    fn correlate(input: &[f32], n: usize, taps: &Taps, sums: &mut [f32]) {
+    /// Each sum is one fused multiply-add after another in `(i, l, m)` order from +0, then the
+    /// bias added: bit for bit what the product `weight · im2col(input)` gives from
+    /// matrixmultiply when its inner dimension fits one block (`c_in·k·k <= 256`), without
+    /// copying the windows, plus the bias. (Adding `+0 · x` changes no partial sum, since a
+    /// chain started at +0 is never -0; so skipping a missing kernel, or reading it as zero,
+    /// gives the same bits.)
+    fn correlate(input: &[f32], widths: (usize, usize), taps: &Taps, bias: &[f32], out: &mut [f32]) {
+        let (width, ow) = widths;
+        let plane = out.len() / bias.len();
+        let n = (plane / ow - 1) * width + ow;
         if WIDE {
             for (maps, four) in &taps.fours {
-                sum_of_runs_in::<FUSED, WIDE, 4>(input, four, rows_of(sums, n, *maps));
+                let mut dst = valid_positions(out, plane, *maps, bias, widths);
+                sum_of_runs_in::<FUSED, WIDE, 4>(input, four, n, &mut dst);
             }
         }
         for (maps, pair) in taps.pairs_beside_fours(WIDE) {
-            sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, rows_of(sums, n, *maps));
+            let mut dst = valid_positions(out, plane, *maps, bias, widths);
+            sum_of_runs_in::<FUSED, WIDE, 2>(input, pair, n, &mut dst);
         }
         if let Some((last, taps)) = &taps.last {
-            sum_of_runs_in::<FUSED, WIDE, 1>(input, taps, rows_of(sums, n, [*last]));
+            let mut dst = valid_positions(out, plane, [*last], bias, widths);
+            sum_of_runs_in::<FUSED, WIDE, 1>(input, taps, n, &mut dst);
         }
+    }
+}
+
+/// The output maps `maps` of `out` (`plane` values each), with their biases, for
+/// [`correlate`].
+fn valid_positions<'a, const M: usize>(
+    out: &'a mut [f32],
+    plane: usize,
+    maps: [usize; M],
+    bias: &[f32],
+    (width, ow): (usize, usize),
+) -> ValidPositions<'a, M> {
+    ValidPositions {
+        maps: rows_of(out, plane, maps),
+        bias: maps.map(|m| bias[m]),
+        width,
+        ow,
     }
 }
 
@@ -694,8 +747,8 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
                 let entries: [f32; E] = kernel[lm..lm + E].try_into().expect("E entries");
                 (at, entries)
             }));
-            let rows = rows_of(scratch, n, std::array::from_fn(|e| e));
-            sum_of_runs::<FUSED, E, { block(false) }>(grad, &many, rows);
+            let mut rows = rows_of(scratch, n, std::array::from_fn(|e| e));
+            sum_of_runs::<FUSED, E, { block(false) }>(grad, &many, n, &mut rows);
             if (1..E).all(|e| starts[lm + e] == starts[lm] + e) {
                 // one pass over the input for the entries' runs, which start one apart
                 let start = start_of(i, lm);
@@ -712,7 +765,7 @@ fn adjoint_entries<const FUSED: bool, const WIDE: bool, const E: usize>(
         for lm in lm..kk {
             one.clear();
             one.extend(kernels.iter().map(|&(at, kernel)| (at, [kernel[lm]])));
-            sum_of_runs_in::<FUSED, WIDE, 1>(grad, &one, [&mut scratch[..n]]);
+            sum_of_runs_in::<FUSED, WIDE, 1>(grad, &one, n, &mut [&mut scratch[..n]]);
             let start = start_of(i, lm);
             add_runs_one_apart([&scratch[..n]], &mut grad_input[start..start + n]);
         }
@@ -1405,20 +1458,6 @@ mod tests {
                     "{ow} wide, block {i} weighted"
                 );
             }
-
-            let bias = [0.25, -1.5];
-            let n = (oh - 1) * width + ow;
-            let sums = uniform(2 * n, 2);
-            let mut out = vec![f32::NAN; 2 * oh * ow];
-            add_bias_at_valid_positions(sums.as_slice().unwrap(), (width, ow), &bias, &mut out);
-            for (i, &o) in out.iter().enumerate() {
-                let (c, j, x) = (i / (oh * ow), i / ow % oh, i % ow);
-                assert_eq!(
-                    o,
-                    sums[c * n + j * width + x] + bias[c],
-                    "{ow} wide, position {i}"
-                );
-            }
         }
     }
 
@@ -1522,7 +1561,7 @@ mod tests {
     }
 
     #[test]
-    fn correlate_gives_the_sums_of_im2col_and_a_product() {
+    fn correlate_gives_the_sums_of_im2col_and_a_product_plus_the_bias() {
         for (shape, table) in conv_shapes() {
             let n = shape.positions();
             let (input, cols) = input_and_windows(shape, 1);
@@ -1530,10 +1569,16 @@ mod tests {
             let mut expected = Array2::zeros((shape.c_out, n));
             matmul(masked.view(), cols.view(), 0.0, expected.view_mut());
             let taps = shape.taps(stored.as_slice().unwrap(), table.as_deref());
-            let mut sums = Array2::zeros((shape.c_out, n));
-            let (x, out) = (input.as_slice().unwrap(), sums.as_slice_mut().unwrap());
-            correlate(x, n, &taps, out);
-            assert_same_sums(sums.as_slice().unwrap(), expected.as_slice().unwrap());
+            let bias = uniform(shape.c_out, 3);
+            let ConvShape { width, k, .. } = shape;
+            let (oh, ow) = (shape.height + 1 - k, width + 1 - k);
+            let expected = Array3::from_shape_fn((shape.c_out, oh, ow), |(c, j, x)| {
+                expected[[c, j * width + x]] + bias[c]
+            });
+            let mut out = vec![f32::NAN; shape.c_out * oh * ow];
+            let (x, bias) = (input.as_slice().unwrap(), bias.as_slice().unwrap());
+            correlate(x, (width, ow), &taps, bias, &mut out);
+            assert_same_sums(&out, expected.as_slice().unwrap());
         }
     }
 

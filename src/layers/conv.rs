@@ -33,9 +33,7 @@ use super::activation::Activation;
 use super::{DenseDescent, Init, regain, zeros_param};
 use crate::kernels::lanes::{LANES, Lane, MAPS, correlate_lanes, to_lanes};
 use crate::kernels::window::{ConvShape, Taps, positions};
-use crate::kernels::{
-    add_bias_at_valid_positions, correlate, correlate_adjoint, correlate_weight_grad, matmul,
-};
+use crate::kernels::{correlate, correlate_adjoint, correlate_weight_grad, matmul};
 use crate::layer::{Backward, Descended, Layer, LayerConfig, Param, ParamMut, ParamRef, Pass, chw};
 use crate::{Error, Result};
 
@@ -230,7 +228,7 @@ impl Conv {
     /// OH, OW]`: one sample at a time ([`Conv::forward_sample`]), or the whole batch at once
     /// for a single output position ([`Conv::forward_dense`]).
     fn compute(&self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
-        let (out_shape, [_, _, n]) = self.shapes(&input)?;
+        let out_shape = self.out_shape(&input)?;
         let (_, _, height, width) = input.dim();
         let mut output = Array4::zeros(out_shape);
         match self.taps(height, width) {
@@ -244,9 +242,8 @@ impl Conv {
                 let (mut lanes_out, mut rest_out) =
                     output.view_mut().split_at(Axis(0), groups * LANES);
                 self.forward_lanes(&taps, lanes, &mut lanes_out);
-                let mut sums = Array2::zeros((out_shape[1], n));
                 for (x, y) in rest.outer_iter().zip(rest_out.outer_iter_mut()) {
-                    self.forward_sample(&taps, x, sums.view_mut(), y);
+                    self.forward_sample(&taps, x, y);
                 }
             }
             None => self.forward_dense(input, &mut output),
@@ -315,30 +312,19 @@ impl Conv {
         self.activation.apply(out);
     }
 
-    /// One sample: `sums` `[C_out, N]` ← the correlation of `input` `[C_in, H, W]` with the
-    /// kernels whose `taps` are given ([`correlate`]), then `output` `[C_out, OH, OW]` ←
-    /// f(sums at the valid positions + bias).
-    fn forward_sample(
-        &self,
-        taps: &Taps,
-        input: ArrayView3<f32>,
-        mut sums: ArrayViewMut2<f32>,
-        mut output: ArrayViewMut3<f32>,
-    ) {
+    /// One sample: `output` `[C_out, OH, OW]` ← f(the correlation of `input` `[C_in, H, W]`
+    /// with the kernels whose `taps` are given, plus the bias) ([`correlate`]).
+    fn forward_sample(&self, taps: &Taps, input: ArrayView3<f32>, mut output: ArrayViewMut3<f32>) {
         let width = input.dim().2;
         let input = input.as_standard_layout();
         let flat = input.as_slice().expect("standard layout");
-        let n = sums.ncols();
-        correlate(flat, n, taps, sums.as_slice_mut().expect("standard layout"));
         let (bias, ow) = (
             self.bias.value.as_slice().expect("standard layout"),
             output.dim().2,
         );
         let out = output.as_slice_mut().expect("standard layout");
-        let sums = sums.as_slice().expect("standard layout");
-        add_bias_at_valid_positions(sums, (width, ow), bias, out);
-        self.activation
-            .apply(output.as_slice_mut().expect("standard layout"));
+        correlate(flat, (width, ow), taps, bias, out);
+        self.activation.apply(out);
     }
 
     /// Adds dL/dW and dL/d(bias) for `grad` (dL/d(weighted sum), `[B, C_out, OH, OW]`) and the
@@ -457,15 +443,10 @@ impl Conv {
         with_input.then_some(grad_input)
     }
 
-    /// `[B, C_out, OH, OW]` and `[B, C_in·K·K, N]` for `input`, after checking its shape.
-    fn shapes(&self, input: &ArrayView4<f32>) -> Result<([usize; 4], [usize; 3])> {
+    /// `[B, C_out, OH, OW]` for `input`, after checking its shape.
+    fn out_shape(&self, input: &ArrayView4<f32>) -> Result<[usize; 4]> {
         let [c_out, oh, ow] = self.output_shape(chw(input.shape()))?;
-        let (batch, c_in, height, width) = input.dim();
-        let k = self.kernel();
-        Ok((
-            [batch, c_out, oh, ow],
-            [batch, c_in * k * k, positions(height, width, k)],
-        ))
+        Ok([input.dim().0, c_out, oh, ow])
     }
 }
 
