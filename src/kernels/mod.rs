@@ -1134,6 +1134,11 @@ multiversion! { wide
     }
 }
 
+/// A cache line's alignment, so that no load of a 512-bit register from `T` straddles two
+/// lines.
+#[repr(C, align(64))]
+struct Aligned<T>(T);
+
 /// [`few_rows_product`] with columns of `c` `J` at a time.
 #[inline(always)]
 fn product_in_blocks<const FUSED: bool, const J: usize>(
@@ -1145,7 +1150,8 @@ fn product_in_blocks<const FUSED: bool, const J: usize>(
 ) {
     let (m, n) = (a.len() / depth, b.len() / depth);
     // one block of rows, transposed: a fixed size, however deep the product
-    let mut lanes = [0.0f32; GEMM_DEPTH * ROWS];
+    let mut lanes = Aligned([0.0f32; GEMM_DEPTH * ROWS]);
+    let lanes = &mut lanes.0;
     // a short last block of columns: copied beside each other, the last repeated (its sums
     // then not used)
     let mut tail = Vec::new();
