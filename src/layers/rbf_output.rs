@@ -23,6 +23,7 @@ use std::path::Path;
 use image::{DynamicImage, GrayImage};
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, Axis, CowArray, Ix2};
 
+use crate::kernels::multiversion;
 use crate::layer::{Backward, Layer, LayerConfig, Mode, Pass, chw, standard};
 use crate::{Error, Result};
 
@@ -146,24 +147,90 @@ impl RbfOutput {
             .expect("size checked"))
     }
 
-    /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`, each sum in `j` order. The
-    /// classes' sums are taken side by side, term by term, so that they do not wait on each
-    /// other.
+    /// `-Σ_j (x[b, j] - weight[i, j])²` as `[B, classes, 1, 1]`, each sum in `j` order
+    /// ([`distances`]).
     fn compute(&self, x: ArrayView2<f32>) -> Array4<f32> {
         let classes = self.weight.nrows();
         let prototypes_t = self.weight_t.as_slice().expect("standard layout");
         let mut out = Array4::<f32>::zeros((x.nrows(), classes, 1, 1));
-        let sums = out.as_slice_mut().expect("fresh array");
-        for (x, sums) in x.rows().into_iter().zip(sums.chunks_exact_mut(classes)) {
-            for (&x, w) in x.iter().zip(prototypes_t.chunks_exact(classes)) {
-                for (s, &w) in sums.iter_mut().zip(w) {
+        let x = x.as_standard_layout();
+        distances(
+            x.as_slice().expect("standard layout"),
+            prototypes_t,
+            classes,
+            out.as_slice_mut().expect("fresh array"),
+        );
+        out
+    }
+}
+
+/// Samples per group of [`distances`]: the lanes of an AVX-512 register, or of two AVX
+/// registers.
+const SAMPLES: usize = 16;
+
+/// Classes per pass over a group's inputs in [`distances`]: five registers of sums in the
+/// AVX-512 build, ten in the AVX2 build.
+const PASS_CLASSES: usize = 5;
+
+multiversion! { wide
+    /// `out[b, i] = -Σ_j (x[b, j] - w_t[j, i])²` for `x` `[B, inputs]` and the transposed
+    /// prototypes `w_t` `[inputs, classes]`: each sum from +0 in `j` order, each square
+    /// rounded before it is added, whatever the batch. Groups of [`SAMPLES`] samples go side
+    /// by side in the lanes, [`PASS_CLASSES`] classes at a time, so that every sum stays in a
+    /// register and each waits only on its own last addition; the samples after the last
+    /// group go one at a time, the classes' sums side by side.
+    fn distances(x: &[f32], w_t: &[f32], classes: usize, out: &mut [f32]) {
+        let inputs = w_t.len() / classes.max(1);
+        let mut groups = x.chunks_exact(SAMPLES * inputs);
+        let mut outs = out.chunks_exact_mut(SAMPLES * classes);
+        let mut lanes = vec![0.0f32; inputs * SAMPLES];
+        for (x, out) in groups.by_ref().zip(outs.by_ref()) {
+            for (s, x) in x.chunks_exact(inputs).enumerate() {
+                for (lane, &v) in lanes.chunks_exact_mut(SAMPLES).zip(x) {
+                    lane[s] = v;
+                }
+            }
+            for first in (0..classes).step_by(PASS_CLASSES) {
+                let sums = group_distances(&lanes, w_t, classes, first);
+                for (s, out) in out.chunks_exact_mut(classes).enumerate() {
+                    for (o, sums) in out[first..].iter_mut().zip(&sums) {
+                        *o = -sums[s];
+                    }
+                }
+            }
+        }
+        let rest = groups.remainder().chunks_exact(inputs);
+        for (x, out) in rest.zip(outs.into_remainder().chunks_exact_mut(classes)) {
+            for (&x, w) in x.iter().zip(w_t.chunks_exact(classes)) {
+                for (s, &w) in out.iter_mut().zip(w) {
                     *s += (x - w) * (x - w);
                 }
             }
-            sums.iter_mut().for_each(|s| *s = -*s);
+            out.iter_mut().for_each(|s| *s = -*s);
         }
-        out
     }
+}
+
+/// One pass of [`distances`]: for the classes `first..first + PASS_CLASSES` (those past the last
+/// class computed against a copy of it, then dropped), the sums of the samples in `lanes`
+/// `[inputs, SAMPLES]`.
+#[inline(always)]
+fn group_distances(
+    lanes: &[f32],
+    w_t: &[f32],
+    classes: usize,
+    first: usize,
+) -> [[f32; SAMPLES]; PASS_CLASSES] {
+    let mut acc = [[0.0f32; SAMPLES]; PASS_CLASSES];
+    for (x, w) in lanes.chunks_exact(SAMPLES).zip(w_t.chunks_exact(classes)) {
+        let w: [f32; PASS_CLASSES] = std::array::from_fn(|c| w[(first + c).min(classes - 1)]);
+        for (acc, w) in acc.iter_mut().zip(w) {
+            for (a, &x) in acc.iter_mut().zip(x) {
+                *a += (x - w) * (x - w);
+            }
+        }
+    }
+    acc
 }
 
 impl Layer for RbfOutput {
@@ -276,19 +343,22 @@ mod tests {
     #[test]
     fn each_distance_is_summed_in_input_order() {
         // bit for bit the plain left-to-right sum, for inputs whose terms round differently
-        // in another order; also with the prototypes made bipolar
-        let x = crate::testing::uniform((5, 84), 7).mapv(|v| 3.0 * v);
-        for rbf in [RbfOutput::digits(), RbfOutput::digits().bipolar()] {
-            let out = rbf
-                .forward(
-                    x.view().into_shape_with_order((5, 84, 1, 1)).unwrap(),
-                    Pass::Predict,
-                )
-                .unwrap();
+        // in another order; also with the prototypes made bipolar, and with seven classes (a
+        // pass of five and one of two); 37 samples: two groups in the lanes, five alone
+        let x = crate::testing::uniform((37, 84), 7).mapv(|v| 3.0 * v);
+        let seven = crate::testing::uniform((7, 84), 8);
+        let layers = [
+            RbfOutput::digits(),
+            RbfOutput::digits().bipolar(),
+            RbfOutput::from_params(seven).unwrap(),
+        ];
+        for rbf in layers {
+            let input = x.view().into_shape_with_order((37, 84, 1, 1)).unwrap();
+            let out = rbf.forward(input, Pass::Predict).unwrap();
             for (b, x) in x.rows().into_iter().enumerate() {
                 for (i, w) in rbf.weight().rows().into_iter().enumerate() {
                     let plain: f32 = x.iter().zip(w).map(|(x, w)| (x - w) * (x - w)).sum();
-                    assert_eq!(out[[b, i, 0, 0]].to_bits(), (-plain).to_bits());
+                    assert_eq!(out[[b, i, 0, 0]].to_bits(), (-plain).to_bits(), "{b} {i}");
                 }
             }
         }
