@@ -375,7 +375,8 @@ multiversion! {
 
 /// Values per chunk of the row loops of [`sums_of_2x2`], [`max_of_2x2`] and its adjoint: one
 /// AVX register. A row's last chunk is moved back to end at the row's end, so that short rows
-/// (S2's 14 values in LeNet-5) need no one-value-at-a-time tail; the values it writes twice get the same value both times.
+/// (S2's 14 values in LeNet-5) need no one-value-at-a-time tail; the values it writes twice
+/// get the same value both times.
 const CHUNK: usize = 8;
 
 /// `body` with `(x, n)` for every chunk `x..x + n` of `0..len`: chunks of [`CHUNK`] (the last
@@ -521,6 +522,7 @@ const fn block(wide: bool) -> usize {
 
 /// Where [`sum_block`] puts the sums `[M][L]` of its rows at positions `q..q + L`.
 trait Sink<const M: usize> {
+    /// Takes row `j`'s sums `sums[j]` for positions `q..q + L`.
     fn put<const L: usize>(&mut self, q: usize, sums: &[[f32; L]; M]);
 }
 
