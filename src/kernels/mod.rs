@@ -1011,11 +1011,12 @@ fn check_rows<const HELD: bool>(
     let DenseStep { g, x, lr, .. } = step;
     let r = x.len();
     grad_input.fill(0.0);
+    let largest = |values: &[f32]| values.iter().fold(0, |m, &v| m.max(abs_bits(v)));
     let mut weight_bits = 0;
     for (w, &gp) in weight.chunks_exact(r).zip(g) {
         let w = &w[..r];
         if grad_input.is_empty() {
-            weight_bits = w.iter().fold(weight_bits, |m, &w| m.max(abs_bits(w)));
+            weight_bits = weight_bits.max(largest(w));
         } else {
             for (gi, &w) in grad_input.iter_mut().zip(w) {
                 *gi += gp * w;
@@ -1023,7 +1024,6 @@ fn check_rows<const HELD: bool>(
             }
         }
     }
-    let largest = |values: &[f32]| values.iter().fold(0, |m, &v| m.max(abs_bits(v)));
     let weight_max = f32::from_bits(weight_bits.max(largest(bias)));
     let held_max = if HELD {
         f32::from_bits(largest(weight_held).max(largest(bias_held)))
